@@ -1,0 +1,31 @@
+"""The application factory: configuration, database, blueprints and error handlers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from dotenv import load_dotenv
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import api, protocol
+from app.config import load_config
+from app.db import db, migrate
+
+
+def create_app(env: Mapping[str, str] | None = None) -> Flask:
+    """Build the service from environment-style settings; None means os.environ plus .env."""
+    if env is None:
+        load_dotenv()
+        env = os.environ
+    app = Flask(__name__, static_folder=None)  # an API serves no static files
+    app.config.from_mapping(load_config(env))
+    os.makedirs(app.instance_path, exist_ok=True)  # relative SQLite paths live in instance/
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    app.register_blueprint(api.scim)
+    protocol.register_error_handlers(app)
+    if hops := app.config["SCIM_PROXY_HOPS"]:  # only behind a proxy we know about
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,71 @@
+"""ServiceProviderConfig, ResourceTypes and Schemas (RFC 7644 §4), generated from the registry."""
+
+from flask import Blueprint, Response, current_app
+
+from app import protocol
+from app.errors import NotFound
+from app.schema.core import RESOURCE_TYPES, SCHEMAS
+
+bp = Blueprint("discovery", __name__)
+
+SPC_URN = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
+
+
+@bp.get("/ServiceProviderConfig")
+def service_provider_config() -> Response:
+    base_url = protocol.base_url()
+    return protocol.scim_response(
+        {
+            "schemas": [SPC_URN],
+            "documentationUri": "https://datatracker.ietf.org/doc/html/rfc7644",
+            "patch": {"supported": True},
+            "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+            "filter": {"supported": True, "maxResults": current_app.config["SCIM_MAX_RESULTS"]},
+            "changePassword": {"supported": True},
+            "sort": {"supported": True},
+            "etag": {"supported": True},
+            "authenticationSchemes": [
+                {
+                    "type": "oauthbearertoken",
+                    "name": "OAuth Bearer Token",
+                    "description": "A bearer token in the Authorization header (RFC 6750).",
+                    "specUri": "https://datatracker.ietf.org/doc/html/rfc6750",
+                    "primary": True,
+                }
+            ],
+            "meta": {
+                "resourceType": "ServiceProviderConfig",
+                "location": f"{base_url}/ServiceProviderConfig",
+            },
+        }
+    )
+
+
+@bp.get("/ResourceTypes")
+def list_resource_types() -> Response:
+    base_url = protocol.base_url()
+    resources = [rt.to_scim(base_url) for rt in RESOURCE_TYPES]
+    return protocol.list_response(resources, len(resources), 1)
+
+
+@bp.get("/ResourceTypes/<resource_type_id>")
+def get_resource_type(resource_type_id: str) -> Response:
+    rt = next((rt for rt in RESOURCE_TYPES if rt.id == resource_type_id), None)
+    if rt is None:
+        raise NotFound(f"ResourceType {resource_type_id} not found")
+    return protocol.scim_response(rt.to_scim(protocol.base_url()))
+
+
+@bp.get("/Schemas")
+def list_schemas() -> Response:
+    base_url = protocol.base_url()
+    resources = [schema.to_scim(base_url) for schema in SCHEMAS]
+    return protocol.list_response(resources, len(resources), 1)
+
+
+@bp.get("/Schemas/<schema_id>")
+def get_schema(schema_id: str) -> Response:
+    schema = next((s for s in SCHEMAS if s.id == schema_id), None)
+    if schema is None:
+        raise NotFound(f"Schema {schema_id} not found")
+    return protocol.scim_response(schema.to_scim(protocol.base_url()))

@@ -1,0 +1,58 @@
+"""Users views (RFC 7644 §3.2-3.6), thin: parse through protocol, one store call, serialize."""
+
+from flask import Blueprint, Response
+
+from app import etags, patch, protocol, serialize
+from app.schema.core import USER_RESOURCE
+from app.store import users
+
+bp = Blueprint("users", __name__, url_prefix="/Users")
+
+
+@bp.get("")
+def list_users() -> Response:
+    page = protocol.page()
+    sort_by, sort_order = protocol.sort()
+    result = users.search(
+        protocol.filter_text(),
+        start_index=page.start_index,
+        count=page.count,
+        sort_by=sort_by,
+        descending=sort_order == "descending",
+    )
+    projection = protocol.projection()
+    resources = [serialize.user(user, projection) for user in result.users]
+    return protocol.list_response(resources, result.total, page.start_index)
+
+
+@bp.post("")
+def create_user() -> Response:
+    user = users.create(protocol.json_body())
+    return protocol.resource(serialize.user(user, protocol.projection()), 201, location=True)
+
+
+@bp.get("/<user_id>")
+def get_user(user_id: str) -> Response:
+    user = users.get(user_id)
+    if etags.matches(protocol.if_none_match(), user.version):
+        return protocol.not_modified(etags.etag(user.version))
+    return protocol.resource(serialize.user(user, protocol.projection()))
+
+
+@bp.put("/<user_id>")
+def replace_user(user_id: str) -> Response:
+    user = users.replace(user_id, protocol.json_body(), if_match=protocol.if_match())
+    return protocol.resource(serialize.user(user, protocol.projection()))
+
+
+@bp.patch("/<user_id>")
+def patch_user(user_id: str) -> Response:
+    operations = patch.parse(USER_RESOURCE, protocol.json_body())
+    user = users.patch(user_id, operations, if_match=protocol.if_match())
+    return protocol.resource(serialize.user(user, protocol.projection()))
+
+
+@bp.delete("/<user_id>")
+def delete_user(user_id: str) -> Response:
+    users.delete(user_id, if_match=protocol.if_match())
+    return protocol.no_content()

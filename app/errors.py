@@ -1,0 +1,68 @@
+"""SCIM errors (RFC 7644 §3.12): raised where a problem is found, rendered once in protocol.py."""
+
+from __future__ import annotations
+
+
+class ScimError(Exception):
+    status = 400
+    scim_type: str | None = None
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class InvalidFilter(ScimError):
+    scim_type = "invalidFilter"
+
+
+class TooMany(ScimError):
+    scim_type = "tooMany"
+
+
+class InvalidSyntax(ScimError):
+    scim_type = "invalidSyntax"
+
+
+class InvalidPath(ScimError):
+    scim_type = "invalidPath"
+
+
+class NoTarget(ScimError):
+    scim_type = "noTarget"
+
+
+class InvalidValue(ScimError):
+    scim_type = "invalidValue"
+
+
+class Mutability(ScimError):
+    scim_type = "mutability"
+
+
+class Uniqueness(ScimError):
+    status = 409
+    scim_type = "uniqueness"
+
+
+class Unauthorized(ScimError):
+    status = 401
+
+
+class NotFound(ScimError):
+    status = 404
+
+
+class PreconditionFailed(ScimError):
+    status = 412
+
+
+class UnsupportedMediaType(ScimError):
+    status = 415
+
+
+class Conflict(ScimError):
+    """A write lost a race it could not retry its way out of."""
+
+    status = 409

@@ -1,0 +1,354 @@
+"""PATCH (RFC 7644 §3.5.2): PatchOp JSON -> operations, and operations applied to a document.
+
+`parse` is where IdP leniency lives (see `_normalise`): capitalised `op` values, path-less
+values whose keys are themselves paths, a value object that repeats the unchanged `id`. After
+it, the engine only ever sees RFC-shaped operations. The engine works on one resource's document
+in memory; the caller validates the result as a whole, so types are checked in one place.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from scim2_filter_parser import ast
+
+from app.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget
+from app.filters import parse_path
+from app.schema import Attribute, Resolved, ResourceType
+
+PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+OPS = ("add", "remove", "replace")
+
+
+@dataclass(frozen=True)
+class Target:
+    resolved: Resolved
+    value_filter: ast.Filter | None = None  # emails[type eq "work"] -> type eq "work"
+    extension: str | None = None  # the URN its attribute nests under; None for core attributes
+
+
+@dataclass(frozen=True)
+class Operation:
+    op: str
+    target: Target
+    value: Any = None
+    implicit: bool = False  # came from a path-less value object's key, not an explicit path
+
+
+def parse(rt: ResourceType, body: dict[str, Any]) -> list[Operation]:
+    schemas = body.get("schemas")
+    if schemas is not None and (not isinstance(schemas, list) or PATCH_URN not in schemas):
+        raise InvalidSyntax(f"schemas must be [{PATCH_URN!r}]")
+    raw_operations = body.get("Operations", body.get("operations"))
+    if not isinstance(raw_operations, list) or not raw_operations:
+        raise InvalidSyntax("Operations must be a non-empty list")
+    operations: list[Operation] = []
+    for index, raw in enumerate(raw_operations, start=1):
+        if not isinstance(raw, dict):
+            raise InvalidSyntax(f"Operation {index} must be an object")
+        operations.extend(_normalise(rt, raw, index))
+    return operations
+
+
+def _normalise(rt: ResourceType, raw: dict[str, Any], index: int) -> list[Operation]:
+    op = raw.get("op")
+    # Entra ID capitalises op values ("Replace"); RFC 7644 spells them in lower case.
+    if not isinstance(op, str) or op.lower() not in OPS:
+        raise InvalidSyntax(f"Operation {index}: op must be one of add, remove, replace")
+    op = op.lower()
+    path = raw.get("path")
+    value = raw.get("value")
+    if path is not None and not isinstance(path, str):
+        raise InvalidPath(f"Operation {index}: path must be a string")
+    if path:
+        if op != "remove" and "value" not in raw:
+            raise InvalidValue(f"Operation {index}: {op} requires a value")
+        return [Operation(op, _target(rt, path), value)]
+    if op == "remove":
+        raise NoTarget(f"Operation {index}: remove requires a path")
+    if not isinstance(value, dict):
+        raise InvalidValue(f"Operation {index}: {op} without a path requires an object value")
+    # A path-less value is a set of attributes, and Entra ID uses paths as its keys
+    # ("name.givenName", URN-qualified names, emails[type eq "work"].value): apply each as a path.
+    expanded: list[Operation] = []
+    for key, item in value.items():
+        if key.lower() == "schemas":
+            continue
+        extension = rt.extension(key)
+        if extension is not None and isinstance(item, dict):
+            for sub_key, sub_item in item.items():
+                target = _target(rt, f"{extension.id}:{sub_key}")
+                expanded.append(Operation(op, target, sub_item, implicit=True))
+            continue
+        expanded.append(Operation(op, _target(rt, key), item, implicit=True))
+    return expanded
+
+
+def _target(rt: ResourceType, path: str) -> Target:
+    parsed = parse_path(path)
+    value_filter = None
+    if isinstance(parsed.attr_name, ast.Filter):
+        namespace = parsed.attr_name.namespace
+        value_filter = parsed.attr_name.expr
+        name, sub, uri = namespace.attr_name, namespace.sub_attr, namespace.uri
+    else:
+        name, sub, uri = parsed.attr_name, parsed.sub_attr, parsed.uri
+    text = f"{uri}:{name}" if uri else name
+    if sub is not None:
+        text += "." + sub.value
+    resolved = rt.resolve(text)
+    if resolved is None:
+        raise InvalidPath(f"Unknown attribute in path {path!r}")
+    if value_filter is not None and not resolved.attribute.multi_valued:
+        raise InvalidPath(f"{resolved.attribute.name} is not multi-valued; it takes no filter")
+    extension = None
+    if resolved.schema is not None and resolved.schema is not rt.schema:
+        extension = resolved.schema.id
+    return Target(resolved, value_filter, extension)
+
+
+def apply(
+    document: dict[str, Any], operations: list[Operation], *, resource_id: str
+) -> dict[str, Any]:
+    """Apply operations in order to a copy of `document`; the caller validates the result."""
+    result = copy.deepcopy(document)
+    for operation in operations:
+        _apply_one(result, operation, resource_id)
+    return result
+
+
+def _apply_one(document: dict[str, Any], operation: Operation, resource_id: str) -> None:
+    resolved = operation.target.resolved
+    attribute, sub = resolved.attribute, resolved.sub_attribute
+    if not attribute.writable or (sub is not None and not sub.writable):
+        # Okta repeats the resource's own id in path-less replaces: unchanged is not a change.
+        if operation.implicit and attribute.name == "id" and operation.value == resource_id:
+            return
+        raise Mutability(f"{resolved.name} is readOnly")
+    container = _container(document, operation.target.extension)
+    if attribute.multi_valued:
+        _apply_multi(container, operation)
+    elif sub is not None:
+        _apply_sub(container, attribute, sub, operation)
+    elif operation.op == "remove":
+        container.pop(attribute.name, None)
+    elif attribute.is_complex and isinstance(operation.value, dict):
+        # RFC 7644 §3.5.2.1/§3.5.2.3: sub-attributes not given are left unchanged.
+        current = container.get(attribute.name)
+        merged = dict(current) if isinstance(current, dict) else {}
+        merged.update(_canonical(attribute, operation.value))
+        container[attribute.name] = merged
+    else:
+        container[attribute.name] = operation.value
+    if operation.target.extension and document.get(operation.target.extension) == {}:
+        document.pop(operation.target.extension)
+
+
+def _apply_sub(container: dict, attribute: Attribute, sub: Attribute, operation: Operation) -> None:
+    current = container.get(attribute.name)
+    if operation.op == "remove":
+        if isinstance(current, dict):
+            current.pop(sub.name, None)
+            if not current:
+                container.pop(attribute.name)
+        return
+    element = dict(current) if isinstance(current, dict) else {}
+    element[sub.name] = operation.value
+    container[attribute.name] = element
+
+
+def _apply_multi(container: dict, operation: Operation) -> None:
+    target = operation.target
+    attribute, sub = target.resolved.attribute, target.resolved.sub_attribute
+    elements: list[Any] = list(container.get(attribute.name) or [])
+    op, value = operation.op, operation.value
+    if target.value_filter is not None:
+        elements = _apply_filtered(attribute, sub, elements, operation)
+    elif sub is not None:
+        if op == "remove":
+            for element in elements:
+                if isinstance(element, dict):
+                    element.pop(sub.name, None)
+        elif elements:
+            for element in elements:
+                if isinstance(element, dict):
+                    element[sub.name] = value
+        else:
+            elements = [{sub.name: value}]
+        elements = [e for e in elements if e != {}]
+    elif op == "remove":
+        if value is None:
+            elements = []
+        else:
+            # Entra ID removes members as {"path":"members","value":[{"value":"<id>"}]}:
+            # remove exactly the listed elements, never the whole attribute.
+            listed = value if isinstance(value, list) else [value]
+            gone = {_identity(attribute, item) for item in listed}
+            elements = [e for e in elements if _identity(attribute, e) not in gone]
+    else:
+        items = value if isinstance(value, list) else [value]
+        items = [_canonical(attribute, item) if isinstance(item, dict) else item for item in items]
+        if op == "replace":
+            elements = items
+        else:
+            known = {_identity(attribute, e) for e in elements}
+            for item in items:
+                if _identity(attribute, item) not in known:
+                    elements.append(item)
+                    known.add(_identity(attribute, item))
+        if any(_is_primary(item) for item in items):
+            _keep_one_primary(elements, chosen=[i for i in items if _is_primary(i)][-1])
+    if elements:
+        container[attribute.name] = elements
+    else:
+        container.pop(attribute.name, None)
+
+
+def _apply_filtered(
+    attribute: Attribute, sub: Attribute | None, elements: list[Any], operation: Operation
+) -> list[Any]:
+    op, value, value_filter = operation.op, operation.value, operation.target.value_filter
+    matched = [e for e in elements if isinstance(e, dict) and matches(attribute, value_filter, e)]
+    if op == "remove":
+        if sub is None:
+            return [e for e in elements if not any(e is m for m in matched)]
+        for element in matched:
+            element.pop(sub.name, None)
+        return [e for e in elements if e != {}]
+    if not matched:
+        seed = _seed(attribute, value_filter)
+        if op == "replace" or seed is None:
+            raise NoTarget(f"No {attribute.name} value matches the filter in the path")
+        # Entra ID adds emails[type eq "work"].value to a user without a work email: create it.
+        element = dict(seed)
+        if sub is not None:
+            element[sub.name] = value
+        elif isinstance(value, dict):
+            element.update(_canonical(attribute, value))
+        else:
+            raise InvalidValue(f"{attribute.name}[...] needs an object value")
+        elements.append(element)
+        matched = [element]
+    else:
+        for element in matched:
+            if sub is not None:
+                element[sub.name] = value
+            elif isinstance(value, dict):
+                if op == "replace":
+                    element.clear()
+                element.update(_canonical(attribute, value))
+            else:
+                raise InvalidValue(f"{attribute.name}[...] needs an object value")
+    chosen = next((e for e in matched if _is_primary(e)), None)
+    if chosen is not None:
+        _keep_one_primary(elements, chosen)
+    return elements
+
+
+def matches(attribute: Attribute, node: Any, element: dict[str, Any]) -> bool:
+    """Evaluate a value filter against one element of a multi-valued attribute."""
+    if isinstance(node, ast.Filter):
+        if node.namespace is not None:
+            raise InvalidPath("Value filters cannot be nested")
+        result = matches(attribute, node.expr, element)
+        return not result if node.negated else result
+    if isinstance(node, ast.LogExpr):
+        left = matches(attribute, node.expr1, element)
+        if node.op.lower() == "and":
+            return left and matches(attribute, node.expr2, element)
+        return left or matches(attribute, node.expr2, element)
+    path = node.attr_path
+    if isinstance(path.attr_name, ast.Filter) or path.uri or path.sub_attr is not None:
+        raise InvalidPath(f"Inside {attribute.name}[...] name a sub-attribute")
+    sub = attribute.sub(path.attr_name)
+    if sub is None:
+        raise InvalidPath(f"Unknown attribute {attribute.name}.{path.attr_name}")
+    actual = element.get(sub.name)
+    op = node.value.lower()
+    if op == "pr":
+        return actual not in (None, "", [], {})
+    expected = node.comp_value.value.value
+    if isinstance(actual, str) and isinstance(expected, str) and not sub.case_exact:
+        actual, expected = actual.lower(), expected.lower()
+    return _compare(op, actual, expected)
+
+
+def _compare(op: str, actual: Any, expected: Any) -> bool:
+    if op == "eq":
+        return actual == expected
+    if op == "ne":
+        return actual != expected
+    if not isinstance(actual, str) or not isinstance(expected, str):
+        if op in ("co", "sw", "ew"):
+            return False
+    if op == "co":
+        return expected in actual
+    if op == "sw":
+        return actual.startswith(expected)
+    if op == "ew":
+        return actual.endswith(expected)
+    if actual is None or type(actual) is not type(expected) or isinstance(actual, bool):
+        return False
+    return {
+        "gt": actual > expected,
+        "ge": actual >= expected,
+        "lt": actual < expected,
+        "le": actual <= expected,
+    }[op]
+
+
+def _seed(attribute: Attribute, node: Any) -> dict[str, Any] | None:
+    """The element a filter of `eq` terms joined by `and` describes, or None."""
+    if isinstance(node, ast.Filter):
+        return None if node.negated or node.namespace else _seed(attribute, node.expr)
+    if isinstance(node, ast.LogExpr):
+        if node.op.lower() != "and":
+            return None
+        left, right = _seed(attribute, node.expr1), _seed(attribute, node.expr2)
+        return None if left is None or right is None else {**left, **right}
+    if node.value.lower() != "eq" or isinstance(node.attr_path.attr_name, ast.Filter):
+        return None
+    sub = attribute.sub(node.attr_path.attr_name)
+    return None if sub is None else {sub.name: node.comp_value.value.value}
+
+
+def _container(document: dict[str, Any], extension: str | None) -> dict[str, Any]:
+    """Core attributes sit at the top level; extension attributes nest under their URN."""
+    if extension is None:
+        return document
+    nested = document.get(extension)
+    if not isinstance(nested, dict):
+        nested = document[extension] = {}
+    return nested
+
+
+def _canonical(attribute: Attribute, value: dict[str, Any]) -> dict[str, Any]:
+    """Sub-attribute keys in their declared spelling, so merges never duplicate a key."""
+    out = {}
+    for key, item in value.items():
+        sub = attribute.sub(key)
+        out[sub.name if sub else key] = item
+    return out
+
+
+def _identity(attribute: Attribute, element: Any) -> Any:
+    """What makes two elements the same: their `value` when they have one, else all of them."""
+    if isinstance(element, dict) and "value" in element:
+        value = element["value"]
+        sub = attribute.sub("value")
+        folds = isinstance(value, str) and sub is not None and not sub.case_exact
+        return value.lower() if folds else value
+    return repr(element)
+
+
+def _is_primary(element: Any) -> bool:
+    return isinstance(element, dict) and element.get("primary") in (True, "True", "true")
+
+
+def _keep_one_primary(elements: list[Any], chosen: Any) -> None:
+    # RFC 7643 §2.4: at most one primary; the one just written wins.
+    for element in elements:
+        if isinstance(element, dict) and element is not chosen and _is_primary(element):
+            element["primary"] = False

@@ -1,0 +1,137 @@
+"""Rows -> SCIM JSON, honouring each attribute's `returned` and the request's projection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from app.etags import etag
+from app.models import User
+from app.protocol import Projection
+from app.schema import Attribute, ResourceType
+from app.schema.core import USER_RESOURCE
+
+
+def timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds: 2026-11-23T09:51:49.123Z."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def user(row: User, projection: Projection) -> dict[str, Any]:
+    document = row.document
+    body: dict[str, Any] = {
+        "schemas": [USER_RESOURCE.schema.id]
+        + [s.id for s in USER_RESOURCE.extensions if s.id in document],
+        "id": row.id,
+    }
+    if row.external_id is not None:
+        body["externalId"] = row.external_id
+    for attribute in USER_RESOURCE.schema.attributes:
+        if attribute.name in document:
+            body[attribute.name] = document[attribute.name]
+    for extension in USER_RESOURCE.extensions:
+        if extension.id in document:
+            body[extension.id] = document[extension.id]
+    body["meta"] = {
+        "resourceType": USER_RESOURCE.id,
+        "created": timestamp(row.created_at),
+        "lastModified": timestamp(row.last_modified),
+        "location": f"{projection.base_url}/Users/{row.id}",
+        "version": etag(row.version),
+    }
+    return project(USER_RESOURCE, body, projection)
+
+
+def project(rt: ResourceType, body: dict[str, Any], projection: Projection) -> dict[str, Any]:
+    """Apply attributes/excludedAttributes (RFC 7644 §3.4.2.5) and the `returned` rules."""
+    wanted = _paths(rt, projection.attributes)
+    excluded = _paths(rt, projection.excluded_attributes)
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        if key == "schemas":
+            out[key] = value
+            continue
+        extension = rt.extension(key)
+        if extension is not None:
+            kept = {}
+            for sub_key, sub_value in value.items():
+                attribute = extension.attribute(sub_key)
+                path = (extension.id.lower(), sub_key.lower())
+                if attribute is not None:
+                    projected = _project_attribute(attribute, path, sub_value, wanted, excluded)
+                    if projected is not _DROP:
+                        kept[sub_key] = projected
+            if kept:
+                out[key] = kept
+            continue
+        attribute = rt.common_attribute(key) or rt.schema.attribute(key)
+        if attribute is None:
+            continue
+        path = (rt.schema.id.lower(), key.lower())
+        if attribute.name == "meta" and wanted and not _selected(path, wanted):
+            out[key] = {"resourceType": value["resourceType"]}  # always returned
+            continue
+        projected = _project_attribute(attribute, path, value, wanted, excluded)
+        if projected is not _DROP:
+            out[key] = projected
+    return out
+
+
+_DROP = object()
+Path = tuple[str, ...]
+
+
+def _project_attribute(
+    attribute: Attribute, path: Path, value: Any, wanted: set[Path], excluded: set[Path]
+) -> Any:
+    if attribute.returned == "never":
+        return _DROP
+    if attribute.returned == "always":
+        return value
+    if attribute.returned == "request" and not _selected(path, wanted):
+        return _DROP
+    if wanted and not _selected(path, wanted):
+        return _DROP
+    if path in excluded:
+        return _DROP
+    if not attribute.is_complex:
+        return value
+    # Sub-attribute selection: attributes=name.givenName, excludedAttributes=emails.display
+    sub_wanted = {p for p in wanted if len(p) == 3 and p[:2] == path}
+    sub_excluded = {p for p in excluded if len(p) == 3 and p[:2] == path}
+    if not sub_wanted and not sub_excluded:
+        return value
+    elements = value if attribute.multi_valued else [value]
+    trimmed = [
+        {
+            k: v
+            for k, v in element.items()
+            if (not sub_wanted or (*path, k.lower()) in sub_wanted)
+            and (*path, k.lower()) not in sub_excluded
+        }
+        for element in elements
+    ]
+    trimmed = [element for element in trimmed if element]
+    if not trimmed:
+        return _DROP
+    return trimmed if attribute.multi_valued else trimmed[0]
+
+
+def _selected(path: Path, wanted: set[Path]) -> bool:
+    """True when the attribute itself or one of its sub-attributes was asked for."""
+    return any(p[: len(path)] == path for p in wanted)
+
+
+def _paths(rt: ResourceType, names: tuple[str, ...]) -> set[Path]:
+    """Normalise short or URN-qualified names to (schema urn, attribute[, sub]) in lower case."""
+    out: set[Path] = set()
+    for name in names:
+        resolved = rt.resolve(name)
+        if resolved is None:
+            continue  # unknown names select nothing, as most providers do
+        schema_id = (resolved.schema or rt.schema).id.lower()
+        path: Path = (schema_id, resolved.attribute.name.lower())
+        if resolved.sub_attribute is not None:
+            path = (*path, resolved.sub_attribute.name.lower())
+        out.add(path)
+    return out

@@ -1,0 +1,203 @@
+"""Every SQL statement about users."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import delete as sql_delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.security import generate_password_hash
+
+from app import etags, filters, validate
+from app.db import db, utcnow
+from app.errors import Conflict, NotFound, PreconditionFailed, Uniqueness
+from app.models import User, UserValue, new_id
+from app.patch import Operation
+from app.patch import apply as apply_patch
+from app.schema.core import USER_RESOURCE
+
+# Concurrent writers to one user: the loser re-reads and re-applies its change this many times.
+WRITE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    users: list[User]
+    total: int
+
+
+def _live() -> Select[tuple[User]]:
+    """Every read starts here, so a tombstone can never leak into an answer."""
+    return select(User).where(User.deleted_at.is_(None))
+
+
+def get(user_id: str) -> User:
+    user = db.session.scalars(_live().where(User.id == user_id)).one_or_none()
+    if user is None:
+        raise NotFound(f"User {user_id} not found")
+    return user
+
+
+def search(
+    filter_text: str | None,
+    *,
+    start_index: int,
+    count: int,
+    sort_by: str | None = None,
+    descending: bool = False,
+) -> SearchResult:
+    """One page of live users matching a SCIM filter, and how many match in all."""
+    where: ColumnElement[bool] | None = filters.users_where(filter_text) if filter_text else None
+    query = _live()
+    if where is not None:
+        query = query.where(where)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    if count == 0 or total == 0 or start_index > total:
+        return SearchResult([], total)
+    order: list[Any] = []
+    if sort_by:
+        key = filters.users_sort_key(sort_by)
+        order.append((key.desc() if descending else key.asc()).nulls_last())
+    # Creation order with the id as tiebreak: every page of a crawl is stable and disjoint.
+    order += [User.created_at, User.id]
+    page = query.order_by(*order).offset(start_index - 1).limit(count)
+    return SearchResult(list(db.session.scalars(page)), total)
+
+
+def create(body: dict[str, Any]) -> User:
+    checked = validate.resource(USER_RESOURCE, body)
+    document = checked.document
+    document.setdefault("active", True)  # a new account is active unless the IdP says otherwise
+    user = User(version=1)
+    _write(user, document, checked.password)
+    user.created_at = user.last_modified
+    db.session.add(user)
+    _commit(document["userName"])
+    return user
+
+
+def replace(user_id: str, body: dict[str, Any], *, if_match: str | None = None) -> User:
+    """PUT: the body becomes the user; readOnly attributes in it are ignored (RFC 7644 §3.5.1)."""
+    checked = validate.resource(USER_RESOURCE, body)
+
+    def change(user: User) -> None:
+        document = dict(checked.document)
+        # Absent `active` keeps the current state: a PUT must never reactivate by omission.
+        document.setdefault("active", user.active)
+        validate.check_immutable(USER_RESOURCE, user.document, document)
+        _write(user, document, checked.password)
+
+    return _update(user_id, change, if_match)
+
+
+def patch(user_id: str, operations: list[Operation], *, if_match: str | None = None) -> User:
+    def change(user: User) -> None:
+        patched = apply_patch(user.document, operations, resource_id=user.id)
+        checked = validate.resource(USER_RESOURCE, patched)
+        document = checked.document
+        document.setdefault("active", user.active)
+        validate.check_immutable(USER_RESOURCE, user.document, document)
+        _write(user, document, checked.password)
+
+    return _update(user_id, change, if_match)
+
+
+def delete(user_id: str, *, if_match: str | None = None) -> None:
+    """Keep the row as a tombstone (RFC 7644 §3.6): deactivated, hidden, its userName freed."""
+
+    def change(user: User) -> None:
+        user.deleted_at = utcnow()
+        user.active = False
+        user.last_modified = user.deleted_at
+
+    _update(user_id, change, if_match)
+
+
+def _update(user_id: str, change: Callable[[User], None], if_match: str | None) -> User:
+    for _ in range(WRITE_ATTEMPTS):
+        user = get(user_id)
+        if if_match is not None and not etags.matches(if_match, user.version):
+            raise PreconditionFailed(
+                f"User {user_id} has changed (it is now version {user.version})"
+            )
+        change(user)
+        if not db.session.is_modified(user) and not db.session.new and not db.session.deleted:
+            db.session.rollback()
+            return get(user_id)  # nothing changed: no new version
+        try:
+            _commit(user.user_name)
+        except StaleDataError:
+            db.session.rollback()  # another writer won; re-read and apply again
+            continue
+        return user
+    raise Conflict(f"User {user_id} is being changed concurrently; retry the request")
+
+
+def _write(user: User, document: dict[str, Any], password: str | None) -> None:
+    """Copy a validated document onto the row and its per-element index."""
+    name = document.get("name") or {}
+    unchanged = user.document == document and password is None
+    if unchanged:
+        return
+    if user.document is None:  # a new row
+        user.id = new_id()
+    else:
+        db.session.execute(sql_delete(UserValue).where(UserValue.user_id == user.id))
+    user.document = document
+    user.user_name = document["userName"]
+    user.user_name_key = document["userName"].lower()
+    user.external_id = document.get("externalId")
+    user.display_name = document.get("displayName")
+    user.given_name = name.get("givenName")
+    user.family_name = name.get("familyName")
+    user.active = document["active"]
+    if password is not None:
+        user.password_hash = generate_password_hash(password)
+    user.last_modified = utcnow()
+    db.session.add_all(
+        UserValue(
+            user_id=user.id,
+            attribute=attribute,
+            value=_text(element.get("value")),
+            value_key=_text(element.get("value"), fold=True),
+            type=_text(element.get("type")),
+            primary=element.get("primary") is True,
+            display=_text(element.get("display")),
+            data=element,
+        )
+        for attribute, element in _elements(document)
+    )
+
+
+def _elements(document: dict[str, Any]):
+    for schema in USER_RESOURCE.schemas:
+        container = document if schema is USER_RESOURCE.schema else document.get(schema.id, {})
+        for attribute in schema.attributes:
+            if not (attribute.multi_valued and attribute.is_complex):
+                continue
+            key = (
+                attribute.name
+                if schema is USER_RESOURCE.schema
+                else f"{schema.id}:{attribute.name}"
+            )
+            for element in container.get(attribute.name, []):
+                yield key, element
+
+
+def _text(value: Any, *, fold: bool = False) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text.lower() if fold else text
+
+
+def _commit(user_name: str) -> None:
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Uniqueness(f"userName '{user_name}' is already taken") from None

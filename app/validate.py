@@ -1,0 +1,197 @@
+"""Request JSON -> checked, canonical Python values, driven by the schema registry.
+
+The canonical document that store/ keeps uses each attribute's declared name (input names are
+case-insensitive, RFC 7643 §2.1), holds core attributes at the top level and extension attributes
+under their schema URN, and drops what the client may not write (readOnly, `schemas`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app.errors import InvalidSyntax, InvalidValue, Mutability
+from app.schema import Attribute, ResourceType
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Validated:
+    document: Document
+    password: str | None  # writeOnly: kept out of the document, hashed by the store
+
+
+def resource(rt: ResourceType, body: dict[str, Any]) -> Validated:
+    """Check a full resource body (POST, PUT, or a document after PATCH)."""
+    _check_schemas(rt, body)
+    document: Document = {}
+    password: str | None = None
+    for key, value in body.items():
+        if key.lower() == "schemas":
+            continue
+        extension = rt.extension(key)
+        if extension is not None:
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise InvalidValue(f"{extension.id} must be an object")
+            checked = _attributes(value, extension.attributes, prefix=f"{extension.id}:")
+            if checked:
+                document[extension.id] = checked
+            continue
+        common = rt.common_attribute(key)
+        if common is not None:
+            if common.writable and value is not None:
+                document[common.name] = _value(common, value, common.name)
+            continue
+        attribute = rt.schema.attribute(key)
+        if attribute is None:
+            raise InvalidSyntax(f"Unknown attribute '{key}' for resource type {rt.id}")
+        if not attribute.writable or value is None:
+            continue  # RFC 7644 §3.3: readOnly values sent by a client are ignored
+        if attribute.mutability == "writeOnly" and attribute.name == "password":
+            if not isinstance(value, str) or not value:
+                raise InvalidValue("password must be a non-empty string")
+            password = value
+            continue
+        checked_value = _value(attribute, value, attribute.name)
+        if checked_value is not None:
+            document[attribute.name] = checked_value
+    _check_required(rt, document)
+    return Validated(document, password)
+
+
+def check_immutable(rt: ResourceType, before: Document, after: Document) -> None:
+    """RFC 7643 §2.2: an immutable attribute may be set once, never changed afterwards."""
+    for schema in rt.schemas:
+        old = before if schema is rt.schema else before.get(schema.id, {})
+        new = after if schema is rt.schema else after.get(schema.id, {})
+        for attribute in schema.attributes:
+            if attribute.mutability != "immutable":
+                continue
+            if attribute.name in old and new.get(attribute.name) != old[attribute.name]:
+                raise Mutability(f"{attribute.name} is immutable and already set")
+
+
+def _check_schemas(rt: ResourceType, body: dict[str, Any]) -> None:
+    schemas = next((v for k, v in body.items() if k.lower() == "schemas"), None)
+    if schemas is None:
+        return  # tolerated: several IdPs omit it on PUT; the endpoint says what the resource is
+    if not isinstance(schemas, list) or not all(isinstance(s, str) for s in schemas):
+        raise InvalidSyntax("schemas must be a list of schema URNs")
+    if rt.schema.id.lower() not in (s.lower() for s in schemas):
+        raise InvalidSyntax(f"schemas must include {rt.schema.id}")
+
+
+def _check_required(rt: ResourceType, document: Document) -> None:
+    for attribute in rt.schema.attributes:
+        if attribute.required and attribute.writable and attribute.name not in document:
+            raise InvalidValue(f"{attribute.name} is required")
+
+
+def _attributes(obj: dict[str, Any], attributes: tuple[Attribute, ...], *, prefix: str) -> Document:
+    out: Document = {}
+    by_name = {a.name.lower(): a for a in attributes}
+    for key, value in obj.items():
+        attribute = by_name.get(key.lower())
+        if attribute is None:
+            raise InvalidSyntax(f"Unknown attribute '{prefix}{key}'")
+        if not attribute.writable or value is None:
+            continue
+        checked = _value(attribute, value, f"{prefix}{attribute.name}")
+        if checked is not None:
+            out[attribute.name] = checked
+    return out
+
+
+def _value(attribute: Attribute, value: Any, where: str) -> Any:
+    if attribute.multi_valued:
+        if not isinstance(value, list):
+            raise InvalidValue(f"{where} must be a list")
+        items = [_single(attribute, item, where) for item in value if item is not None]
+        items = [item for item in items if item not in (None, {})]
+        if sum(1 for item in items if isinstance(item, dict) and item.get("primary")) > 1:
+            raise InvalidValue(f"{where} may have at most one primary value (RFC 7643 §2.4)")
+        return items or None
+    return _single(attribute, value, where)
+
+
+def _single(attribute: Attribute, value: Any, where: str) -> Any:
+    if attribute.is_complex:
+        value = _lenient_complex(attribute, value)
+        if not isinstance(value, dict):
+            raise InvalidValue(f"{where} must be an object")
+        return _attributes(value, attribute.sub_attributes, prefix=f"{where}.") or None
+    checker = _CHECKERS[attribute.type]
+    return checker(value, where)
+
+
+def _lenient_complex(attribute: Attribute, value: Any) -> Any:
+    # Entra ID sends the enterprise manager as a bare id string; RFC form is {"value": id}.
+    if isinstance(value, str) and attribute.sub("value") is not None:
+        return {"value": value}
+    return value
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidValue(f"{where} must be a string")
+    return value
+
+
+def _boolean(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    # Entra ID (without the aadOptscim062020 flag) sends booleans as "True" / "False".
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise InvalidValue(f"{where} must be a boolean")
+
+
+def _integer(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue(f"{where} must be an integer")
+    return value
+
+
+def _decimal(value: Any, where: str) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidValue(f"{where} must be a number")
+    return value
+
+
+def _date_time(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidValue(f"{where} must be an RFC 3339 date-time string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidValue(f"{where} must be an RFC 3339 date-time, got {value!r}") from None
+    if parsed.tzinfo is None:
+        raise InvalidValue(f"{where} must carry a time zone offset, got {value!r}")
+    return value
+
+
+def _binary(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidValue(f"{where} must be a base64 string")
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidValue(f"{where} must be valid base64") from None
+    return value
+
+
+_CHECKERS = {
+    "string": _string,
+    "reference": _string,
+    "boolean": _boolean,
+    "integer": _integer,
+    "decimal": _decimal,
+    "dateTime": _date_time,
+    "binary": _binary,
+}

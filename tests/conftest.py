@@ -1,0 +1,82 @@
+"""Fixtures: one app per database (SQLite and PostgreSQL), an authenticated client, factories."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from app.auth import token_hash
+from app.db import db
+from tests.databases import scratch_postgres_database
+from tests.payloads import user_payload
+
+TOKEN = "test-token-0123456789"
+OTHER_TOKEN = "rotated-token-9876543210"
+BASE = "/scim/v2"
+
+
+def make_app(database_url: str, **settings: str) -> Flask:
+    env = {
+        "DATABASE_URL": database_url,
+        "SCIM_TOKEN_HASHES": f"{token_hash(TOKEN)},{token_hash(OTHER_TOKEN)}",
+        **settings,
+    }
+    app = create_app(env)
+    app.testing = True
+    return app
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'scim.sqlite3'}"
+    else:
+        with scratch_postgres_database() as url:
+            yield url
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Iterator[Flask]:
+    app = make_app(database_url)
+    with app.app_context():
+        db.create_all()
+        yield app
+        db.session.remove()
+        db.drop_all()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> Iterator[FlaskClient]:
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+    yield client
+    # Emptied, not rolled back: race tests need commits that other connections see.
+    db.session.remove()
+    for table in reversed(db.metadata.sorted_tables):
+        db.session.execute(table.delete())
+    db.session.commit()
+
+
+@pytest.fixture
+def anonymous(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def create_user(client: FlaskClient) -> Callable[..., dict[str, Any]]:
+    """POST a user (Okta's create body, with overrides) and return the created resource."""
+
+    def create(**overrides: Any) -> dict[str, Any]:
+        response = client.post(f"{BASE}/Users", json=user_payload(**overrides))
+        assert response.status_code == 201, response.json
+        return response.json
+
+    return create

@@ -25,6 +25,9 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     app.register_blueprint(api.scim)
+    # A request that failed part-way must leave nothing behind: store functions commit once, at
+    # the end, and whatever a failed request had flushed is discarded here.
+    app.teardown_request(lambda _error: db.session.rollback())
     protocol.register_error_handlers(app)
     if hops := app.config["SCIM_PROXY_HOPS"]:  # only behind a proxy we know about
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]

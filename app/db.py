@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, TypeDecorator, event
 from sqlalchemy.orm import DeclarativeBase
 
 # Explicit constraint names so Alembic migrations diff cleanly on both databases.
@@ -67,6 +67,20 @@ def _tune_sqlite(dbapi_connection: object, connection_record: object) -> None:
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute("PRAGMA journal_mode = WAL")  # readers do not block the writer
     cursor.close()
+    # Transactions are begun by the listener below, not by the driver's own heuristics.
+    dbapi_connection.isolation_level = None
+
+
+@event.listens_for(Engine, "begin")
+def _begin_immediate(connection: Connection) -> None:
+    """Take SQLite's write lock when a transaction begins, not half-way through it.
+
+    A transaction that read and then writes cannot wait for a concurrent writer in WAL mode:
+    SQLite fails it at once ("database is locked"). Beginning IMMEDIATE makes concurrent
+    requests (gunicorn threads and workers) queue on the busy timeout instead.
+    """
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _lower(value: object) -> object:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -79,3 +80,66 @@ class UserValue(db.Model):
     data: Mapped[dict[str, Any]] = mapped_column(
         JSON
     )  # the whole element, for other sub-attributes
+
+
+class Group(db.Model):
+    """A group. Its members live in group_members, changed row by row, never rewritten whole."""
+
+    __tablename__ = "groups"
+    __table_args__ = (
+        # displayName is unique among live groups, case-insensitively: Okta's Group Push and
+        # Entra ID look groups up by it and would link to the wrong one otherwise.
+        Index(
+            "uq_groups_live_display_name",
+            "display_name_key",
+            unique=True,
+            sqlite_where=LIVE,
+            postgresql_where=LIVE,
+        ),
+        Index("ix_groups_external_id", "external_id"),
+        Index("ix_groups_created_at_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    display_name: Mapped[str]
+    display_name_key: Mapped[str]  # display_name.lower()
+    external_id: Mapped[str | None]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # tombstone marker
+    # meta.version. Bumped by an explicit UPDATE on every change, membership changes included,
+    # which also serialises concurrent writers to one group (see store/groups.py).
+    version: Mapped[int] = mapped_column(default=1)
+
+
+class GroupMember(db.Model):
+    """One membership: a user or a group (`member_type`) directly in a group."""
+
+    __tablename__ = "group_members"
+    __table_args__ = (
+        # "Which groups is this user in": the users' `groups` attribute and members.value filters.
+        Index("ix_group_members_member_id", "member_id"),
+    )
+
+    group_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    member_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    member_type: Mapped[str] = mapped_column(String(5))  # "User" or "Group"
+
+
+@dataclass(frozen=True)
+class Member:
+    """A group member as read for display: store/groups.py builds these with one join."""
+
+    value: str
+    type: str  # "User" or "Group"
+    display: str | None
+
+
+@dataclass(frozen=True)
+class Membership:
+    """A group as seen from one of its members (the User's `groups` attribute)."""
+
+    group_id: str
+    display: str

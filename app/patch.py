@@ -190,16 +190,24 @@ def _apply_multi(container: dict, operation: Operation) -> None:
     else:
         items = value if isinstance(value, list) else [value]
         items = [_canonical(attribute, item) if isinstance(item, dict) else item for item in items]
+        written = items
         if op == "replace":
             elements = items
         else:
-            known = {_identity(attribute, e) for e in elements}
+            # RFC 7644 §3.5.2.1: no duplicates. Adding a value already there updates that
+            # element in place, so a re-sent `"primary": true` keeps (or makes) it primary.
+            known = {_identity(attribute, e): e for e in elements}
+            written = []
             for item in items:
-                if _identity(attribute, item) not in known:
+                existing = known.get(_identity(attribute, item))
+                if existing is None:
                     elements.append(item)
-                    known.add(_identity(attribute, item))
-        if any(_is_primary(item) for item in items):
-            _keep_one_primary(elements, chosen=[i for i in items if _is_primary(i)][-1])
+                    known[_identity(attribute, item)] = existing = item
+                elif isinstance(existing, dict) and isinstance(item, dict):
+                    existing.update(item)
+                written.append(existing)
+        if any(_is_primary(element) for element in written):
+            _keep_one_primary(elements, chosen=[e for e in written if _is_primary(e)][-1])
     if elements:
         container[attribute.name] = elements
     else:

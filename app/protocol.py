@@ -115,8 +115,8 @@ def list_response(resources: list[dict[str, Any]], total: int, start_index: int)
     )
 
 
-def no_content() -> Response:
-    return Response(status=204)
+def no_content(*, etag: str | None = None) -> Response:
+    return Response(status=204, headers={"ETag": etag} if etag else None)
 
 
 def not_modified(version: str) -> Response:

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from app.etags import etag
-from app.models import User
+from app.models import Group, Member, Membership, User
 from app.protocol import Projection
 from app.schema import Attribute, ResourceType
-from app.schema.core import USER_RESOURCE
+from app.schema.core import GROUP_RESOURCE, USER_RESOURCE
 
 
 def timestamp(value: datetime) -> str:
@@ -17,7 +17,25 @@ def timestamp(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def user(row: User, projection: Projection) -> dict[str, Any]:
+def returns(rt: ResourceType, projection: Projection, name: str) -> bool:
+    """Whether a response would include attribute `name`: lets callers skip loading it."""
+    attribute = rt.schema.attribute(name)
+    if attribute is None or attribute.returned == "never":
+        return False
+    path = (rt.schema.id.lower(), attribute.name.lower())
+    if path in _paths(rt, projection.excluded_attributes):
+        return False
+    if attribute.returned == "always":
+        return True
+    if projection.attributes or attribute.returned == "request":
+        return _selected(path, _paths(rt, projection.attributes))
+    return True
+
+
+def user(
+    row: User, projection: Projection, memberships: list[Membership] | None = None
+) -> dict[str, Any]:
+    """A user; `memberships` (its direct groups) only when the caller loaded them."""
     document = row.document
     body: dict[str, Any] = {
         "schemas": [USER_RESOURCE.schema.id]
@@ -29,6 +47,16 @@ def user(row: User, projection: Projection) -> dict[str, Any]:
     for attribute in USER_RESOURCE.schema.attributes:
         if attribute.name in document:
             body[attribute.name] = document[attribute.name]
+    if memberships:
+        body["groups"] = [
+            {
+                "value": m.group_id,
+                "$ref": f"{projection.base_url}/Groups/{m.group_id}",
+                "display": m.display,
+                "type": "direct",
+            }
+            for m in memberships
+        ]
     for extension in USER_RESOURCE.extensions:
         if extension.id in document:
             body[extension.id] = document[extension.id]
@@ -42,10 +70,44 @@ def user(row: User, projection: Projection) -> dict[str, Any]:
     return project(USER_RESOURCE, body, projection)
 
 
+def group(
+    row: Group, projection: Projection, members: list[Member] | None = None
+) -> dict[str, Any]:
+    """A group; `members` only when the caller loaded them (not for excludedAttributes=members)."""
+    body: dict[str, Any] = {"schemas": [GROUP_RESOURCE.schema.id], "id": row.id}
+    if row.external_id is not None:
+        body["externalId"] = row.external_id
+    body["displayName"] = row.display_name
+    if members:
+        body["members"] = [_member(m, projection.base_url) for m in members]
+    body["meta"] = {
+        "resourceType": GROUP_RESOURCE.id,
+        "created": timestamp(row.created_at),
+        "lastModified": timestamp(row.last_modified),
+        "location": f"{projection.base_url}/Groups/{row.id}",
+        "version": etag(row.version),
+    }
+    return project(GROUP_RESOURCE, body, projection)
+
+
+def _member(member: Member, base_url: str) -> dict[str, Any]:
+    endpoint = "Users" if member.type == "User" else "Groups"
+    out = {
+        "value": member.value,
+        "$ref": f"{base_url}/{endpoint}/{member.value}",
+        "type": member.type,
+    }
+    if member.display is not None:
+        out["display"] = member.display
+    return out
+
+
 def project(rt: ResourceType, body: dict[str, Any], projection: Projection) -> dict[str, Any]:
     """Apply attributes/excludedAttributes (RFC 7644 §3.4.2.5) and the `returned` rules."""
     wanted = _paths(rt, projection.attributes)
     excluded = _paths(rt, projection.excluded_attributes)
+    # `attributes` naming only unknown names still selects: nothing beyond what is always returned.
+    selecting = bool(projection.attributes)
     out: dict[str, Any] = {}
     for key, value in body.items():
         if key == "schemas":
@@ -58,7 +120,9 @@ def project(rt: ResourceType, body: dict[str, Any], projection: Projection) -> d
                 attribute = extension.attribute(sub_key)
                 path = (extension.id.lower(), sub_key.lower())
                 if attribute is not None:
-                    projected = _project_attribute(attribute, path, sub_value, wanted, excluded)
+                    projected = _project_attribute(
+                        attribute, path, sub_value, wanted, excluded, selecting
+                    )
                     if projected is not _DROP:
                         kept[sub_key] = projected
             if kept:
@@ -68,10 +132,12 @@ def project(rt: ResourceType, body: dict[str, Any], projection: Projection) -> d
         if attribute is None:
             continue
         path = (rt.schema.id.lower(), key.lower())
-        if attribute.name == "meta" and wanted and not _selected(path, wanted):
-            out[key] = {"resourceType": value["resourceType"]}  # always returned
+        projected = _project_attribute(attribute, path, value, wanted, excluded, selecting)
+        if attribute.name == "meta":
+            # meta.resourceType is always returned, whatever attributes/excludedAttributes say.
+            rest = {} if projected is _DROP else projected
+            out[key] = {"resourceType": value["resourceType"], **rest}
             continue
-        projected = _project_attribute(attribute, path, value, wanted, excluded)
         if projected is not _DROP:
             out[key] = projected
     return out
@@ -82,7 +148,12 @@ Path = tuple[str, ...]
 
 
 def _project_attribute(
-    attribute: Attribute, path: Path, value: Any, wanted: set[Path], excluded: set[Path]
+    attribute: Attribute,
+    path: Path,
+    value: Any,
+    wanted: set[Path],
+    excluded: set[Path],
+    selecting: bool,
 ) -> Any:
     if attribute.returned == "never":
         return _DROP
@@ -90,7 +161,7 @@ def _project_attribute(
         return value
     if attribute.returned == "request" and not _selected(path, wanted):
         return _DROP
-    if wanted and not _selected(path, wanted):
+    if selecting and not _selected(path, wanted):
         return _DROP
     if path in excluded:
         return _DROP

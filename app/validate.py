@@ -65,6 +65,11 @@ def resource(rt: ResourceType, body: dict[str, Any]) -> Validated:
     return Validated(document, password)
 
 
+def value(attribute: Attribute, raw: Any, where: str) -> Any:
+    """Check one attribute's value (a PATCH operand, say) without a whole resource around it."""
+    return _value(attribute, raw, where)
+
+
 def check_immutable(rt: ResourceType, before: Document, after: Document) -> None:
     """RFC 7643 §2.2: an immutable attribute may be set once, never changed afterwards."""
     for schema in rt.schemas:

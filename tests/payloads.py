@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 LIST_URN = "urn:ietf:params:scim:api:messages:2.0:ListResponse"

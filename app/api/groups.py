@@ -1,5 +1,71 @@
-"""Groups views: arrive with the Groups issue; the blueprint is wired so the URL space is fixed."""
+"""Groups views (RFC 7644 §3.2-3.6), the same shape as Users."""
 
-from flask import Blueprint
+from flask import Blueprint, Response
+
+from app import etags, patch, protocol, serialize
+from app.models import Group
+from app.protocol import Projection
+from app.schema.core import GROUP_RESOURCE
+from app.store import groups
 
 bp = Blueprint("groups", __name__, url_prefix="/Groups")
+
+
+def _render(rows: list[Group], projection: Projection) -> list[dict]:
+    """Serialize groups, loading members (in one query) only when the response shows them."""
+    members = {}
+    if serialize.returns(GROUP_RESOURCE, projection, "members"):
+        members = groups.members_of([row.id for row in rows])
+    return [serialize.group(row, projection, members.get(row.id)) for row in rows]
+
+
+@bp.get("")
+def list_groups() -> Response:
+    page = protocol.page()
+    sort_by, sort_order = protocol.sort()
+    result = groups.search(
+        protocol.filter_text(),
+        start_index=page.start_index,
+        count=page.count,
+        sort_by=sort_by,
+        descending=sort_order == "descending",
+    )
+    resources = _render(result.groups, protocol.projection())
+    return protocol.list_response(resources, result.total, page.start_index)
+
+
+@bp.post("")
+def create_group() -> Response:
+    group = groups.create(protocol.json_body())
+    return protocol.resource(_render([group], protocol.projection())[0], 201, location=True)
+
+
+@bp.get("/<group_id>")
+def get_group(group_id: str) -> Response:
+    group = groups.get(group_id)
+    if etags.matches(protocol.if_none_match(), group.version):
+        return protocol.not_modified(etags.etag(group.version))
+    return protocol.resource(_render([group], protocol.projection())[0])
+
+
+@bp.put("/<group_id>")
+def replace_group(group_id: str) -> Response:
+    group = groups.replace(group_id, protocol.json_body(), if_match=protocol.if_match())
+    return protocol.resource(_render([group], protocol.projection())[0])
+
+
+@bp.patch("/<group_id>")
+def patch_group(group_id: str) -> Response:
+    operations = patch.parse(GROUP_RESOURCE, protocol.json_body())
+    group = groups.patch(group_id, operations, if_match=protocol.if_match())
+    projection = protocol.projection()
+    if not projection.attributes and not projection.excluded_attributes:
+        # RFC 7644 §3.5.2 allows 204: it spares reading 100,000 members to answer a PATCH.
+        return protocol.no_content(etag=etags.etag(group.version))
+    return protocol.resource(_render([group], projection)[0])
+
+
+@bp.delete("/<group_id>")
+def delete_group(group_id: str) -> Response:
+    groups.delete(group_id, if_match=protocol.if_match())
+    return protocol.no_content()

@@ -3,10 +3,20 @@
 from flask import Blueprint, Response
 
 from app import etags, patch, protocol, serialize
+from app.models import User
+from app.protocol import Projection
 from app.schema.core import USER_RESOURCE
-from app.store import users
+from app.store import groups, users
 
 bp = Blueprint("users", __name__, url_prefix="/Users")
+
+
+def _render(rows: list[User], projection: Projection) -> list[dict]:
+    """Serialize users with their groups, loaded in one query when the response shows them."""
+    memberships = {}
+    if serialize.returns(USER_RESOURCE, projection, "groups"):
+        memberships = groups.memberships_of([row.id for row in rows])
+    return [serialize.user(row, projection, memberships.get(row.id)) for row in rows]
 
 
 @bp.get("")
@@ -20,15 +30,14 @@ def list_users() -> Response:
         sort_by=sort_by,
         descending=sort_order == "descending",
     )
-    projection = protocol.projection()
-    resources = [serialize.user(user, projection) for user in result.users]
+    resources = _render(result.users, protocol.projection())
     return protocol.list_response(resources, result.total, page.start_index)
 
 
 @bp.post("")
 def create_user() -> Response:
     user = users.create(protocol.json_body())
-    return protocol.resource(serialize.user(user, protocol.projection()), 201, location=True)
+    return protocol.resource(_render([user], protocol.projection())[0], 201, location=True)
 
 
 @bp.get("/<user_id>")
@@ -36,20 +45,20 @@ def get_user(user_id: str) -> Response:
     user = users.get(user_id)
     if etags.matches(protocol.if_none_match(), user.version):
         return protocol.not_modified(etags.etag(user.version))
-    return protocol.resource(serialize.user(user, protocol.projection()))
+    return protocol.resource(_render([user], protocol.projection())[0])
 
 
 @bp.put("/<user_id>")
 def replace_user(user_id: str) -> Response:
     user = users.replace(user_id, protocol.json_body(), if_match=protocol.if_match())
-    return protocol.resource(serialize.user(user, protocol.projection()))
+    return protocol.resource(_render([user], protocol.projection())[0])
 
 
 @bp.patch("/<user_id>")
 def patch_user(user_id: str) -> Response:
     operations = patch.parse(USER_RESOURCE, protocol.json_body())
     user = users.patch(user_id, operations, if_match=protocol.if_match())
-    return protocol.resource(serialize.user(user, protocol.projection()))
+    return protocol.resource(_render([user], protocol.projection())[0])
 
 
 @bp.delete("/<user_id>")

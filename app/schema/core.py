@@ -226,5 +226,5 @@ USER_RESOURCE = ResourceType(
 GROUP_RESOURCE = ResourceType("Group", "/Groups", "Group", GROUP, common=COMMON_ATTRIBUTES)
 
 # What discovery advertises; a resource type is listed only once its endpoint serves it.
-RESOURCE_TYPES = (USER_RESOURCE,)
-SCHEMAS = (USER, ENTERPRISE_USER)
+RESOURCE_TYPES = (USER_RESOURCE, GROUP_RESOURCE)
+SCHEMAS = (USER, ENTERPRISE_USER, GROUP)

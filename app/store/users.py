@@ -19,6 +19,7 @@ from app.models import User, UserValue, new_id
 from app.patch import Operation
 from app.patch import apply as apply_patch
 from app.schema.core import USER_RESOURCE
+from app.store import groups
 
 # Concurrent writers to one user: the loser re-reads and re-applies its change this many times.
 WRITE_ATTEMPTS = 5
@@ -35,8 +36,12 @@ def _live() -> Select[tuple[User]]:
     return select(User).where(User.deleted_at.is_(None))
 
 
-def get(user_id: str) -> User:
-    user = db.session.scalars(_live().where(User.id == user_id)).one_or_none()
+def get(user_id: str, *, for_update: bool = False) -> User:
+    """A live user; `for_update` locks its row until commit (PostgreSQL; SQLite locks the file)."""
+    query = _live().where(User.id == user_id)
+    if for_update:
+        query = query.with_for_update()
+    user = db.session.scalars(query).one_or_none()
     if user is None:
         raise NotFound(f"User {user_id} not found")
     return user
@@ -110,6 +115,7 @@ def delete(user_id: str, *, if_match: str | None = None) -> None:
     """Keep the row as a tombstone (RFC 7644 §3.6): deactivated, hidden, its userName freed."""
 
     def change(user: User) -> None:
+        groups.forget_member(user.id)
         user.deleted_at = utcnow()
         user.active = False
         user.last_modified = user.deleted_at
@@ -119,7 +125,8 @@ def delete(user_id: str, *, if_match: str | None = None) -> None:
 
 def _update(user_id: str, change: Callable[[User], None], if_match: str | None) -> User:
     for _ in range(WRITE_ATTEMPTS):
-        user = get(user_id)
+        # Concurrent writers to one user queue on its row lock instead of failing each other.
+        user = get(user_id, for_update=True)
         if if_match is not None and not etags.matches(if_match, user.version):
             raise PreconditionFailed(
                 f"User {user_id} has changed (it is now version {user.version})"

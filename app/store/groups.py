@@ -1,0 +1,395 @@
+"""Every SQL statement about groups and memberships.
+
+A membership change costs O(members changed): members are inserted and deleted row by row in
+group_members, never loaded and rewritten, and a PATCH never reads the member list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, insert, literal, select, update
+from sqlalchemy import delete as sql_delete
+from sqlalchemy.exc import IntegrityError
+
+from app import etags, filters, validate
+from app.db import db, utcnow
+from app.errors import Conflict, InvalidPath, InvalidValue, NotFound, PreconditionFailed, Uniqueness
+from app.models import Group, GroupMember, Member, Membership, User, new_id
+from app.patch import Operation
+from app.patch import apply as apply_patch
+from app.schema.core import GROUP_RESOURCE
+
+WRITE_ATTEMPTS = 5
+CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit
+MEMBERS = GROUP_RESOURCE.schema.attribute("members")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    groups: list[Group]
+    total: int
+
+
+def _live() -> Select[tuple[Group]]:
+    """Every read starts here, so a tombstone can never leak into an answer."""
+    return select(Group).where(Group.deleted_at.is_(None))
+
+
+def get(group_id: str, *, for_update: bool = False) -> Group:
+    """A live group; `for_update` locks its row until commit (PostgreSQL; SQLite locks the file)."""
+    query = _live().where(Group.id == group_id)
+    if for_update:
+        query = query.with_for_update()
+    group = db.session.scalars(query).one_or_none()
+    if group is None:
+        raise NotFound(f"Group {group_id} not found")
+    return group
+
+
+def search(
+    filter_text: str | None,
+    *,
+    start_index: int,
+    count: int,
+    sort_by: str | None = None,
+    descending: bool = False,
+) -> SearchResult:
+    query = _live()
+    if filter_text:
+        query = query.where(filters.groups_where(filter_text))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    if count == 0 or total == 0 or start_index > total:
+        return SearchResult([], total)
+    order: list[Any] = []
+    if sort_by:
+        key = filters.groups_sort_key(sort_by)
+        order.append((key.desc() if descending else key.asc()).nulls_last())
+    order += [Group.created_at, Group.id]
+    page = query.order_by(*order).offset(start_index - 1).limit(count)
+    return SearchResult(list(db.session.scalars(page)), total)
+
+
+def members_of(group_ids: list[str]) -> dict[str, list[Member]]:
+    """Members of several groups in two queries, with the display name of each member."""
+    out: dict[str, list[Member]] = {group_id: [] for group_id in group_ids}
+    for chunk in _chunks(group_ids):
+        users = (
+            select(
+                GroupMember.group_id,
+                GroupMember.member_id,
+                literal("User").label("member_type"),
+                func.coalesce(User.display_name, User.user_name).label("display"),
+            )
+            .join(User, User.id == GroupMember.member_id)
+            .where(GroupMember.group_id.in_(chunk), GroupMember.member_type == "User")
+            .where(User.deleted_at.is_(None))
+        )
+        nested = Group.__table__.alias("nested")
+        groups = (
+            select(
+                GroupMember.group_id,
+                GroupMember.member_id,
+                literal("Group").label("member_type"),
+                nested.c.display_name.label("display"),
+            )
+            .join(nested, nested.c.id == GroupMember.member_id)
+            .where(GroupMember.group_id.in_(chunk), GroupMember.member_type == "Group")
+            .where(nested.c.deleted_at.is_(None))
+        )
+        both = users.union_all(groups)
+        rows = db.session.execute(both.order_by(both.selected_columns.member_id))
+        for group_id, member_id, member_type, display in rows:
+            out[group_id].append(Member(member_id, member_type, display))
+    return out
+
+
+def memberships_of(member_ids: list[str]) -> dict[str, list[Membership]]:
+    """The live groups each of several users or groups belongs to directly."""
+    out: dict[str, list[Membership]] = {member_id: [] for member_id in member_ids}
+    for chunk in _chunks(member_ids):
+        rows = db.session.execute(
+            select(GroupMember.member_id, Group.id, Group.display_name)
+            .join(Group, Group.id == GroupMember.group_id)
+            .where(GroupMember.member_id.in_(chunk), Group.deleted_at.is_(None))
+            .order_by(Group.display_name_key, Group.id)
+        )
+        for member_id, group_id, display in rows:
+            out[member_id].append(Membership(group_id, display))
+    return out
+
+
+def create(body: dict[str, Any]) -> Group:
+    checked = validate.resource(GROUP_RESOURCE, body)
+    document = checked.document
+    members = _members(document.pop("members", []))
+    group = Group(id=new_id(), version=1)
+    _set_columns(group, document)
+    group.created_at = group.last_modified = utcnow()
+    _check_display_name_free(group.display_name, None)
+    db.session.add(group)
+    db.session.flush()
+    _add_members(group.id, members)
+    try:
+        _commit()
+    except _Race:
+        # Another request created the same displayName between our check and our insert.
+        raise Uniqueness(f"displayName '{group.display_name}' is already taken") from None
+    return group
+
+
+def replace(group_id: str, body: dict[str, Any], *, if_match: str | None = None) -> Group:
+    """PUT: displayName, externalId and the whole member list (Okta's AIW apps send this)."""
+    checked = validate.resource(GROUP_RESOURCE, body)
+    document = checked.document
+    members = _members(document.pop("members", []))
+
+    def change(group: Group) -> None:
+        _check_display_name_free(document["displayName"], group.id)
+        db.session.execute(sql_delete(GroupMember).where(GroupMember.group_id == group.id))
+        _add_members(group.id, members)
+        _save(group, document)
+
+    return _write(group_id, change, if_match)
+
+
+def patch(group_id: str, operations: list[Operation], *, if_match: str | None = None) -> Group:
+    """Apply a PatchOp in one transaction: members by SQL, the rest on the small document."""
+
+    def change(group: Group) -> None:
+        document = _document(group)
+        for operation in operations:
+            if operation.target.resolved.attribute is MEMBERS:
+                _patch_members(group.id, operation)
+            else:
+                document = apply_patch(document, [operation], resource_id=group.id)
+        checked = validate.resource(GROUP_RESOURCE, document).document
+        _check_display_name_free(checked["displayName"], group.id)
+        _save(group, checked)
+
+    return _write(group_id, change, if_match)
+
+
+def delete(group_id: str, *, if_match: str | None = None) -> None:
+    """Keep a tombstone (RFC 7644 §3.6); its memberships, both ways, are gone."""
+
+    def change(group: Group) -> None:
+        db.session.execute(sql_delete(GroupMember).where(GroupMember.group_id == group.id))
+        forget_member(group.id)
+        _save(group, _document(group), deleted=True)
+
+    _write(group_id, change, if_match)
+
+
+def forget_member(member_id: str) -> None:
+    """Remove a deleted user or group from every group it was in, bumping those groups."""
+    parents = select(GroupMember.group_id).where(GroupMember.member_id == member_id)
+    db.session.execute(
+        update(Group)
+        .where(Group.id.in_(parents))
+        .values(version=Group.version + 1, last_modified=utcnow()),
+        execution_options={"synchronize_session": False},
+    )
+    db.session.execute(sql_delete(GroupMember).where(GroupMember.member_id == member_id))
+
+
+def _patch_members(group_id: str, operation: Operation) -> None:
+    target = operation.target
+    if target.resolved.sub_attribute is not None:
+        raise InvalidPath("members sub-attributes cannot be changed; add or remove members")
+    matched: ColumnElement[bool] | None = None
+    if target.value_filter is not None:
+        matched = filters.members_where(target.value_filter)
+    if operation.op == "remove":
+        if matched is None and operation.value is not None:
+            # Entra ID: {"op":"Remove","path":"members","value":[{"value":"<id>"}]} removes
+            # exactly the listed members.
+            listed = [m.value for m in _members(_as_list(operation.value), check=False)]
+            for chunk in _chunks(listed):
+                db.session.execute(
+                    sql_delete(GroupMember).where(
+                        GroupMember.group_id == group_id, GroupMember.member_id.in_(chunk)
+                    )
+                )
+            return
+        condition = GroupMember.group_id == group_id
+        if matched is not None:
+            condition = and_(condition, matched)
+        db.session.execute(sql_delete(GroupMember).where(condition))
+        return
+    members = _members(_as_list(operation.value))
+    if operation.op == "replace":
+        condition = GroupMember.group_id == group_id
+        if matched is not None:
+            condition = and_(condition, matched)
+        db.session.execute(sql_delete(GroupMember).where(condition))
+    _add_members(group_id, members)
+
+
+def _members(values: list[Any], *, check: bool = True) -> list[Member]:
+    """Validate member elements; with `check`, each must be a live user or group (else 400)."""
+    elements = validate.value(MEMBERS, values, "members") or []
+    wanted: dict[str, str | None] = {}
+    for element in elements:
+        if "value" not in element:
+            raise InvalidValue("members: every member needs a value (the member's id)")
+        wanted.setdefault(element["value"], element.get("type"))
+    if not check:
+        return [Member(value, kind or "User", None) for value, kind in wanted.items()]
+    found: dict[str, str] = {}
+    for chunk in _chunks(list(wanted)):
+        for (user_id,) in db.session.execute(
+            select(User.id).where(User.id.in_(chunk), User.deleted_at.is_(None))
+        ):
+            found[user_id] = "User"
+        for (group_id,) in db.session.execute(
+            select(Group.id).where(Group.id.in_(chunk), Group.deleted_at.is_(None))
+        ):
+            found[group_id] = "Group"
+    members = []
+    for value, declared in wanted.items():
+        kind = found.get(value)
+        if kind is None:
+            raise InvalidValue(f"members: {value!r} is not an existing user or group")
+        if declared is not None and declared.lower() != kind.lower():
+            raise InvalidValue(f"members: {value!r} is a {kind}, not a {declared}")
+        members.append(Member(value, kind, None))
+    return members
+
+
+def _add_members(group_id: str, members: list[Member]) -> None:
+    """Insert the members not already there; adding an existing member is a no-op."""
+    for member in members:
+        if member.type == "Group":
+            _refuse_cycle(group_id, member.value)
+    by_id = {m.value: m for m in members}
+    for chunk in _chunks(list(by_id)):
+        present = set(
+            db.session.scalars(
+                select(GroupMember.member_id).where(
+                    GroupMember.group_id == group_id, GroupMember.member_id.in_(chunk)
+                )
+            )
+        )
+        rows = [
+            {"group_id": group_id, "member_id": value, "member_type": by_id[value].type}
+            for value in chunk
+            if value not in present
+        ]
+        if rows:
+            db.session.execute(insert(GroupMember), rows)
+
+
+def _refuse_cycle(group_id: str, member_group_id: str) -> None:
+    """A group may contain groups, but never itself, directly or through others."""
+    if member_group_id == group_id:
+        raise InvalidValue("members: a group cannot be a member of itself")
+    descendants = (
+        select(GroupMember.member_id.label("id"))
+        .where(GroupMember.group_id == member_group_id, GroupMember.member_type == "Group")
+        .cte("descendants", recursive=True)
+    )
+    descendants = descendants.union(
+        select(GroupMember.member_id).join(
+            descendants,
+            and_(GroupMember.group_id == descendants.c.id, GroupMember.member_type == "Group"),
+        )
+    )
+    if db.session.scalar(select(descendants.c.id).where(descendants.c.id == group_id).limit(1)):
+        raise InvalidValue(
+            f"members: adding group {member_group_id} would make a cycle of nested groups"
+        )
+
+
+def _document(group: Group) -> dict[str, Any]:
+    document: dict[str, Any] = {"displayName": group.display_name}
+    if group.external_id is not None:
+        document["externalId"] = group.external_id
+    return document
+
+
+def _set_columns(group: Group, document: dict[str, Any]) -> None:
+    group.display_name = document["displayName"]
+    group.display_name_key = document["displayName"].lower()
+    group.external_id = document.get("externalId")
+
+
+def _save(group: Group, document: dict[str, Any], *, deleted: bool = False) -> None:
+    """Write the columns and bump the version: the one UPDATE every change ends with.
+
+    Its WHERE on the version read at the start makes a concurrent writer's change visible
+    (no row updated), and the request is retried from a fresh read.
+    """
+    expected = group.version
+    now = utcnow()
+    values = {
+        "display_name": document["displayName"],
+        "display_name_key": document["displayName"].lower(),
+        "external_id": document.get("externalId"),
+        "version": expected + 1,
+        "last_modified": now,
+    }
+    if deleted:
+        values["deleted_at"] = now
+    result = db.session.execute(
+        update(Group).where(Group.id == group.id, Group.version == expected).values(**values),
+        execution_options={"synchronize_session": False},
+    )
+    if result.rowcount != 1:
+        raise _Stale()
+
+
+class _Stale(Exception):
+    """Another writer changed the group between our read and our write."""
+
+
+def _write(group_id: str, change: Callable[[Group], None], if_match: str | None) -> Group:
+    for _ in range(WRITE_ATTEMPTS):
+        # Writers to one group queue on its row lock, so concurrent member PATCHes never race.
+        group = get(group_id, for_update=True)
+        if if_match is not None and not etags.matches(if_match, group.version):
+            raise PreconditionFailed(
+                f"Group {group_id} has changed (it is now version {group.version})"
+            )
+        try:
+            change(group)
+            _commit()
+        except (_Stale, _Race):
+            db.session.rollback()
+            continue
+        db.session.expire(group)
+        return group
+    raise Conflict(f"Group {group_id} is being changed concurrently; retry the request")
+
+
+class _Race(Exception):
+    """A concurrent insert hit a unique key we had checked: retry the whole request."""
+
+
+def _check_display_name_free(display_name: str, own_id: str | None) -> None:
+    query = _live().where(Group.display_name_key == display_name.lower())
+    if own_id is not None:
+        query = query.where(Group.id != own_id)
+    if db.session.scalars(query.limit(1)).first() is not None:
+        raise Uniqueness(f"displayName '{display_name}' is already taken")
+
+
+def _commit() -> None:
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise _Race() from None
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]

@@ -1,0 +1,354 @@
+"""Filter parsing and semantics (RFC 7644 §3.4.2.2): error bodies, escapes, properties."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.db import db
+from tests.conftest import BASE
+from tests.payloads import LIST_URN, error, user_payload
+
+OPERATORS = "eq, ne, co, sw, ew, gt, ge, lt, le or pr"
+
+
+def search(client, filter_text: str):
+    return client.get(f"{BASE}/Users", query_string={"filter": filter_text})
+
+
+def found(client, filter_text: str) -> set[str]:
+    response = search(client, filter_text)
+    assert response.status_code == 200, (filter_text, response.json)
+    names = {resource["userName"] for resource in response.json["Resources"]}
+    assert response.json["totalResults"] == len(names)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("filter_text", "detail"),
+    [
+        pytest.param(
+            'userName eq "jane@example.com',
+            "Unterminated string starting at position 13",
+            id="unclosed-quote",
+        ),
+        pytest.param('shoeSize eq "9"', "unknown attribute 'shoeSize'", id="unknown-attribute"),
+        pytest.param('name.nick eq "x"', "unknown attribute 'name.nick'", id="unknown-sub"),
+        pytest.param(
+            'urn:example:params:User:userName eq "x"',
+            "unknown attribute 'urn:example:params:User:userName'",
+            id="unknown-schema-urn",
+        ),
+        pytest.param("userName eq", "the filter ended unexpectedly", id="incomplete"),
+        pytest.param("userName", "the filter ended unexpectedly", id="no-operator"),
+        pytest.param('userName eq "x" and', "the filter ended unexpectedly", id="dangling-and"),
+        pytest.param('(userName eq "x"', "the filter ended unexpectedly", id="unclosed-paren"),
+        pytest.param('userName eq "x")', "unexpected ')' at position 16", id="extra-paren"),
+        pytest.param(
+            'emails[type eq "work"', "the filter ended unexpectedly", id="unclosed-bracket"
+        ),
+        pytest.param(
+            'userName eq "x" userName eq "y"',
+            "unexpected 'userName' at position 17",
+            id="missing-logical-operator",
+        ),
+        pytest.param(
+            'userName eq "x" and not userName eq "y"',
+            "unexpected 'userName' at position 25",
+            id="not-without-parentheses",
+        ),
+        pytest.param(
+            "active gt true", "active is a boolean; only eq and ne apply", id="gt-on-boolean"
+        ),
+        pytest.param(
+            'active eq "true"',
+            "active is a boolean; compare it with true/false",
+            id="boolean-with-string",
+        ),
+        pytest.param(
+            "userName eq 42", "userName is a string; quote the value", id="string-with-number"
+        ),
+        pytest.param(
+            "userName eq true", "userName is a string; quote the value", id="string-with-boolean"
+        ),
+        pytest.param(
+            'userName regex "x"',
+            f"unknown operator 'regex' at position 10; use {OPERATORS}",
+            id="unknown-operator",
+        ),
+        pytest.param(
+            'userName eq "x" and name.givenName like "y"',
+            f"unknown operator 'like' at position 36; use {OPERATORS}",
+            id="unknown-operator-after-sub-attribute",
+        ),
+        pytest.param(
+            'emails[type regex "x"]',
+            f"unknown operator 'regex' at position 13; use {OPERATORS}",
+            id="unknown-operator-in-value-filter",
+        ),
+        pytest.param("userName eq 'x'", 'Unexpected character "\'" at position 13', id="quote"),
+        pytest.param('userName eq "x";', "Unexpected character ';' at position 16", id="junk"),
+        pytest.param('userName eq "a\\qb"', 'Invalid escape in string "a\\qb"', id="bad-escape"),
+        pytest.param(
+            'userName eq "a\tb"',
+            'Invalid control character in string "a\tb"',
+            id="raw-control-character",
+        ),
+        pytest.param(
+            'userName eq "a\\u0000b"',
+            "NUL character (\\u0000) in string at position 13",
+            id="nul-character",
+        ),
+        pytest.param(
+            'emails[value sw "\\u0000"]',
+            "NUL character (\\u0000) in string at position 17",
+            id="nul-character-in-value-filter",
+        ),
+        pytest.param(
+            "userName gt null", "userName gt null is not a valid comparison", id="gt-null"
+        ),
+        pytest.param(
+            'meta.lastModified gt "yesterday"',
+            "'yesterday' is not an RFC 3339 date-time",
+            id="bad-date-time",
+        ),
+        pytest.param(
+            'meta.lastModified gt "2024-01-01T00:00:00"',
+            "'2024-01-01T00:00:00' needs a time zone offset",
+            id="date-time-without-offset",
+        ),
+        pytest.param(
+            'meta.created co "2024-01-01T00:00:00Z"',
+            "meta.created is a dateTime; co does not apply",
+            id="co-on-date-time",
+        ),
+        pytest.param(
+            'x509Certificates.value sw "MII"',
+            "x509Certificates.value is binary; only eq, ne and pr apply",
+            id="sw-on-binary",
+        ),
+        pytest.param('name eq "x"', "name a sub-attribute of name", id="complex-without-value"),
+        pytest.param(
+            'name[givenName eq "x"]', "name is not multi-valued", id="value-filter-on-singular"
+        ),
+        pytest.param(
+            'emails[shoe eq "x"]', "unknown attribute emails.shoe", id="unknown-in-value-filter"
+        ),
+        pytest.param(
+            'emails[type eq "work" and emails[value eq "x"]]',
+            "value filters cannot be nested",
+            id="nested-value-filter",
+        ),
+    ],
+)
+def test_invalid_filter_is_400_invalid_filter(client, create_user, filter_text, detail):
+    create_user()
+    response = search(client, filter_text)
+    assert response.status_code == 400
+    assert response.json == error(400, f"Invalid filter: {detail}", "invalidFilter")
+
+
+def test_invalid_filter_in_okta_form_encoding(client):
+    response = client.get(f"{BASE}/Users", query_string="filter=userName+eq+%22jane&count=100")
+    assert response.status_code == 400
+    assert response.json == error(
+        400, "Invalid filter: Unterminated string starting at position 13", "invalidFilter"
+    )
+
+
+@pytest.mark.parametrize("filter_text", ["", "   "])
+def test_empty_filter_lists_everyone(client, create_user, filter_text):
+    create_user()
+    assert found(client, filter_text) == {"jane@example.com"}
+
+
+@pytest.mark.parametrize(
+    ("user_name", "filter_text"),
+    [
+        pytest.param('a"b', 'userName eq "a\\"b"', id="escaped-quote"),
+        pytest.param('"quoted"', 'userName eq "\\"QUOTED\\""', id="quotes-at-both-ends"),
+        pytest.param("back\\slash", 'userName eq "back\\\\slash"', id="backslash"),
+        pytest.param("é@x", 'userName eq "\\u00e9@x"', id="unicode-escape"),
+        pytest.param("😀@x", 'userName eq "\\ud83d\\ude00@x"', id="surrogate-pair"),
+        pytest.param("a/b", 'userName eq "a\\/b"', id="escaped-solidus"),
+        pytest.param("tab\tbed", 'userName eq "tab\\tbed"', id="escaped-tab"),
+        pytest.param('x and y or not (z) ]"', 'userName eq "X AND Y OR NOT (Z) ]\\""', id="syntax"),
+    ],
+)
+def test_escapes_in_strings(client, create_user, user_name, filter_text):
+    create_user(userName=user_name)
+    create_user(userName="other")
+    assert found(client, filter_text) == {user_name}
+
+
+def test_escaped_quote_inside_value_filter(client, create_user):
+    create_user(userName="a", emails=[{"value": 'say "hi"@x', "type": "work"}])
+    create_user(userName="b", emails=[{"value": "say hi@x", "type": "work"}])
+    assert found(client, 'emails[value co "\\"hi\\"" and type eq "work"]') == {"a"}
+
+
+def test_string_true_is_not_boolean_true(client, create_user):
+    create_user(userName="true", nickName="true")
+    create_user(userName="other", nickName="false")
+    assert found(client, 'userName eq "true"') == {"true"}
+    assert found(client, 'nickName eq "TRUE"') == {"true"}
+
+
+def test_value_filter_on_a_complex_attribute_without_value(client, create_user):
+    create_user(userName="a", addresses=[{"type": "work", "locality": "Hollywood"}])
+    create_user(userName="b", addresses=[{"type": "home", "locality": "Hollywood"}])
+    assert found(client, 'addresses[type eq "work" and locality eq "hollywood"]') == {"a"}
+    assert found(client, 'addresses[locality sw "Holly"]') == {"a", "b"}
+
+
+def test_filter_and_sort_on_an_extension_attribute_with_a_colon_free_short_name(
+    client, create_user
+):
+    urn = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    create_user(userName="a", **{urn: {"costCenter": "4130", "organization": "Universal"}})
+    create_user(userName="b", **{urn: {"costCenter": "4131", "organization": "Paramount"}})
+    # "co" and "or" start these names: they must lex as attributes, not operators.
+    assert found(client, f'{urn}:costCenter eq "4130" or {urn}:organization eq "paramount"') == {
+        "a",
+        "b",
+    }
+    assert found(client, f'{urn}:organization co "ount"') == {"b"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties: SQL results on both databases against a Python model of the semantics
+
+
+PROPERTY_SETTINGS = settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+# Printable text, non-ASCII included: no control characters (a userName is printable) and no
+# surrogates (not encodable).
+names_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=12
+)
+user_names = st.lists(names_text, min_size=1, max_size=5, unique_by=str.lower)
+
+
+def reset(client, names: list[str]) -> None:
+    """Empty the tables (each example starts afresh) and create one user per name."""
+    db.session.remove()
+    for table in reversed(db.metadata.sorted_tables):
+        db.session.execute(table.delete())
+    db.session.commit()
+    for name in names:
+        response = client.post(f"{BASE}/Users", json=user_payload(userName=name))
+        assert response.status_code == 201, (name, response.json)
+
+
+def quoted(value: str, ascii_only: bool) -> str:
+    return json.dumps(value, ensure_ascii=ascii_only)
+
+
+@PROPERTY_SETTINGS
+@given(names=user_names, data=st.data())
+def test_eq_finds_exactly_the_user_with_that_name(client, names, data):
+    reset(client, names)
+    target = data.draw(st.sampled_from(names))
+    ascii_only = data.draw(st.booleans())
+    spelling = data.draw(st.sampled_from([target, target.lower(), target.upper()]))
+    expected = {n for n in names if n.lower() == spelling.lower()}
+    if spelling != target.upper():
+        assert target in expected
+    assert found(client, f"userName eq {quoted(spelling, ascii_only)}") == expected
+    assert found(client, f"not (userName eq {quoted(spelling, ascii_only)})") == (
+        set(names) - expected
+    )
+
+
+@PROPERTY_SETTINGS
+@given(names=user_names, data=st.data())
+def test_substring_operators_match_the_python_model(client, names, data):
+    reset(client, names)
+    target = data.draw(st.sampled_from(names))
+    start = data.draw(st.integers(0, len(target)))
+    end = data.draw(st.integers(start, len(target)))
+    part = target[start:end]
+    key = part.lower()
+    models = {
+        "co": lambda n: key in n.lower(),
+        "sw": lambda n: n.lower().startswith(key),
+        "ew": lambda n: n.lower().endswith(key),
+    }
+    for op, model in models.items():
+        result = found(client, f"userName {op} {quoted(part, True)}")
+        assert result == {n for n in names if model(n)}, op
+    assert target in found(client, f"userName co {quoted(part, False)}")
+    assert target in found(client, f"userName sw {quoted(target[:end], False)}")
+    assert target in found(client, f"userName ew {quoted(target[start:], False)}")
+
+
+@PROPERTY_SETTINGS
+@given(names=user_names, data=st.data())
+def test_ordering_operators_and_sort_match_the_python_model(client, names, data):
+    reset(client, names)
+    pivot = data.draw(st.sampled_from(names)).lower()
+    for op, model in {
+        "gt": lambda n: n.lower() > pivot,
+        "ge": lambda n: n.lower() >= pivot,
+        "lt": lambda n: n.lower() < pivot,
+        "le": lambda n: n.lower() <= pivot,
+    }.items():
+        assert found(client, f"userName {op} {quoted(pivot, True)}") == {
+            n for n in names if model(n)
+        }, op
+    response = client.get(f"{BASE}/Users", query_string={"sortBy": "userName"})
+    assert [r["userName"] for r in response.json["Resources"]] == sorted(names, key=str.lower)
+
+
+@PROPERTY_SETTINGS
+@given(
+    names=st.lists(
+        st.text(alphabet="ab", min_size=1, max_size=2), min_size=1, max_size=6, unique=True
+    ),
+    data=st.data(),
+)
+def test_and_binds_tighter_than_or(client, names, data):
+    """Random chains of `and`/`or` against Python's own precedence, which is RFC 7644's."""
+    reset(client, names)
+    terms = data.draw(
+        st.lists(
+            st.tuples(st.sampled_from(["eq", "sw", "ew", "co"]), st.sampled_from(["a", "b"])),
+            min_size=2,
+            max_size=5,
+        )
+    )
+    joins = data.draw(st.lists(st.sampled_from(["and", "or"]), min_size=4, max_size=4))
+    text = " ".join(
+        (f"{joins[i - 1]} " if i else "") + f'userName {op} "{v}"'
+        for i, (op, v) in enumerate(terms)
+    )
+    tests = {"eq": str.__eq__, "sw": str.startswith, "ew": str.endswith, "co": str.__contains__}
+
+    def matches(name: str) -> bool:
+        expression = " ".join(
+            (f"{joins[i - 1]} " if i else "") + str(tests[op](name, v))
+            for i, (op, v) in enumerate(terms)
+        )
+        return eval(expression)  # noqa: S307 - True/False/and/or only
+
+    assert found(client, text) == {n for n in names if matches(n)}, text
+
+
+def test_list_response_for_a_filter_with_no_match(client, create_user):
+    create_user()
+    response = search(client, 'userName eq "nobody"')
+    assert response.status_code == 200
+    assert response.json == {
+        "schemas": [LIST_URN],
+        "totalResults": 0,
+        "startIndex": 1,
+        "itemsPerPage": 0,
+        "Resources": [],
+    }

@@ -121,7 +121,9 @@ def test_adding_an_existing_member_is_a_no_op(client, create_user, create_group)
     group = create_group(members=[{"value": jane["id"]}])
     add = patch_payload({"op": "add", "path": "members", "value": [{"value": jane["id"]}]})
     assert client.patch(f"{BASE}/Groups/{group['id']}", json=add).status_code == 204
-    assert get_group(client, group)["members"] == [member(jane)]
+    after = get_group(client, group)
+    assert after["members"] == [member(jane)]
+    assert after["meta"]["version"] == group["meta"]["version"]  # nothing changed
 
 
 def test_okta_push_now_rename_with_id_and_empty_members(client, create_user, create_group):

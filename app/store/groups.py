@@ -160,12 +160,15 @@ def patch(group_id: str, operations: list[Operation], *, if_match: str | None = 
 
     def change(group: Group) -> None:
         document = _document(group)
+        rows_changed = 0
         for operation in operations:
             if operation.target.resolved.attribute is MEMBERS:
-                _patch_members(group.id, operation)
+                rows_changed += _patch_members(group.id, operation)
             else:
                 document = apply_patch(document, [operation], resource_id=group.id)
         checked = validate.resource(GROUP_RESOURCE, document).document
+        if rows_changed == 0 and checked == _document(group):
+            return  # nothing changed (an existing member added, say): no new version
         _check_display_name_free(checked["displayName"], group.id)
         _save(group, checked)
 
@@ -195,7 +198,8 @@ def forget_member(member_id: str) -> None:
     db.session.execute(sql_delete(GroupMember).where(GroupMember.member_id == member_id))
 
 
-def _patch_members(group_id: str, operation: Operation) -> None:
+def _patch_members(group_id: str, operation: Operation) -> int:
+    """Apply one members operation with INSERTs and DELETEs; returns the rows changed."""
     target = operation.target
     if target.resolved.sub_attribute is not None:
         raise InvalidPath("members sub-attributes cannot be changed; add or remove members")
@@ -207,25 +211,21 @@ def _patch_members(group_id: str, operation: Operation) -> None:
             # Entra ID: {"op":"Remove","path":"members","value":[{"value":"<id>"}]} removes
             # exactly the listed members.
             listed = [m.value for m in _members(_as_list(operation.value), check=False)]
-            for chunk in _chunks(listed):
-                db.session.execute(
-                    sql_delete(GroupMember).where(
-                        GroupMember.group_id == group_id, GroupMember.member_id.in_(chunk)
-                    )
-                )
-            return
-        condition = GroupMember.group_id == group_id
-        if matched is not None:
-            condition = and_(condition, matched)
-        db.session.execute(sql_delete(GroupMember).where(condition))
-        return
+            return sum(
+                _delete_members(GroupMember.group_id == group_id, GroupMember.member_id.in_(chunk))
+                for chunk in _chunks(listed)
+            )
+        return _delete_members(GroupMember.group_id == group_id, matched)
     members = _members(_as_list(operation.value))
+    removed = 0
     if operation.op == "replace":
-        condition = GroupMember.group_id == group_id
-        if matched is not None:
-            condition = and_(condition, matched)
-        db.session.execute(sql_delete(GroupMember).where(condition))
-    _add_members(group_id, members)
+        removed = _delete_members(GroupMember.group_id == group_id, matched)
+    return removed + _add_members(group_id, members)
+
+
+def _delete_members(*conditions: ColumnElement[bool] | None) -> int:
+    where = [c for c in conditions if c is not None]
+    return db.session.execute(sql_delete(GroupMember).where(*where)).rowcount
 
 
 def _members(values: list[Any], *, check: bool = True) -> list[Member]:
@@ -259,12 +259,13 @@ def _members(values: list[Any], *, check: bool = True) -> list[Member]:
     return members
 
 
-def _add_members(group_id: str, members: list[Member]) -> None:
-    """Insert the members not already there; adding an existing member is a no-op."""
+def _add_members(group_id: str, members: list[Member]) -> int:
+    """Insert the members not already there (adding one is a no-op); returns how many."""
     for member in members:
         if member.type == "Group":
             _refuse_cycle(group_id, member.value)
     by_id = {m.value: m for m in members}
+    inserted = 0
     for chunk in _chunks(list(by_id)):
         present = set(
             db.session.scalars(
@@ -280,6 +281,8 @@ def _add_members(group_id: str, members: list[Member]) -> None:
         ]
         if rows:
             db.session.execute(insert(GroupMember), rows)
+            inserted += len(rows)
+    return inserted
 
 
 def _refuse_cycle(group_id: str, member_group_id: str) -> None:

@@ -23,4 +23,4 @@ USER scim
 # PostgreSQL in production, or at a volume mounted on /srv/scim/instance for SQLite.
 ENV FLASK_APP=wsgi
 EXPOSE 8000
-CMD ["sh", "-c", "flask db upgrade && exec gunicorn --bind 0.0.0.0:8000 --workers ${SCIM_WORKERS:-2} --threads ${SCIM_THREADS:-4} --access-logfile - wsgi:app"]
+CMD ["sh", "-c", "flask db upgrade && exec gunicorn --bind 0.0.0.0:8000 --workers ${SCIM_WORKERS:-2} --threads ${SCIM_THREADS:-4} --no-control-socket --access-logfile - wsgi:app"]

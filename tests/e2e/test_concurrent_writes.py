@@ -66,6 +66,7 @@ def service(database_url: str, tmp_path: Path) -> Iterator[str]:
             sys.executable,
             "-m",
             "gunicorn",
+            "--no-control-socket",
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",

@@ -77,7 +77,9 @@ def _normalise(rt: ResourceType, raw: dict[str, Any], index: int) -> list[Operat
         if key.lower() == "schemas":
             continue
         extension = rt.extension(key)
-        if extension is not None and isinstance(item, dict):
+        if extension is not None:
+            if not isinstance(item, dict):
+                raise InvalidValue(f"Operation {index}: {extension.id} must be an object")
             for sub_key, sub_item in item.items():
                 target = _target(rt, f"{extension.id}:{sub_key}")
                 expanded.append(Operation(op, target, sub_item, implicit=True))

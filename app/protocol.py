@@ -49,8 +49,9 @@ def json_body() -> dict[str, Any]:
         )
     raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(raw, parse_constant=_not_json)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a body nested thousands deep ("[[[[..."), which is no SCIM resource.
         raise InvalidSyntax("The request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise InvalidSyntax("The request body must be a JSON object")
@@ -168,6 +169,11 @@ _HTTP_DETAILS = {
     405: "Method not allowed on this endpoint",
     413: "The request body is larger than this service accepts",
 }
+
+
+def _not_json(constant: str) -> None:
+    # Python's json accepts NaN and Infinity; RFC 8259 §6 does not, and PostgreSQL's JSON neither.
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _csv(raw: str | None) -> tuple[str, ...]:

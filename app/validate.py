@@ -96,6 +96,10 @@ def _check_required(rt: ResourceType, document: Document) -> None:
     for attribute in rt.schema.attributes:
         if attribute.required and attribute.writable and attribute.name not in document:
             raise InvalidValue(f"{attribute.name} is required")
+        # A required attribute set to "" is as unusable as a missing one: a PATCH replacing
+        # userName with "" would leave a user nobody can look up or sign in as.
+        if attribute.required and document.get(attribute.name) == "":
+            raise InvalidValue(f"{attribute.name} must not be empty")
 
 
 def _attributes(obj: dict[str, Any], attributes: tuple[Attribute, ...], *, prefix: str) -> Document:

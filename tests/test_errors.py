@@ -1,0 +1,276 @@
+"""Every failure answers with a SCIM Error body (RFC 7644 §3.12); Okta's quirks change nothing."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+
+from app.db import db
+from app.store import users
+from tests.conftest import BASE, TOKEN, make_app
+from tests.payloads import error, patch_payload, user_payload
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def small_app(app: Flask, database_url: str) -> Iterator[Flask]:
+    """A second app on the same database (tables made by `app`) with a 1 KiB body limit."""
+    other = make_app(database_url, SCIM_MAX_BODY_BYTES="1024")
+    yield other
+    with other.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def quiet_app(app: Flask, database_url: str) -> Iterator[Flask]:
+    """A second app that turns unhandled exceptions into 500s, as in production."""
+    other = make_app(database_url)
+    other.config["PROPAGATE_EXCEPTIONS"] = False
+    yield other
+    with other.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+# --- Routing -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/Nope", id="unknown-resource"),
+        pytest.param("/Users/some-id/extra", id="below-a-user"),
+        pytest.param("/Bulk", id="bulk-unsupported"),
+        pytest.param("/Me", id="me-unsupported"),
+    ],
+)
+def test_unknown_route_is_404_scim_error(client, path):
+    response = client.get(f"{BASE}{path}")
+    assert response.status_code == 404
+    assert response.mimetype == "application/scim+json"
+    assert response.json == error(404, "No such endpoint")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        pytest.param("DELETE", "/Users", {"GET", "HEAD", "OPTIONS", "POST"}, id="delete-users"),
+        pytest.param("PUT", "/Users", {"GET", "HEAD", "OPTIONS", "POST"}, id="put-users"),
+        pytest.param(
+            "POST",
+            "/Users/some-id",
+            {"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"},
+            id="post-user",
+        ),
+        pytest.param(
+            "POST", "/ServiceProviderConfig", {"GET", "HEAD", "OPTIONS"}, id="post-config"
+        ),
+        pytest.param("DELETE", "/Schemas", {"GET", "HEAD", "OPTIONS"}, id="delete-schemas"),
+    ],
+)
+def test_wrong_method_is_405_scim_error_with_allow(client, method, path, allowed):
+    response = client.open(f"{BASE}{path}", method=method)
+    assert response.status_code == 405
+    assert response.mimetype == "application/scim+json"
+    assert response.json == error(405, "Method not allowed on this endpoint")
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
+
+
+# --- Bodies --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_body_over_the_limit_is_413_scim_error(small_app, method):
+    client = small_app.test_client()
+    path = "/Users" if method == "POST" else "/Users/some-id"
+    body = json.dumps(user_payload(displayName="x" * 2000))
+    response = client.open(
+        f"{BASE}{path}",
+        method=method,
+        data=body,
+        content_type="application/scim+json",
+        headers=AUTH,
+    )
+    assert response.status_code == 413
+    assert response.mimetype == "application/scim+json"
+    assert response.json == error(413, "The request body is larger than this service accepts")
+
+
+def test_body_within_the_limit_is_served(small_app):
+    client = small_app.test_client()
+    response = client.post(f"{BASE}/Users", json=user_payload(), headers=AUTH)
+    assert response.status_code == 201
+    client.delete(f"{BASE}/Users/{response.json['id']}", headers=AUTH)
+
+
+@pytest.mark.parametrize(
+    ("data", "detail"),
+    [
+        pytest.param("{", "The request body is not valid JSON", id="truncated"),
+        pytest.param("", "The request body is not valid JSON", id="empty"),
+        pytest.param("{'userName': 'x'}", "The request body is not valid JSON", id="single-quotes"),
+        pytest.param(b"\xff\xfe{}", "The request body is not valid JSON", id="not-utf8"),
+        pytest.param("[]", "The request body must be a JSON object", id="array"),
+        pytest.param(
+            '[{"userName": "x"}]', "The request body must be a JSON object", id="array-obj"
+        ),
+        pytest.param('"jane"', "The request body must be a JSON object", id="string"),
+        pytest.param("null", "The request body must be a JSON object", id="null"),
+        pytest.param(
+            '{"userName": "x", "externalId": NaN}',
+            "The request body is not valid JSON",
+            id="nan",
+        ),
+        pytest.param(
+            '{"userName": "x", "externalId": -Infinity}',
+            "The request body is not valid JSON",
+            id="infinity",
+        ),
+        # Nested deeper than Python's recursion limit, well within the size limit: not a 500.
+        pytest.param(
+            "[" * 100_000 + "]" * 100_000, "The request body is not valid JSON", id="deep"
+        ),
+        pytest.param(
+            '{"userName": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "The request body is not valid JSON",
+            id="deep-in-object",
+        ),
+    ],
+)
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_bad_json_is_400_invalid_syntax(client, create_user, method, data, detail):
+    user = create_user()
+    path = "/Users" if method == "POST" else f"/Users/{user['id']}"
+    response = client.open(
+        f"{BASE}{path}", method=method, data=data, content_type="application/scim+json"
+    )
+    assert response.status_code == 400
+    assert response.json == error(400, detail, "invalidSyntax")
+    assert client.get(f"{BASE}/Users").json["Resources"] == [user]
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"]
+)
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_unsupported_content_type_is_415(client, create_user, method, content_type):
+    user = create_user()
+    path = "/Users" if method == "POST" else f"/Users/{user['id']}"
+    response = client.open(
+        f"{BASE}{path}",
+        method=method,
+        data=json.dumps(user_payload(userName="other@example.com")),
+        content_type=content_type,
+    )
+    assert response.status_code == 415
+    assert response.json == error(
+        415,
+        f"Content-Type must be application/scim+json or application/json, got {content_type}",
+    )
+    assert client.get(f"{BASE}/Users").json["Resources"] == [user]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/scim+json",
+        "application/scim+json; charset=utf-8",
+        "application/json",
+        "application/json; charset=UTF-8",
+    ],
+)
+def test_scim_and_plain_json_media_types_are_accepted(client, content_type):
+    response = client.post(
+        f"{BASE}/Users", data=json.dumps(user_payload()), content_type=content_type
+    )
+    assert response.status_code == 201
+    assert response.mimetype == "application/scim+json"
+
+
+# --- Unhandled errors ----------------------------------------------------------------------
+
+
+def test_unhandled_exception_is_500_scim_error_without_a_trace(quiet_app, monkeypatch, caplog):
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals: SELECT * FROM users")
+
+    monkeypatch.setattr(users, "get", explode)
+    client = quiet_app.test_client()
+    with caplog.at_level(logging.ERROR):
+        response = client.get(f"{BASE}/Users/some-id", headers=AUTH)
+    assert response.status_code == 500
+    assert response.mimetype == "application/scim+json"
+    assert response.json == error(
+        500, "The server could not complete the request; it has been logged"
+    )
+    assert b"Traceback" not in response.data
+    assert b"secret internals" not in response.data
+    # The operator still gets the trace, in the log.
+    assert any(r.exc_info and r.exc_info[0] is RuntimeError for r in caplog.records)
+
+
+def test_unhandled_exception_during_a_write_leaves_nothing(quiet_app, client, monkeypatch):
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(users, "_commit", explode)
+    response = quiet_app.test_client().post(f"{BASE}/Users", json=user_payload(), headers=AUTH)
+    assert response.status_code == 500
+    monkeypatch.undo()
+    assert client.get(f"{BASE}/Users").json["totalResults"] == 0
+
+
+# --- Okta's quirks -------------------------------------------------------------------------
+
+OKTA_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/scim+json",
+    "Accept-Charset": "utf-8",
+    "Accept-Encoding": "gzip, deflate",
+    "User-Agent": "Okta SCIM Client 1.0.0",
+}
+
+
+def test_okta_headers_on_bodiless_requests_change_nothing(client, create_user):
+    user = create_user(userName="jörg@example.com")
+    url = f"{BASE}/Users/{user['id']}"
+    lookup = {"filter": 'userName eq "jörg@example.com"', "startIndex": "1", "count": "100"}
+    for path, query in ((url, None), (f"{BASE}/Users", lookup), (f"{BASE}/Schemas", None)):
+        plain = client.get(path, query_string=query)
+        okta = client.get(path, query_string=query, headers=OKTA_HEADERS)
+        assert okta.status_code == plain.status_code == 200
+        # Not compressed (gzip is acceptable, not required), and byte for byte the same answer.
+        assert "Content-Encoding" not in okta.headers
+        assert okta.data == plain.data
+        assert okta.mimetype == "application/scim+json"
+    assert client.get(url, headers=OKTA_HEADERS).json["userName"] == "jörg@example.com"
+    response = client.delete(url, headers=OKTA_HEADERS)
+    assert response.status_code == 204
+    assert response.data == b""
+    assert client.get(url, headers=OKTA_HEADERS).json == error(404, f"User {user['id']} not found")
+
+
+def test_okta_headers_on_writes_change_nothing(client):
+    headers = {k: v for k, v in OKTA_HEADERS.items() if k != "Content-Type"}
+    response = client.post(
+        f"{BASE}/Users",
+        data=json.dumps(user_payload()),
+        content_type="application/json; charset=utf-8",
+        headers=headers,
+    )
+    assert response.status_code == 201
+    deactivate = patch_payload({"op": "replace", "value": {"active": False}})
+    response = client.patch(
+        f"{BASE}/Users/{response.json['id']}",
+        data=json.dumps(deactivate),
+        content_type="application/json",
+        headers=headers,
+    )
+    assert response.status_code == 200
+    assert response.json["active"] is False

@@ -33,7 +33,7 @@ from sqlalchemy import (
 
 from app.errors import InvalidFilter, InvalidPath, InvalidValue
 from app.models import Group, GroupMember, User, UserValue
-from app.schema import Attribute, Resolved, ResourceType
+from app.schema import Attribute, Resolved, ResourceType, fold
 from app.schema.core import GROUP_RESOURCE, USER_RESOURCE
 
 
@@ -187,7 +187,7 @@ def _chain(op: str, operands: list[ast.Filter]) -> ast.Filter:
 
 @dataclass(frozen=True)
 class Column:
-    """Where a value lives in SQL; `folded` columns already hold value.lower()."""
+    """Where a value lives in SQL; `folded` columns already hold schema.fold(value)."""
 
     expression: Any
     folded: bool = False
@@ -523,7 +523,7 @@ def compare(
             raise InvalidFilter(f"Invalid filter: {name} is a string; quote the value")
         if not attribute.case_exact:
             if folded:
-                value = value.lower()  # as store/users.py folded the column
+                value = fold(value)  # as the store folded the column
             else:
                 # Fold both sides with the database's lower(): PostgreSQL's and Python's differ
                 # on some letters (lower('İ')), so a value folded in Python could never match.

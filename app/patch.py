@@ -16,7 +16,7 @@ from scim2_filter_parser import ast
 
 from app.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget
 from app.filters import parse_path
-from app.schema import Attribute, Resolved, ResourceType
+from app.schema import Attribute, Resolved, ResourceType, fold
 
 PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 OPS = ("add", "remove", "replace")
@@ -281,7 +281,7 @@ def matches(attribute: Attribute, node: Any, element: dict[str, Any]) -> bool:
         return actual not in (None, "", [], {})
     expected = node.comp_value.value.value
     if isinstance(actual, str) and isinstance(expected, str) and not sub.case_exact:
-        actual, expected = actual.lower(), expected.lower()
+        actual, expected = fold(actual), fold(expected)
     return _compare(op, actual, expected)
 
 
@@ -349,7 +349,7 @@ def _identity(attribute: Attribute, element: Any) -> Any:
         value = element["value"]
         sub = attribute.sub("value")
         folds = isinstance(value, str) and sub is not None and not sub.case_exact
-        return value.lower() if folds else value
+        return fold(value) if folds else value
     return repr(element)
 
 

@@ -128,7 +128,7 @@ def scim_response(
     body: object, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(
-        json.dumps(body, ensure_ascii=False),
+        json.dumps(body, ensure_ascii=False) + "\n",  # a newline keeps curl output readable
         status=status,
         headers=headers,
         mimetype=MEDIA_TYPE,

@@ -149,6 +149,9 @@ def _lenient_complex(attribute: Attribute, value: Any) -> Any:
 def _string(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise InvalidValue(f"{where} must be a string")
+    if "\x00" in value:
+        # PostgreSQL cannot store NUL in text; no identity attribute legitimately holds one.
+        raise InvalidValue(f"{where} must not contain NUL characters")
     return value
 
 

@@ -312,3 +312,25 @@ def test_list_response_shape(client, create_user):
     assert body["schemas"] == [LIST_URN]
     assert (body["totalResults"], body["startIndex"], body["itemsPerPage"]) == (1, 1, 1)
     assert without_volatile(body["Resources"][0]) == OKTA_USER
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param("ΟΔΟΣ@example.com", "οδοσ@example.com", id="greek-final-sigma"),
+        pytest.param("MÜLLER@example.com", "müller@example.com", id="umlaut"),
+        pytest.param("STRASSE@example.com", "straße@example.com", id="sharp-s"),
+    ],
+)
+def test_username_uniqueness_folds_all_of_unicode(client, create_user, first, second):
+    create_user(userName=first)
+    response = client.post(f"{BASE}/Users", json=user_payload(userName=second))
+    assert response.status_code == 409
+    query = {"filter": f'userName eq "{second}"'}
+    assert client.get(f"{BASE}/Users", query_string=query).json["totalResults"] == 1
+
+
+def test_nul_character_in_a_string_is_400(client):
+    response = client.post(f"{BASE}/Users", json=user_payload(userName="bad\u0000name"))
+    assert response.status_code == 400
+    assert response.json == error(400, "userName must not contain NUL characters", "invalidValue")

@@ -9,6 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+
+def fold(text: str) -> str:
+    """The form in which `caseExact: false` strings are stored for matching and compared.
+
+    Unicode case folding, not lower(): "ΟΔΟΣ" and "οδοσ" (final sigma), "STRASSE" and "straße"
+    are the same userName.
+    """
+    return text.casefold()
+
+
 Types = ("string", "boolean", "decimal", "integer", "dateTime", "binary", "reference", "complex")
 
 

@@ -20,6 +20,7 @@ from app.errors import Conflict, InvalidPath, InvalidValue, NotFound, Preconditi
 from app.models import Group, GroupMember, Member, Membership, User, new_id
 from app.patch import Operation
 from app.patch import apply as apply_patch
+from app.schema import fold
 from app.schema.core import GROUP_RESOURCE
 
 WRITE_ATTEMPTS = 5
@@ -315,7 +316,7 @@ def _document(group: Group) -> dict[str, Any]:
 
 def _set_columns(group: Group, document: dict[str, Any]) -> None:
     group.display_name = document["displayName"]
-    group.display_name_key = document["displayName"].lower()
+    group.display_name_key = fold(document["displayName"])
     group.external_id = document.get("externalId")
 
 
@@ -329,7 +330,7 @@ def _save(group: Group, document: dict[str, Any], *, deleted: bool = False) -> N
     now = utcnow()
     values = {
         "display_name": document["displayName"],
-        "display_name_key": document["displayName"].lower(),
+        "display_name_key": fold(document["displayName"]),
         "external_id": document.get("externalId"),
         "version": expected + 1,
         "last_modified": now,
@@ -372,7 +373,7 @@ class _Race(Exception):
 
 
 def _check_display_name_free(display_name: str, own_id: str | None) -> None:
-    query = _live().where(Group.display_name_key == display_name.lower())
+    query = _live().where(Group.display_name_key == fold(display_name))
     if own_id is not None:
         query = query.where(Group.id != own_id)
     if db.session.scalars(query.limit(1)).first() is not None:

@@ -18,6 +18,7 @@ from app.errors import Conflict, NotFound, PreconditionFailed, Uniqueness
 from app.models import User, UserValue, new_id
 from app.patch import Operation
 from app.patch import apply as apply_patch
+from app.schema import fold
 from app.schema.core import USER_RESOURCE
 from app.store import groups
 
@@ -156,7 +157,7 @@ def _write(user: User, document: dict[str, Any], password: str | None) -> None:
         db.session.execute(sql_delete(UserValue).where(UserValue.user_id == user.id))
     user.document = document
     user.user_name = document["userName"]
-    user.user_name_key = document["userName"].lower()
+    user.user_name_key = fold(document["userName"])
     user.external_id = document.get("externalId")
     user.display_name = document.get("displayName")
     user.given_name = name.get("givenName")
@@ -170,7 +171,7 @@ def _write(user: User, document: dict[str, Any], password: str | None) -> None:
             user_id=user.id,
             attribute=attribute,
             value=_text(element.get("value")),
-            value_key=_text(element.get("value"), fold=True),
+            value_key=_text(element.get("value"), folded=True),
             type=_text(element.get("type")),
             primary=element.get("primary") is True,
             display=_text(element.get("display")),
@@ -195,11 +196,11 @@ def _elements(document: dict[str, Any]):
                 yield key, element
 
 
-def _text(value: Any, *, fold: bool = False) -> str | None:
+def _text(value: Any, *, folded: bool = False) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else str(value)
-    return text.lower() if fold else text
+    return fold(text) if folded else text
 
 
 def _commit(user_name: str) -> None:

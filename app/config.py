@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 DEFAULT_DATABASE_URL = "sqlite:///scim.sqlite3"  # relative SQLite paths land in instance/
@@ -22,6 +23,8 @@ def load_config(env: Mapping[str, str]) -> dict[str, object]:
         "SCIM_DEFAULT_COUNT": _int(env, "SCIM_DEFAULT_COUNT", 100, minimum=1),
         "SCIM_PROXY_HOPS": _int(env, "SCIM_PROXY_HOPS", 0, minimum=0),
         "SCIM_BASE_URL": env.get("SCIM_BASE_URL", "").rstrip("/"),
+        "SCIM_SECRET_KEY": _secret_key(env),
+        "SCIM_CURSOR_TIMEOUT": _int(env, "SCIM_CURSOR_TIMEOUT", 3600, minimum=1),
     }
 
 
@@ -31,6 +34,22 @@ def _engine_options(url: str) -> dict[str, object]:
         # Several gunicorn threads share one file: wait for a writer instead of failing at once.
         options["connect_args"] = {"timeout": 15}
     return options
+
+
+def _secret_key(env: Mapping[str, str]) -> bytes:
+    """The key that signs pagination cursors; every instance of one deployment needs the same.
+
+    Without SCIM_SECRET_KEY it is derived from the token hashes, which every instance already
+    shares: cursors then survive restarts and work across instances, and stop working when the
+    tokens change. A cursor only positions a caller in results it may already read.
+    """
+    explicit = env.get("SCIM_SECRET_KEY", "").strip()
+    if explicit:
+        if len(explicit) < 16:
+            raise ConfigError("SCIM_SECRET_KEY must be at least 16 characters")
+        return explicit.encode()
+    material = "scim-cursor-key:" + env.get("SCIM_TOKEN_HASHES", "")
+    return hashlib.sha256(material.encode()).digest()
 
 
 def _token_hashes(raw: str) -> tuple[str, ...]:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
+from app import paging
 from app.errors import InvalidSyntax, InvalidValue, ScimError, UnsupportedMediaType
+from app.paging import Cursor, PageRequest
 
 MEDIA_TYPE = "application/scim+json"
 ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
 LIST_URN = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+SEARCH_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 ACCEPTED_BODY_TYPES = {"application/scim+json", "application/json"}
 
 log = logging.getLogger(__name__)
@@ -30,9 +33,19 @@ class Projection:
 
 
 @dataclass(frozen=True)
-class Page:
-    start_index: int
-    count: int
+class ListQuery:
+    """A list or .search request: filter, sort, page and projection (RFC 7644 §3.4.2-3.4.3)."""
+
+    resource_type: str
+    filter: str | None
+    sort_by: str | None
+    descending: bool
+    page: PageRequest
+    projection: Projection
+
+    @property
+    def fingerprint(self) -> str:
+        return paging.fingerprint(self.resource_type, self.filter, self.sort_by, self.descending)
 
 
 def base_url() -> str:
@@ -66,24 +79,64 @@ def projection() -> Projection:
     )
 
 
-def page() -> Page:
-    """startIndex and count per RFC 7644 §3.4.2.4: 1-based, clamped, count=0 allowed."""
+def list_query(resource_type: str) -> ListQuery:
+    """GET /Users, /Groups: the query-string parameters."""
+    return _list_query(resource_type, request.args, _csv)
+
+
+def search_query(resource_type: str) -> ListQuery:
+    """POST .../.search (RFC 7644 §3.4.3): the same parameters in a SearchRequest body."""
+    body = json_body()
+    schemas = body.get("schemas")
+    if schemas is not None and SEARCH_URN not in (schemas if isinstance(schemas, list) else []):
+        raise InvalidSyntax(f"schemas must be [{SEARCH_URN!r}]")
+    params = {k: v for k, v in body.items() if k != "schemas"}
+    for name, value in params.items():
+        if name in ("attributes", "excludedAttributes"):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise InvalidValue(f"{name} must be a list of attribute names")
+        elif name in ("startIndex", "count"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidValue(f"{name} must be an integer")
+        elif name in ("filter", "sortBy", "sortOrder", "cursor"):
+            if not isinstance(value, str):
+                raise InvalidValue(f"{name} must be a string")
+        else:
+            raise InvalidSyntax(f"Unknown SearchRequest parameter {name!r}")
+    return _list_query(resource_type, params, lambda names: tuple(names or ()))
+
+
+def _list_query(resource_type: str, params: Any, names: Any) -> ListQuery:
     config = current_app.config
-    start_index = max(_int_param("startIndex", 1), 1)
-    count = _int_param("count", config["SCIM_DEFAULT_COUNT"])
-    return Page(start_index, min(max(count, 0), config["SCIM_MAX_RESULTS"]))
-
-
-def filter_text() -> str | None:
-    text = request.args.get("filter")
-    return text if text and text.strip() else None
-
-
-def sort() -> tuple[str | None, str]:
-    order = request.args.get("sortOrder", "ascending")
+    order = params.get("sortOrder") or "ascending"
     if order.lower() not in ("ascending", "descending"):
         raise InvalidValue(f"sortOrder must be 'ascending' or 'descending', got {order!r}")
-    return request.args.get("sortBy") or None, order.lower()
+    filter_text = params.get("filter")
+    query = ListQuery(
+        resource_type,
+        filter_text if filter_text and filter_text.strip() else None,
+        params.get("sortBy") or None,
+        order.lower() == "descending",
+        PageRequest(),
+        Projection(
+            base_url(), names(params.get("attributes")), names(params.get("excludedAttributes"))
+        ),
+    )
+    # RFC 7644 §3.4.2.4: 1-based startIndex, values below 1 mean 1; count clamped, 0 allowed.
+    count = _int_param(params, "count", config["SCIM_DEFAULT_COUNT"])
+    count = min(max(count, 0), config["SCIM_MAX_RESULTS"])
+    if "cursor" not in params:
+        start_index = max(_int_param(params, "startIndex", 1), 1)
+        return replace(query, page=PageRequest(start_index, count))
+    if "startIndex" in params:
+        raise InvalidValue("Use either startIndex or cursor, not both (RFC 9865 §2)")
+    cursor = paging.decode(
+        str(params["cursor"]),
+        query=query.fingerprint,
+        secret=config["SCIM_SECRET_KEY"],
+        timeout=config["SCIM_CURSOR_TIMEOUT"],
+    )
+    return replace(query, page=PageRequest(1, count, cursor))
 
 
 def if_match() -> str | None:
@@ -104,16 +157,28 @@ def resource(body: dict[str, Any], status: int = 200, *, location: bool = False)
     return scim_response(body, status, headers)
 
 
-def list_response(resources: list[dict[str, Any]], total: int, start_index: int) -> Response:
-    return scim_response(
-        {
-            "schemas": [LIST_URN],
-            "totalResults": total,
-            "startIndex": start_index,
-            "itemsPerPage": len(resources),
-            "Resources": resources,
-        }
-    )
+def list_response(
+    resources: list[dict[str, Any]],
+    total: int,
+    query: ListQuery | None = None,
+    *,
+    next_cursor: Cursor | None = None,
+    previous_cursor: Cursor | None = None,
+) -> Response:
+    """A ListResponse; `query` is None for lists that are not paged (discovery)."""
+    cursor_mode = query is not None and query.page.cursor is not None
+    body: dict[str, Any] = {"schemas": [LIST_URN], "totalResults": total}
+    if not cursor_mode:
+        body["startIndex"] = query.page.start_index if query is not None else 1
+    body["itemsPerPage"] = len(resources)
+    # RFC 9865 §3: the cursors of the neighbouring pages, where there are any.
+    for name, cursor in (("nextCursor", next_cursor), ("previousCursor", previous_cursor)):
+        if cursor_mode and cursor is not None:
+            body[name] = paging.encode(
+                cursor, query=query.fingerprint, secret=current_app.config["SCIM_SECRET_KEY"]
+            )
+    body["Resources"] = resources
+    return scim_response(body)
 
 
 def no_content(*, etag: str | None = None) -> Response:
@@ -182,8 +247,10 @@ def _csv(raw: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def _int_param(name: str, default: int) -> int:
-    raw = request.args.get(name)
+def _int_param(params: Any, name: str, default: int) -> int:
+    raw = params.get(name)
+    if isinstance(raw, int):
+        return raw
     if raw is None or raw.strip() == "":
         return default
     try:

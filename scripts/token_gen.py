@@ -32,10 +32,11 @@ def token_hash(token: str) -> str:
 
 def write_env(path: Path, digest: str) -> None:
     template = (ROOT / ".env.example").read_text(encoding="utf-8")
-    lines = [
-        f"SCIM_TOKEN_HASHES={digest}" if line.startswith("SCIM_TOKEN_HASHES=") else line
-        for line in template.splitlines()
-    ]
+    fresh = {"SCIM_TOKEN_HASHES": digest, "SCIM_SECRET_KEY": secrets.token_urlsafe(32)}
+    lines = []
+    for line in template.splitlines():
+        name = line.split("=", 1)[0]
+        lines.append(f"{name}={fresh[name]}" if name in fresh and "=" in line else line)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     path.chmod(0o600)
 

@@ -84,6 +84,14 @@ def test_service_provider_config(client):
         "changePassword": {"supported": True},
         "sort": {"supported": True},
         "etag": {"supported": True},
+        "pagination": {
+            "cursor": True,
+            "index": True,
+            "defaultPaginationMethod": "index",
+            "defaultPageSize": 100,
+            "maxPageSize": 200,
+            "cursorTimeout": 3600,
+        },
         "authenticationSchemes": [
             {
                 "type": "oauthbearertoken",

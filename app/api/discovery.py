@@ -14,16 +14,26 @@ SPC_URN = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 @bp.get("/ServiceProviderConfig")
 def service_provider_config() -> Response:
     base_url = protocol.base_url()
+    config = current_app.config
     return protocol.scim_response(
         {
             "schemas": [SPC_URN],
             "documentationUri": "https://datatracker.ietf.org/doc/html/rfc7644",
             "patch": {"supported": True},
             "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
-            "filter": {"supported": True, "maxResults": current_app.config["SCIM_MAX_RESULTS"]},
+            "filter": {"supported": True, "maxResults": config["SCIM_MAX_RESULTS"]},
             "changePassword": {"supported": True},
             "sort": {"supported": True},
             "etag": {"supported": True},
+            # RFC 9865 §4: both pagination methods, index by default.
+            "pagination": {
+                "cursor": True,
+                "index": True,
+                "defaultPaginationMethod": "index",
+                "defaultPageSize": config["SCIM_DEFAULT_COUNT"],
+                "maxPageSize": config["SCIM_MAX_RESULTS"],
+                "cursorTimeout": config["SCIM_CURSOR_TIMEOUT"],
+            },
             "authenticationSchemes": [
                 {
                     "type": "oauthbearertoken",
@@ -45,7 +55,7 @@ def service_provider_config() -> Response:
 def list_resource_types() -> Response:
     base_url = protocol.base_url()
     resources = [rt.to_scim(base_url) for rt in RESOURCE_TYPES]
-    return protocol.list_response(resources, len(resources), 1)
+    return protocol.list_response(resources, len(resources))
 
 
 @bp.get("/ResourceTypes/<resource_type_id>")
@@ -60,7 +70,7 @@ def get_resource_type(resource_type_id: str) -> Response:
 def list_schemas() -> Response:
     base_url = protocol.base_url()
     resources = [schema.to_scim(base_url) for schema in SCHEMAS]
-    return protocol.list_response(resources, len(resources), 1)
+    return protocol.list_response(resources, len(resources))
 
 
 @bp.get("/Schemas/<schema_id>")

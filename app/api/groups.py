@@ -4,14 +4,14 @@ from flask import Blueprint, Response
 
 from app import etags, patch, protocol, serialize
 from app.models import Group
-from app.protocol import Projection
+from app.protocol import ListQuery, Projection
 from app.schema.core import GROUP_RESOURCE
 from app.store import groups
 
 bp = Blueprint("groups", __name__, url_prefix="/Groups")
 
 
-def _render(rows: list[Group], projection: Projection) -> list[dict]:
+def render(rows: list[Group], projection: Projection) -> list[dict]:
     """Serialize groups, loading members (in one query) only when the response shows them."""
     members = {}
     if serialize.returns(GROUP_RESOURCE, projection, "members"):
@@ -21,23 +21,28 @@ def _render(rows: list[Group], projection: Projection) -> list[dict]:
 
 @bp.get("")
 def list_groups() -> Response:
-    page = protocol.page()
-    sort_by, sort_order = protocol.sort()
-    result = groups.search(
-        protocol.filter_text(),
-        start_index=page.start_index,
-        count=page.count,
-        sort_by=sort_by,
-        descending=sort_order == "descending",
+    return _list(protocol.list_query(GROUP_RESOURCE.id))
+
+
+@bp.post("/.search")
+def search_groups() -> Response:
+    return _list(protocol.search_query(GROUP_RESOURCE.id))
+
+
+def _list(query: ListQuery) -> Response:
+    page = groups.search(
+        query.filter, query.page, sort_by=query.sort_by, descending=query.descending
     )
-    resources = _render(result.groups, protocol.projection())
-    return protocol.list_response(resources, result.total, page.start_index)
+    resources = render(page.rows, query.projection)
+    return protocol.list_response(
+        resources, page.total, query, next_cursor=page.next, previous_cursor=page.previous
+    )
 
 
 @bp.post("")
 def create_group() -> Response:
     group = groups.create(protocol.json_body())
-    return protocol.resource(_render([group], protocol.projection())[0], 201, location=True)
+    return protocol.resource(render([group], protocol.projection())[0], 201, location=True)
 
 
 @bp.get("/<group_id>")
@@ -45,13 +50,13 @@ def get_group(group_id: str) -> Response:
     group = groups.get(group_id)
     if etags.matches(protocol.if_none_match(), group.version):
         return protocol.not_modified(etags.etag(group.version))
-    return protocol.resource(_render([group], protocol.projection())[0])
+    return protocol.resource(render([group], protocol.projection())[0])
 
 
 @bp.put("/<group_id>")
 def replace_group(group_id: str) -> Response:
     group = groups.replace(group_id, protocol.json_body(), if_match=protocol.if_match())
-    return protocol.resource(_render([group], protocol.projection())[0])
+    return protocol.resource(render([group], protocol.projection())[0])
 
 
 @bp.patch("/<group_id>")
@@ -62,7 +67,7 @@ def patch_group(group_id: str) -> Response:
     if not projection.attributes and not projection.excluded_attributes:
         # RFC 7644 §3.5.2 allows 204: it spares reading 100,000 members to answer a PATCH.
         return protocol.no_content(etag=etags.etag(group.version))
-    return protocol.resource(_render([group], projection)[0])
+    return protocol.resource(render([group], projection)[0])
 
 
 @bp.delete("/<group_id>")

@@ -4,14 +4,14 @@ from flask import Blueprint, Response
 
 from app import etags, patch, protocol, serialize
 from app.models import User
-from app.protocol import Projection
+from app.protocol import ListQuery, Projection
 from app.schema.core import USER_RESOURCE
 from app.store import groups, users
 
 bp = Blueprint("users", __name__, url_prefix="/Users")
 
 
-def _render(rows: list[User], projection: Projection) -> list[dict]:
+def render(rows: list[User], projection: Projection) -> list[dict]:
     """Serialize users with their groups, loaded in one query when the response shows them."""
     memberships = {}
     if serialize.returns(USER_RESOURCE, projection, "groups"):
@@ -21,23 +21,28 @@ def _render(rows: list[User], projection: Projection) -> list[dict]:
 
 @bp.get("")
 def list_users() -> Response:
-    page = protocol.page()
-    sort_by, sort_order = protocol.sort()
-    result = users.search(
-        protocol.filter_text(),
-        start_index=page.start_index,
-        count=page.count,
-        sort_by=sort_by,
-        descending=sort_order == "descending",
+    return _list(protocol.list_query(USER_RESOURCE.id))
+
+
+@bp.post("/.search")
+def search_users() -> Response:
+    return _list(protocol.search_query(USER_RESOURCE.id))
+
+
+def _list(query: ListQuery) -> Response:
+    page = users.search(
+        query.filter, query.page, sort_by=query.sort_by, descending=query.descending
     )
-    resources = _render(result.users, protocol.projection())
-    return protocol.list_response(resources, result.total, page.start_index)
+    resources = render(page.rows, query.projection)
+    return protocol.list_response(
+        resources, page.total, query, next_cursor=page.next, previous_cursor=page.previous
+    )
 
 
 @bp.post("")
 def create_user() -> Response:
     user = users.create(protocol.json_body())
-    return protocol.resource(_render([user], protocol.projection())[0], 201, location=True)
+    return protocol.resource(render([user], protocol.projection())[0], 201, location=True)
 
 
 @bp.get("/<user_id>")
@@ -45,20 +50,20 @@ def get_user(user_id: str) -> Response:
     user = users.get(user_id)
     if etags.matches(protocol.if_none_match(), user.version):
         return protocol.not_modified(etags.etag(user.version))
-    return protocol.resource(_render([user], protocol.projection())[0])
+    return protocol.resource(render([user], protocol.projection())[0])
 
 
 @bp.put("/<user_id>")
 def replace_user(user_id: str) -> Response:
     user = users.replace(user_id, protocol.json_body(), if_match=protocol.if_match())
-    return protocol.resource(_render([user], protocol.projection())[0])
+    return protocol.resource(render([user], protocol.projection())[0])
 
 
 @bp.patch("/<user_id>")
 def patch_user(user_id: str) -> Response:
     operations = patch.parse(USER_RESOURCE, protocol.json_body())
     user = users.patch(user_id, operations, if_match=protocol.if_match())
-    return protocol.resource(_render([user], protocol.projection())[0])
+    return protocol.resource(render([user], protocol.projection())[0])
 
 
 @bp.delete("/<user_id>")

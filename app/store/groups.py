@@ -7,7 +7,6 @@ group_members, never loaded and rewritten, and a PATCH never reads the member li
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, insert, literal, select, update
@@ -18,20 +17,16 @@ from app import etags, filters, validate
 from app.db import db, utcnow
 from app.errors import Conflict, InvalidPath, InvalidValue, NotFound, PreconditionFailed, Uniqueness
 from app.models import Group, GroupMember, Member, Membership, User, new_id
+from app.paging import PageRequest
 from app.patch import Operation
 from app.patch import apply as apply_patch
 from app.schema import fold
 from app.schema.core import GROUP_RESOURCE
+from app.store import pages
 
 WRITE_ATTEMPTS = 5
 CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit
 MEMBERS = GROUP_RESOURCE.schema.attribute("members")
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    groups: list[Group]
-    total: int
 
 
 def _live() -> Select[tuple[Group]]:
@@ -52,25 +47,20 @@ def get(group_id: str, *, for_update: bool = False) -> Group:
 
 def search(
     filter_text: str | None,
+    page: PageRequest,
     *,
-    start_index: int,
-    count: int,
     sort_by: str | None = None,
     descending: bool = False,
-) -> SearchResult:
+) -> pages.Page:
+    """One page of live groups matching a SCIM filter, and how many match in all."""
     query = _live()
     if filter_text:
         query = query.where(filters.groups_where(filter_text))
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    if count == 0 or total == 0 or start_index > total:
-        return SearchResult([], total)
-    order: list[Any] = []
+    keys = []
     if sort_by:
-        key = filters.groups_sort_key(sort_by)
-        order.append((key.desc() if descending else key.asc()).nulls_last())
-    order += [Group.created_at, Group.id]
-    page = query.order_by(*order).offset(start_index - 1).limit(count)
-    return SearchResult(list(db.session.scalars(page)), total)
+        keys.append(pages.Key(filters.groups_sort_key(sort_by), descending, nullable=True))
+    keys += [pages.Key(Group.created_at), pages.Key(Group.id)]
+    return pages.fetch(query, keys, page)
 
 
 def members_of(group_ids: list[str]) -> dict[str, list[Member]]:

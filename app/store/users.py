@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
@@ -16,20 +15,15 @@ from app import etags, filters, validate
 from app.db import db, utcnow
 from app.errors import Conflict, NotFound, PreconditionFailed, Uniqueness
 from app.models import User, UserValue, new_id
+from app.paging import PageRequest
 from app.patch import Operation
 from app.patch import apply as apply_patch
 from app.schema import fold
 from app.schema.core import USER_RESOURCE
-from app.store import groups
+from app.store import groups, pages
 
 # Concurrent writers to one user: the loser re-reads and re-applies its change this many times.
 WRITE_ATTEMPTS = 5
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    users: list[User]
-    total: int
 
 
 def _live() -> Select[tuple[User]]:
@@ -50,28 +44,21 @@ def get(user_id: str, *, for_update: bool = False) -> User:
 
 def search(
     filter_text: str | None,
+    page: PageRequest,
     *,
-    start_index: int,
-    count: int,
     sort_by: str | None = None,
     descending: bool = False,
-) -> SearchResult:
+) -> pages.Page:
     """One page of live users matching a SCIM filter, and how many match in all."""
-    where: ColumnElement[bool] | None = filters.users_where(filter_text) if filter_text else None
     query = _live()
-    if where is not None:
-        query = query.where(where)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    if count == 0 or total == 0 or start_index > total:
-        return SearchResult([], total)
-    order: list[Any] = []
+    if filter_text:
+        query = query.where(filters.users_where(filter_text))
+    keys = []
     if sort_by:
-        key = filters.users_sort_key(sort_by)
-        order.append((key.desc() if descending else key.asc()).nulls_last())
+        keys.append(pages.Key(filters.users_sort_key(sort_by), descending, nullable=True))
     # Creation order with the id as tiebreak: every page of a crawl is stable and disjoint.
-    order += [User.created_at, User.id]
-    page = query.order_by(*order).offset(start_index - 1).limit(count)
-    return SearchResult(list(db.session.scalars(page)), total)
+    keys += [pages.Key(User.created_at), pages.Key(User.id)]
+    return pages.fetch(query, keys, page)
 
 
 def create(body: dict[str, Any]) -> User:

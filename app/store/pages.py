@@ -1,0 +1,122 @@
+"""One page of a sorted query, by index (RFC 7644 §3.4.2.4) or by keyset cursor (RFC 9865).
+
+Every listing orders by an optional sort key (nulls last, either direction), then creation
+time and id ascending, so the order is total and stable. Index pages use OFFSET; cursor pages
+continue after (or before) the last row seen with a keyset condition, so a page deep into a
+crawl costs what the first one does, and rows created or deleted meanwhile never make a walk
+repeat or skip a resource.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, select
+
+from app.db import db
+from app.paging import Cursor, PageRequest
+
+
+@dataclass(frozen=True)
+class Key:
+    expression: Any
+    descending: bool = False
+    nullable: bool = False  # only the client's sort key can be null; it sorts last
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Any]
+    total: int
+    next: Cursor | None = None
+    previous: Cursor | None = None
+
+
+def fetch(query: Select[Any], keys: list[Key], request: PageRequest) -> Page:
+    """Count the matches and read one page of `query` (a select of one ORM entity)."""
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    if request.cursor is None:
+        return _by_index(query, keys, request, total)
+    return _by_cursor(query, keys, request, total)
+
+
+def _by_index(query: Select[Any], keys: list[Key], request: PageRequest, total: int) -> Page:
+    if request.count == 0 or total == 0 or request.start_index > total:
+        return Page([], total)
+    ordered = query.order_by(*(_order(k, reverse=False) for k in keys))
+    rows = db.session.scalars(ordered.offset(request.start_index - 1).limit(request.count))
+    return Page(list(rows), total)
+
+
+def _by_cursor(query: Select[Any], keys: list[Key], request: PageRequest, total: int) -> Page:
+    cursor = request.cursor
+    assert cursor is not None
+    if request.count == 0:
+        return Page([], total)
+    backwards = cursor.backwards
+    if cursor.keys is not None:
+        query = query.where(_beyond(keys, cursor.keys, before=backwards))
+    ordered = query.add_columns(*(k.expression for k in keys)).order_by(
+        *(_order(k, reverse=backwards) for k in keys)
+    )
+    # One row more than asked tells whether another page follows in this direction.
+    fetched = list(db.session.execute(ordered.limit(request.count + 1)))
+    more = len(fetched) > request.count
+    fetched = fetched[: request.count]
+    if backwards:
+        fetched.reverse()
+    rows = [row[0] for row in fetched]
+    positions = [tuple(row[1:]) for row in fetched]
+    if not rows:
+        return Page([], total)
+    has_next = more if not backwards else True
+    has_previous = (cursor.keys is not None) if not backwards else more
+    return Page(
+        rows,
+        total,
+        next=Cursor(positions[-1]) if has_next else None,
+        previous=Cursor(positions[0], backwards=True) if has_previous else None,
+    )
+
+
+def _order(key: Key, *, reverse: bool) -> Any:
+    descending = key.descending != reverse
+    ordered = key.expression.desc() if descending else key.expression.asc()
+    if not key.nullable:
+        return ordered
+    # Nulls sort last in the page order, so first when the order is reversed.
+    return ordered.nulls_first() if reverse else ordered.nulls_last()
+
+
+def _beyond(keys: list[Key], values: tuple[Any, ...], *, before: bool) -> ColumnElement[bool]:
+    """Rows strictly after (or before) the row whose sort keys are `values`, in page order."""
+    alternatives = []
+    for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+        ties = [_equal(k, v) for k, v in zip(keys[:i], values[:i], strict=True)]
+        alternatives.append(and_(*ties, _past(key, value, before=before)))
+    return or_(*alternatives)
+
+
+def _equal(key: Key, value: Any) -> ColumnElement[bool]:
+    return key.expression.is_(None) if value is None else key.expression == _bound(key, value)
+
+
+def _bound(key: Key, value: Any) -> Any:
+    # A bound parameter of the key's type: `active > true` must compare, not be refused.
+    return literal(value, key.expression.type)
+
+
+def _past(key: Key, value: Any, *, before: bool) -> ColumnElement[bool]:
+    """One key strictly past `value` in the page's direction, nulls being last."""
+    if value is None:
+        # Nothing comes after a null; every non-null comes before it.
+        return key.expression.is_not(None) if before else false()
+    value = _bound(key, value)
+    forwards = (key.expression < value) if key.descending else (key.expression > value)
+    backwards = (key.expression > value) if key.descending else (key.expression < value)
+    if before:
+        return backwards
+    if key.nullable:
+        return or_(forwards, key.expression.is_(None))
+    return forwards

@@ -1,0 +1,55 @@
+"""The root /.search (RFC 7644 §3.4.3): one filter over every resource type, users first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.errors import InvalidFilter, InvalidValue, ScimError
+from app.filters import parse
+from app.paging import PageRequest
+from app.store import groups, users
+
+
+@dataclass
+class Results:
+    users: list[Any] = field(default_factory=list)
+    groups: list[Any] = field(default_factory=list)
+    total: int = 0
+
+
+def search_all(
+    filter_text: str | None, page: PageRequest, *, sort_by: str | None, descending: bool
+) -> Results:
+    """Index pagination over Users then Groups, as if they were one list.
+
+    A filter or sortBy naming an attribute that one resource type lacks matches nothing of
+    that type; it is an error only when no resource type can take it.
+    """
+    if page.cursor is not None:
+        raise InvalidValue("Cursor pagination works per resource type: use /Users/.search")
+    if filter_text:
+        parse(filter_text)  # a syntax error is the caller's, whatever the resource type
+    results = Results()
+    offset = 0  # resources of the types listed before this one
+    failures: list[ScimError] = []
+    for kind, store in (("users", users), ("groups", groups)):
+        start = max(page.start_index - offset, 1)
+        wanted = page.count - len(results.users) - len(results.groups)
+        try:
+            part = store.search(
+                filter_text,
+                PageRequest(start, max(wanted, 0)),
+                sort_by=sort_by,
+                descending=descending,
+            )
+        except (InvalidFilter, InvalidValue) as e:
+            failures.append(e)
+            continue
+        if page.start_index - offset <= part.total:
+            getattr(results, kind).extend(part.rows)
+        offset += part.total
+        results.total += part.total
+    if len(failures) == 2:
+        raise failures[0]
+    return results

@@ -1,0 +1,313 @@
+"""Cursor pagination (RFC 9865), index pages under churn, POST .search (RFC 7644 §3.4.3)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from flask import current_app
+
+from app import paging
+from tests.conftest import BASE
+from tests.payloads import GROUP_URN, LIST_URN, error
+
+SEARCH_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+
+
+@pytest.fixture
+def many_users(create_user):
+    def create(count: int, **extra):
+        return [
+            create_user(userName=f"user{n:03d}@example.com", externalId=None, **extra)["id"]
+            for n in range(count)
+        ]
+
+    return create
+
+
+def walk_forward(client, query: dict) -> list[list[str]]:
+    pages = []
+    params = dict(query, cursor="")
+    while True:
+        body = client.get(f"{BASE}/Users", query_string=params).json
+        assert "startIndex" not in body
+        pages.append([u["id"] for u in body["Resources"]])
+        if "nextCursor" not in body:
+            return pages
+        params["cursor"] = body["nextCursor"]
+
+
+def walk_by_index(client, query: dict, count: int) -> list[str]:
+    seen, start = [], 1
+    while True:
+        body = client.get(
+            f"{BASE}/Users", query_string=dict(query, startIndex=start, count=count)
+        ).json
+        seen += [u["id"] for u in body["Resources"]]
+        if start + body["itemsPerPage"] > body["totalResults"] or not body["Resources"]:
+            return seen
+        start += body["itemsPerPage"]
+
+
+def test_first_cursor_page_shape(client, many_users):
+    many_users(3)
+    body = client.get(f"{BASE}/Users?cursor=&count=2").json
+    assert body["schemas"] == [LIST_URN]
+    assert (body["totalResults"], body["itemsPerPage"]) == (3, 2)
+    assert "previousCursor" not in body and "startIndex" not in body
+    assert list(body) == ["schemas", "totalResults", "itemsPerPage", "nextCursor", "Resources"]
+    last = client.get(f"{BASE}/Users", query_string={"cursor": body["nextCursor"], "count": 2}).json
+    assert last["itemsPerPage"] == 1
+    assert "nextCursor" not in last and "previousCursor" in last
+
+
+@pytest.mark.parametrize(
+    "sort",
+    [
+        pytest.param({}, id="default-order"),
+        pytest.param({"sortBy": "userName"}, id="userName"),
+        pytest.param({"sortBy": "title", "sortOrder": "descending"}, id="title-desc-with-nulls"),
+        pytest.param({"sortBy": "active"}, id="boolean-with-ties"),
+    ],
+)
+def test_cursor_walk_equals_index_walk(client, create_user, sort):
+    for n in range(23):
+        title = None if n % 4 == 0 else f"Title {n % 5}"
+        create_user(
+            userName=f"u{(n * 7) % 23:02d}@example.com",
+            externalId=None,
+            title=title,
+            active=n % 2 == 0,
+        )
+    pages = walk_forward(client, dict(sort, count=5))
+    assert [len(p) for p in pages] == [5, 5, 5, 5, 3]
+    by_cursor = [uid for page in pages for uid in page]
+    assert by_cursor == walk_by_index(client, sort, 5)
+    assert len(set(by_cursor)) == 23
+
+
+def test_previous_cursor_goes_back_one_page(client, many_users):
+    many_users(12)
+    first = client.get(f"{BASE}/Users?cursor=&count=4").json
+    second = client.get(
+        f"{BASE}/Users", query_string={"cursor": first["nextCursor"], "count": 4}
+    ).json
+    third = client.get(
+        f"{BASE}/Users", query_string={"cursor": second["nextCursor"], "count": 4}
+    ).json
+    back = client.get(
+        f"{BASE}/Users", query_string={"cursor": third["previousCursor"], "count": 4}
+    ).json
+    assert [u["id"] for u in back["Resources"]] == [u["id"] for u in second["Resources"]]
+    front = client.get(
+        f"{BASE}/Users", query_string={"cursor": back["previousCursor"], "count": 4}
+    ).json
+    assert [u["id"] for u in front["Resources"]] == [u["id"] for u in first["Resources"]]
+    assert "previousCursor" not in front
+
+
+def test_cursor_walk_under_churn_never_repeats(client, many_users, create_user):
+    ids = many_users(30)
+    seen: list[str] = []
+    params = {"cursor": "", "count": 4}
+    created = 0
+    while True:
+        body = client.get(f"{BASE}/Users", query_string=params).json
+        seen += [u["id"] for u in body["Resources"]]
+        # Between pages, another client deletes a user not yet seen and one already seen,
+        # and creates a new one.
+        unseen = [i for i in ids if i not in seen]
+        if unseen:
+            assert client.delete(f"{BASE}/Users/{unseen[-1]}").status_code == 204
+            ids.remove(unseen[-1])
+        if seen and seen[0] in ids:
+            client.delete(f"{BASE}/Users/{seen[0]}")
+            ids.remove(seen[0])
+        create_user(userName=f"late{created}@example.com", externalId=None)
+        created += 1
+        if "nextCursor" not in body:
+            break
+        params["cursor"] = body["nextCursor"]
+    assert len(seen) == len(set(seen))
+
+
+def test_index_walk_under_churn_never_repeats(client, many_users, create_user):
+    ids = many_users(30)
+    seen: list[str] = []
+    start = 1
+    for created in range(20):
+        body = client.get(f"{BASE}/Users?startIndex={start}&count=4").json
+        seen += [u["id"] for u in body["Resources"]]
+        create_user(userName=f"late{created}@example.com", externalId=None)
+        unseen = [i for i in ids if i not in seen]
+        if unseen:
+            client.delete(f"{BASE}/Users/{unseen[-1]}")
+            ids.remove(unseen[-1])
+        if not body["Resources"]:
+            break
+        start += body["itemsPerPage"]
+    assert len(seen) == len(set(seen))
+
+
+def test_tampered_cursor_is_400_invalid_cursor(client, many_users):
+    many_users(3)
+    cursor = client.get(f"{BASE}/Users?cursor=&count=1").json["nextCursor"]
+    forged = cursor[:-2] + ("AA" if not cursor.endswith("AA") else "BB")
+    for bad in (forged, "not-a-cursor", "x.y", "."):
+        response = client.get(f"{BASE}/Users", query_string={"cursor": bad})
+        assert response.status_code == 400
+        assert response.json == error(
+            400,
+            "The cursor is not one this service issued; start again with cursor=",
+            "invalidCursor",
+        )
+
+
+def test_cursor_of_another_query_is_400(client, many_users):
+    many_users(3)
+    cursor = client.get(f"{BASE}/Users?cursor=&count=1").json["nextCursor"]
+    response = client.get(
+        f"{BASE}/Users", query_string={"cursor": cursor, "filter": "active eq true"}
+    )
+    assert response.json == error(
+        400,
+        "The cursor belongs to a different query; keep filter and sorting unchanged",
+        "invalidCursor",
+    )
+
+
+def test_expired_cursor_is_400_expired_cursor(client, many_users):
+    many_users(2)
+    first = client.get(f"{BASE}/Users?cursor=&count=1").json
+    query = paging.fingerprint("User", None, None, False)
+    old = paging.encode(
+        paging.Cursor(("x",)),
+        query=query,
+        secret=current_app.config["SCIM_SECRET_KEY"],
+        now=time.time() - 3601,
+    )
+    assert first["nextCursor"]
+    response = client.get(f"{BASE}/Users", query_string={"cursor": old})
+    assert response.status_code == 400
+    assert response.json == error(
+        400, "The cursor expired after 3600 seconds; start again with cursor=", "expiredCursor"
+    )
+
+
+def test_cursor_and_start_index_together_is_400(client):
+    response = client.get(f"{BASE}/Users?cursor=&startIndex=1")
+    assert response.json == error(
+        400, "Use either startIndex or cursor, not both (RFC 9865 §2)", "invalidValue"
+    )
+
+
+def test_groups_take_cursors_too(client):
+    for n in range(5):
+        client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": f"G{n}"})
+    first = client.get(f"{BASE}/Groups?cursor=&count=3&excludedAttributes=members").json
+    rest = client.get(
+        f"{BASE}/Groups",
+        query_string={"cursor": first["nextCursor"], "count": 3, "excludedAttributes": "members"},
+    ).json
+    names = [g["displayName"] for g in first["Resources"] + rest["Resources"]]
+    assert names == [f"G{n}" for n in range(5)]
+
+
+def test_users_search_takes_a_search_request(client, create_user):
+    create_user()
+    create_user(userName="bob@example.com", displayName="Bob", externalId=None)
+    body = {
+        "schemas": [SEARCH_URN],
+        "filter": 'userName sw "bob"',
+        "attributes": ["userName", "displayName"],
+        "startIndex": 1,
+        "count": 10,
+    }
+    response = client.post(f"{BASE}/Users/.search", json=body)
+    assert response.status_code == 200
+    found = response.json
+    assert (found["totalResults"], found["startIndex"], found["itemsPerPage"]) == (1, 1, 1)
+    resource = found["Resources"][0]
+    assert set(resource) == {"schemas", "id", "userName", "displayName", "meta"}
+    assert resource["meta"] == {"resourceType": "User"}
+
+
+def test_search_cursor_walk(client, many_users):
+    many_users(5)
+    body = {"schemas": [SEARCH_URN], "cursor": "", "count": 3}
+    first = client.post(f"{BASE}/Users/.search", json=body).json
+    second = client.post(f"{BASE}/Users/.search", json=dict(body, cursor=first["nextCursor"])).json
+    assert first["itemsPerPage"] + second["itemsPerPage"] == 5
+    assert "nextCursor" not in second
+
+
+def test_groups_search(client):
+    client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "Engineering"})
+    body = {
+        "schemas": [SEARCH_URN],
+        "filter": 'displayName eq "engineering"',
+        "excludedAttributes": ["members"],
+    }
+    response = client.post(f"{BASE}/Groups/.search", json=body)
+    assert response.json["totalResults"] == 1
+
+
+def test_root_search_spans_resource_types(client, create_user):
+    create_user()
+    client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "Engineering"})
+    everything = client.post(f"{BASE}/.search", json={"schemas": [SEARCH_URN]}).json
+    assert everything["totalResults"] == 2
+    assert [r["meta"]["resourceType"] for r in everything["Resources"]] == ["User", "Group"]
+    second = client.post(
+        f"{BASE}/.search", json={"schemas": [SEARCH_URN], "startIndex": 2, "count": 1}
+    ).json
+    assert [r["meta"]["resourceType"] for r in second["Resources"]] == ["Group"]
+    only_users = client.post(
+        f"{BASE}/.search",
+        json={"schemas": [SEARCH_URN], "filter": 'userName eq "jane@example.com"'},
+    ).json
+    assert [r["meta"]["resourceType"] for r in only_users["Resources"]] == ["User"]
+    by_name = client.post(
+        f"{BASE}/.search", json={"schemas": [SEARCH_URN], "filter": 'displayName sw "Eng"'}
+    ).json
+    assert [r["meta"]["resourceType"] for r in by_name["Resources"]] == ["Group"]
+
+
+@pytest.mark.parametrize(
+    ("body", "detail", "scim_type"),
+    [
+        pytest.param(
+            {"schemas": ["urn:x"]},
+            f"schemas must be [{SEARCH_URN!r}]",
+            "invalidSyntax",
+            id="schemas",
+        ),
+        pytest.param(
+            {"shoe": 1}, "Unknown SearchRequest parameter 'shoe'", "invalidSyntax", id="unknown"
+        ),
+        pytest.param({"count": "ten"}, "count must be an integer", "invalidValue", id="count"),
+        pytest.param(
+            {"attributes": "userName"},
+            "attributes must be a list of attribute names",
+            "invalidValue",
+            id="attrs",
+        ),
+        pytest.param(
+            {"filter": "userName eq"},
+            "Invalid filter: the filter ended unexpectedly",
+            "invalidFilter",
+            id="filter",
+        ),
+    ],
+)
+def test_bad_search_requests_are_400(client, body, detail, scim_type):
+    response = client.post(f"{BASE}/Users/.search", json=body)
+    assert response.status_code == 400
+    assert response.json == error(400, detail, scim_type)
+
+
+def test_root_search_refuses_cursors(client):
+    response = client.post(f"{BASE}/.search", json={"schemas": [SEARCH_URN], "cursor": ""})
+    assert response.json == error(
+        400, "Cursor pagination works per resource type: use /Users/.search", "invalidValue"
+    )

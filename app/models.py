@@ -35,6 +35,13 @@ class User(db.Model):
         ),
         Index("ix_users_external_id", "external_id"),
         Index("ix_users_created_at_id", "created_at", "id"),
+        Index("ix_users_display_name_key", "display_name_key"),
+        # text_pattern_ops: `name.familyName sw` (LIKE 'prefix%') uses it whatever the collation.
+        Index(
+            "ix_users_family_name_key",
+            "family_name_key",
+            postgresql_ops={"family_name_key": "text_pattern_ops"},
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -44,6 +51,11 @@ class User(db.Model):
     display_name: Mapped[str | None]
     given_name: Mapped[str | None]
     family_name: Mapped[str | None]
+    # Folded copies (schema.fold) of what is filtered case-insensitively, so that an index
+    # serves `eq` and `sw` on both databases.
+    display_name_key: Mapped[str | None]
+    given_name_key: Mapped[str | None]
+    family_name_key: Mapped[str | None]
     active: Mapped[bool] = mapped_column(default=True)
     password_hash: Mapped[str | None]
     document: Mapped[dict[str, Any]] = mapped_column(JSON)

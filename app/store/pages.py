@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, select, tuple_
 
 from app.db import db
 from app.paging import Cursor, PageRequest
@@ -91,11 +91,22 @@ def _order(key: Key, *, reverse: bool) -> Any:
 
 def _beyond(keys: list[Key], values: tuple[Any, ...], *, before: bool) -> ColumnElement[bool]:
     """Rows strictly after (or before) the row whose sort keys are `values`, in page order."""
+    # The tiebreak keys (creation time, id) are never null and ascending: one row-value
+    # comparison, which both databases answer with a range scan of their index.
+    tail = next(i for i in range(len(keys)) if all(_plain(k) for k in keys[i:]))
     alternatives = []
-    for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+    for i in range(tail):
         ties = [_equal(k, v) for k, v in zip(keys[:i], values[:i], strict=True)]
-        alternatives.append(and_(*ties, _past(key, value, before=before)))
+        alternatives.append(and_(*ties, _past(keys[i], values[i], before=before)))
+    ties = [_equal(k, v) for k, v in zip(keys[:tail], values[:tail], strict=True)]
+    row = tuple_(*(k.expression for k in keys[tail:]))
+    bound = tuple_(*(_bound(k, v) for k, v in zip(keys[tail:], values[tail:], strict=True)))
+    alternatives.append(and_(*ties, row < bound if before else row > bound))
     return or_(*alternatives)
+
+
+def _plain(key: Key) -> bool:
+    return not key.nullable and not key.descending
 
 
 def _equal(key: Key, value: Any) -> ColumnElement[bool]:

@@ -149,6 +149,9 @@ def _write(user: User, document: dict[str, Any], password: str | None) -> None:
     user.display_name = document.get("displayName")
     user.given_name = name.get("givenName")
     user.family_name = name.get("familyName")
+    user.display_name_key = _text(user.display_name, folded=True)
+    user.given_name_key = _text(user.given_name, folded=True)
+    user.family_name_key = _text(user.family_name, folded=True)
     user.active = document["active"]
     if password is not None:
         user.password_hash = generate_password_hash(password)

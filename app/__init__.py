@@ -9,9 +9,12 @@ from dotenv import load_dotenv
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, protocol
-from app.config import load_config
+from app import api, protocol, requests
+from app.api import health
+from app.config import ConfigError, load_config
 from app.db import db, migrate
+from app.schema import extensions
+from app.schema.core import Registry, build_registry
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
@@ -21,9 +24,12 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         env = os.environ
     app = Flask(__name__, static_folder=None)  # an API serves no static files
     app.config.from_mapping(load_config(env))
+    app.extensions["scim_registry"] = _registry(app.config["SCIM_SCHEMA_EXTENSIONS"])
     os.makedirs(app.instance_path, exist_ok=True)  # relative SQLite paths live in instance/
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    requests.init_app(app)  # request id, then SCIM_REQUIRE_HTTPS: before the bearer check
+    app.register_blueprint(health.bp)  # /healthz, /readyz: outside /scim/v2, no token
     app.register_blueprint(api.scim)
     # A request that failed part-way must leave nothing behind: store functions commit once, at
     # the end, and whatever a failed request had flushed is discarded here.
@@ -32,3 +38,14 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     if hops := app.config["SCIM_PROXY_HOPS"]:  # only behind a proxy we know about
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
     return app
+
+
+def _registry(extensions_file: str) -> Registry:
+    """Core, enterprise and the admin's declared extensions; a bad file stops start-up."""
+    if not extensions_file:
+        return build_registry()
+    reserved = {schema.id for schema in build_registry().schemas}
+    try:
+        return build_registry(extensions.load(extensions_file, reserved=reserved))
+    except extensions.ExtensionError as e:
+        raise ConfigError(f"SCIM_SCHEMA_EXTENSIONS: {e}") from None

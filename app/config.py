@@ -23,7 +23,9 @@ def load_config(env: Mapping[str, str]) -> dict[str, object]:
         "SCIM_DEFAULT_COUNT": _int(env, "SCIM_DEFAULT_COUNT", 100, minimum=1),
         "SCIM_PROXY_HOPS": _int(env, "SCIM_PROXY_HOPS", 0, minimum=0),
         "SCIM_BASE_URL": env.get("SCIM_BASE_URL", "").rstrip("/"),
+        "SCIM_REQUIRE_HTTPS": _bool(env, "SCIM_REQUIRE_HTTPS", False),
         "SCIM_SECRET_KEY": _secret_key(env),
+        "SCIM_SCHEMA_EXTENSIONS": env.get("SCIM_SCHEMA_EXTENSIONS", "").strip(),
         "SCIM_CURSOR_TIMEOUT": _int(env, "SCIM_CURSOR_TIMEOUT", 3600, minimum=1),
     }
 
@@ -74,3 +76,14 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false (1/0, yes/no, on/off), got {raw!r}")

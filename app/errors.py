@@ -50,6 +50,10 @@ class Unauthorized(ScimError):
     status = 401
 
 
+class Forbidden(ScimError):
+    status = 403
+
+
 class NotFound(ScimError):
     status = 404
 
@@ -66,3 +70,9 @@ class Conflict(ScimError):
     """A write lost a race it could not retry its way out of."""
 
     status = 409
+
+
+class ServiceUnavailable(ScimError):
+    """A dependency (the database) is unreachable; callers should retry after Retry-After."""
+
+    status = 503

@@ -2,14 +2,27 @@
 
 Only the lexer and parser come from the library; this module walks the tree itself, because the
 library's SQL transpiler neither escapes LIKE patterns nor folds case by schema, and silently
-drops terms it cannot map. Gaps closed here:
-  * `and` binds tighter than `or` (the parser gives both the same precedence): `_reassociate`;
-  * string escapes (\\" and \\u) and full JSON numbers: `_Lexer`;
-  * "true" (a string) stays distinct from true (a boolean): literals keep their JSON type.
+drops terms it cannot map. Gaps of scim2-filter-parser 0.7.0 closed here:
+  * `and` binds tighter than `or` (the parser gives both the same precedence, left to right,
+    so `a or b and c` came back as `(a or b) and c`): `_reassociate`;
+  * string escapes: the lexer ends a string at the first `\\"` and keeps `\\u00e9` verbatim;
+    strings are JSON strings (RFC 7644 §3.4.2.2 cites RFC 7159): `_Lexer.COMP_VALUE`;
+  * numbers: the lexer takes one digit (`42` is two tokens, `1.5` and `-1` fail): `_Lexer.NUMBER`;
+  * "true" (a string) and true (a boolean) both came back as Python strings: literals keep
+    their JSON type (`Literal`);
+  * `true`, `false` and `null` are case-insensitive in the RFC's ABNF (RFC 5234 §2.3) but the
+    lexer knows the lower-case spelling only, and it lexes the head of an attribute named
+    `nullable` or `trueName` as a literal: `_Lexer.TRUE/FALSE/NULL`;
+  * its errors are a bare "Parsing error at: Token(...)" and a ValueError naming no position:
+    `_describe_parser_error` and `_Lexer.error` name the token and its position;
+  * `schemas` and `meta.resourceType` are no attribute of any schema, and complex attributes
+    (`name pr`, `emails pr`) have no SQL in its transpiler: `_Translator` maps them itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,13 +36,18 @@ from sqlalchemy import (
     ColumnElement,
     String,
     and_,
-    exists,
+    case,
+    cast,
     false,
     func,
     literal,
     or_,
+    select,
     true,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.functions import FunctionElement
 
 from app.errors import InvalidFilter, InvalidPath, InvalidValue
 from app.models import Group, GroupMember, User, UserValue
@@ -66,17 +84,19 @@ class _Lexer(SCIMLexer):
             raise ValueError(f"NUL character (\\u0000) in string at position {t.index + 1}")
         return t
 
-    @_(r"true")  # noqa: F821
+    # RFC 5234 §2.3: ABNF strings are case-insensitive, so `True` and `NULL` are literals too;
+    # the look-ahead keeps `trueName` or `nullable` an attribute name.
+    @_(r"(?i:true)(?![A-Za-z0-9_$-])")  # noqa: F821
     def TRUE(self, t):  # noqa: N802
         t.value = Literal(True)
         return t
 
-    @_(r"false")  # noqa: F821
+    @_(r"(?i:false)(?![A-Za-z0-9_$-])")  # noqa: F821
     def FALSE(self, t):  # noqa: N802
         t.value = Literal(False)
         return t
 
-    @_(r"null")  # noqa: F821
+    @_(r"(?i:null)(?![A-Za-z0-9_$-])")  # noqa: F821
     def NULL(self, t):  # noqa: N802
         t.value = Literal(None)
         return t
@@ -202,6 +222,7 @@ class Elements:
     columns: dict[str, Column]  # sub-attribute -> column
     where: tuple[Any, ...] = ()  # narrows a shared table to this attribute
     data: Any = None  # a JSON column with the whole element, for the other sub-attributes
+    order: tuple[Any, ...] = ()  # the element sortBy uses: the primary one, else the first
 
 
 @dataclass(frozen=True)
@@ -213,31 +234,73 @@ class Target:
     columns: dict[str, Column]  # singular attributes kept in columns
     document: Any  # JSON column with the rest, or None
     elements: Callable[[Resolved], Elements | None]
+    version: Any  # meta.version's number, which sortBy orders by
 
 
 def _user_elements(resolved: Resolved) -> Elements | None:
     if resolved.attribute.name == "groups" and resolved.schema is USER_RESOURCE.schema:
-        # groups is readOnly and lives in group_members, seen from the member's side.
-        return Elements(GroupMember.member_id, {"value": Column(GroupMember.group_id, True)})
+        # groups is readOnly and lives in group_members, seen from the member's side; its
+        # display is the group's displayName, read by joining to groups.
+        display = (
+            select(Group.display_name_key)
+            .where(Group.id == GroupMember.group_id, Group.deleted_at.is_(None))
+            .scalar_subquery()
+        )
+        return Elements(
+            GroupMember.member_id,
+            {
+                "value": Column(GroupMember.group_id, True),
+                "display": Column(display, folded=True),
+                "type": Column(literal("direct", String)),  # no nested expansion (yet)
+            },
+            order=(display, GroupMember.group_id),  # as serialize lists them
+        )
     return Elements(
         UserValue.user_id,
         {
             "value": Column(UserValue.value_key, folded=True),
             "type": Column(UserValue.type),
-            "primary": Column(UserValue.primary),
             "display": Column(UserValue.display),
+            # `primary` is read from the element: the column says false also when it is absent,
+            # and `primary pr` or `primary eq false` must tell the two apart.
         },
         where=(UserValue.attribute == element_key(resolved),),
         data=UserValue.data,
+        # RFC 7644 §3.4.2.3: sort by the primary value, "or else the first value in the list";
+        # rows are written in the list's order, so the first has the lowest id.
+        order=(UserValue.primary.desc(), UserValue.id),
     )
 
 
 def _group_elements(resolved: Resolved) -> Elements | None:
+    # A member's display is its current name, as serialize shows it: joined, never stored.
+    nested = aliased(Group)
+    display = case(
+        (
+            GroupMember.member_type == "User",
+            select(func.coalesce(User.display_name, User.user_name))
+            .where(User.id == GroupMember.member_id, User.deleted_at.is_(None))
+            .scalar_subquery(),
+        ),
+        else_=select(nested.display_name)
+        .where(nested.id == GroupMember.member_id, nested.deleted_at.is_(None))
+        .scalar_subquery(),
+    )
     # Member ids are lower-case UUIDs, so the stored id doubles as its folded form.
     return Elements(
         GroupMember.group_id,
-        {"value": Column(GroupMember.member_id, True), "type": Column(GroupMember.member_type)},
+        {
+            "value": Column(GroupMember.member_id, True),
+            "type": Column(GroupMember.member_type),
+            "display": Column(display),
+        },
+        order=(GroupMember.member_id,),  # as serialize lists them
     )
+
+
+def _etag(version: Any) -> Any:
+    """meta.version as serialize writes it (etags.etag): W/"<version>", built in SQL."""
+    return literal('W/"', String) + cast(version, String) + literal('"', String)
 
 
 # Where each queried attribute lives. For users, anything singular not listed is read from the
@@ -249,15 +312,18 @@ USERS = Target(
         "id": Column(User.id),
         "externalId": Column(User.external_id),
         "userName": Column(User.user_name_key, folded=True),
-        "displayName": Column(User.display_name),
-        "name.givenName": Column(User.given_name),
-        "name.familyName": Column(User.family_name),
+        "displayName": Column(User.display_name_key, folded=True),
+        "name.givenName": Column(User.given_name_key, folded=True),
+        "name.familyName": Column(User.family_name_key, folded=True),
         "active": Column(User.active),
+        "meta.resourceType": Column(literal(USER_RESOURCE.id, String)),
         "meta.created": Column(User.created_at),
         "meta.lastModified": Column(User.last_modified),
+        "meta.version": Column(_etag(User.version)),
     },
     User.document,
     _user_elements,
+    User.version,
 )
 GROUPS = Target(
     GROUP_RESOURCE,
@@ -266,16 +332,32 @@ GROUPS = Target(
         "id": Column(Group.id),
         "externalId": Column(Group.external_id),
         "displayName": Column(Group.display_name_key, folded=True),
+        "meta.resourceType": Column(literal(GROUP_RESOURCE.id, String)),
         "meta.created": Column(Group.created_at),
         "meta.lastModified": Column(Group.last_modified),
+        "meta.version": Column(_etag(Group.version)),
     },
     None,
     _group_elements,
+    Group.version,
 )
 
+# RFC 7643 §3: `schemas` is on every resource but in no schema. A multi-valued URI; compared
+# case-insensitively, as resolve() compares schema URNs.
+SCHEMAS = Attribute("schemas", type="reference", multi_valued=True)
 
-def users_where(text: str) -> ColumnElement[bool]:
-    return _Translator(USERS).filter(parse(text))
+# meta.location is the base URL, which only the HTTP layer knows, plus the id.
+_LOCATION = "meta.location"
+
+
+def users_where(text: str, rt: ResourceType = USER_RESOURCE) -> ColumnElement[bool]:
+    """`rt`: the deployment's User resource type, with its declared extensions."""
+    return _Translator(_users(rt)).filter(parse(text))
+
+
+@functools.cache
+def _users(rt: ResourceType) -> Target:
+    return USERS if rt is USER_RESOURCE else dataclasses.replace(USERS, rt=rt)
 
 
 def groups_where(text: str) -> ColumnElement[bool]:
@@ -291,9 +373,9 @@ def members_where(value_filter: ast.Filter) -> ColumnElement[bool]:
         raise InvalidPath(e.detail.replace("Invalid filter", "Invalid path")) from None
 
 
-def users_sort_key(path: str) -> ColumnElement[Any]:
+def users_sort_key(path: str, rt: ResourceType = USER_RESOURCE) -> ColumnElement[Any]:
     """The SQL expression to order users by `sortBy` (RFC 7644 §3.4.2.3)."""
-    return _sort_key(USERS, path)
+    return _sort_key(_users(rt), path)
 
 
 def groups_sort_key(path: str) -> ColumnElement[Any]:
@@ -301,26 +383,98 @@ def groups_sort_key(path: str) -> ColumnElement[Any]:
 
 
 def _sort_key(target: Target, path: str) -> ColumnElement[Any]:
-    resolved = target.rt.resolve(path)
+    try:
+        return _sort_expression(target, path)
+    except InvalidFilter as e:  # the same reasons, but a sortBy is no filter
+        raise InvalidValue(e.detail) from None
+
+
+def _sort_expression(target: Target, path: str) -> ColumnElement[Any]:
+    resolved = _resolve_name(target.rt, path)
     if resolved is None:
+        if path.lower() == "schemas":
+            # Every resource lists its core schema first (serialize.user): one value for all.
+            return literal(target.rt.schema.id, String)
         raise InvalidValue(f"sortBy: unknown attribute {path!r}")
     resolved = _default_value_sub(resolved, "sortBy")
+    if resolved.name == _LOCATION:
+        # The base URL is the same for every resource: this is the order of the ids.
+        return _in_codepoint_order(target.resource_id)
+    if resolved.name == "meta.version":
+        return target.version  # by number: W/"10" comes after W/"9"
     if resolved.attribute.multi_valued:
-        raise InvalidValue(f"sortBy: {resolved.name} is multi-valued; sort on a singular one")
-    column = _column(target, resolved)
-    case_insensitive = resolved.leaf.type == "string" and not resolved.leaf.case_exact
-    if case_insensitive and not column.folded:
-        return func.lower(column.expression)
-    return column.expression
+        return _element_sort_key(target, resolved)
+    return _sortable(_column(target, resolved, "sortBy"), resolved.leaf)
 
 
-def _column(target: Target, resolved: Resolved) -> Column:
+def _element_sort_key(target: Target, resolved: Resolved) -> ColumnElement[Any]:
+    """RFC 7644 §3.4.2.3: a multi-valued attribute sorts by its primary (else first) element."""
+    elements = target.elements(resolved)
+    column = elements and _column_of_element(elements, resolved.leaf)
+    if column is None:
+        raise InvalidFilter(f"sortBy: {resolved.name} cannot be sorted on")
+    return (
+        select(_sortable(column, resolved.leaf))
+        .where(elements.owner == target.resource_id, *elements.where)
+        .order_by(*elements.order)
+        .limit(1)
+        .correlate(target.resource_id.table)
+        .scalar_subquery()
+    )
+
+
+def _sortable(column: Column, attribute: Attribute) -> Any:
+    if attribute.type not in ("string", "reference"):
+        return column.expression
+    if not attribute.case_exact and not column.folded:
+        return _in_codepoint_order(func.lower(column.expression))
+    return _in_codepoint_order(column.expression)
+
+
+class _in_codepoint_order(FunctionElement):  # noqa: N801 - used like a SQL function
+    """A string ordered by code point, as Python and SQLite order it, whatever collation the
+    PostgreSQL database has (en_US.UTF-8 ignores punctuation at first: "a-c" < "ab" there)."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(_in_codepoint_order)
+def _codepoint_order_default(element: _in_codepoint_order, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)  # SQLite's BINARY collation already is
+
+
+@compiles(_in_codepoint_order, "postgresql")
+def _codepoint_order_postgresql(element: _in_codepoint_order, compiler: Any, **kw: Any) -> str:
+    return f'({compiler.process(element.clauses, **kw)} COLLATE "C")'
+
+
+def _resolve_name(rt: ResourceType, text: str) -> Resolved | None:
+    """Resolve a path; an extension attribute may go without its URN when no other schema
+    has an attribute of that name (`department`, `manager.value`), as IdPs write them."""
+    resolved = rt.resolve(text)
+    if resolved is not None or text.lower().startswith("urn:"):
+        return resolved
+    found = [r for s in rt.extensions if (r := rt.resolve(f"{s.id}:{text}")) is not None]
+    return found[0] if len(found) == 1 else None
+
+
+def _column(target: Target, resolved: Resolved, where: str = "Invalid filter") -> Column:
     column = target.columns.get(resolved.name)
     if column is not None:
         return column
-    if target.document is None:
-        raise InvalidFilter(f"Invalid filter: {resolved.name} cannot be filtered or sorted on")
+    if target.document is None or resolved.name == _LOCATION:
+        raise InvalidFilter(f"{where}: {resolved.name} cannot be filtered or sorted on")
     return Column(_json_value(target, resolved))
+
+
+def _column_of_element(elements: Elements, sub: Attribute) -> Column | None:
+    column = elements.columns.get(sub.name)
+    if column is not None:
+        return column
+    if elements.data is None:
+        return None
+    return Column(_typed(elements.data[sub.name], sub))
 
 
 def _default_value_sub(resolved: Resolved, where: str) -> Resolved:
@@ -354,6 +508,12 @@ def _typed(element: Any, attribute: Attribute) -> Any:
     return element.as_string()
 
 
+def _matches_missing(op: str, value: Any) -> bool:
+    """Whether `op value` holds for an attribute that has no value (SQL NULL): `ne "x"`,
+    `eq null`. Multi-valued attributes need it said, as no element row exists to test."""
+    return (op == "ne" and value is not None) or (op == "eq" and value is None)
+
+
 class _Translator:
     def __init__(self, target: Target):
         self.target = target
@@ -372,10 +532,7 @@ class _Translator:
         # NOT over SQL NULL would be NULL (no match); "x IS NOT TRUE" gives SCIM's two-valued NOT.
         return clause.is_not(True) if node.negated else clause
 
-    def _resolve(self, path: ast.AttrPath) -> Resolved:
-        return _default_value_sub(self._lookup(path), "Invalid filter")
-
-    def _lookup(self, path: ast.AttrPath) -> Resolved:
+    def _path_text(self, path: ast.AttrPath) -> str:
         if isinstance(path.attr_name, ast.Filter):
             raise InvalidFilter("Invalid filter: a value path cannot be compared directly")
         text = path.attr_name
@@ -383,24 +540,77 @@ class _Translator:
             text += "." + path.sub_attr.value
         if path.uri:
             text = f"{path.uri}:{text}"
-        resolved = self.rt.resolve(text)
+        return text
+
+    def _lookup(self, path: ast.AttrPath) -> Resolved:
+        text = self._path_text(path)
+        resolved = _resolve_name(self.rt, text)
         if resolved is None:
             raise InvalidFilter(f"Invalid filter: unknown attribute {text!r}")
         return resolved
 
     def _attr_expr(self, expr: ast.AttrExpr) -> ColumnElement[bool]:
-        resolved = self._resolve(expr.attr_path)
         op = expr.value.lower()
         value = expr.comp_value.value.value if expr.comp_value is not None else None
+        if self._path_text(expr.attr_path).lower() == "schemas":
+            return self._schemas(op, value)
+        resolved = self._lookup(expr.attr_path)
+        if op == "pr" and resolved.attribute.is_complex and resolved.sub_attribute is None:
+            return self._complex_present(resolved)
+        resolved = _default_value_sub(resolved, "Invalid filter")
+        if resolved.name == _LOCATION and op == "pr":
+            return true()  # every resource has a location
         if resolved.attribute.multi_valued:
             elements = self._elements(resolved)
             column = self._element_column(elements, resolved.attribute, resolved.leaf)
             condition = compare(
                 column.expression, column.folded, resolved.leaf, op, value, resolved.name
             )
-            return self._element_exists(elements, condition)
+            found = self._element_exists(elements, condition)
+            if _matches_missing(op, value):
+                # `emails.value ne "x"` holds for a user without emails, as for a missing
+                # singular attribute.
+                return or_(found, ~self._element_exists(elements))
+            return found
         column = _column(self.target, resolved)
         return compare(column.expression, column.folded, resolved.leaf, op, value, resolved.name)
+
+    def _complex_present(self, resolved: Resolved) -> ColumnElement[bool]:
+        """RFC 7644 §3.4.2.2: pr holds for a complex attribute that "contains a non-empty
+        node": a sub-attribute that is present (`name pr`), or, multi-valued, an element
+        that has one (`emails pr`)."""
+        attribute = resolved.attribute
+        if attribute.multi_valued:
+            elements = self._elements(resolved)
+            present = [
+                compare(column.expression, column.folded, sub, "pr", None, attribute.name)
+                for sub in attribute.sub_attributes
+                if (column := _column_of_element(elements, sub)) is not None
+            ]
+            return self._element_exists(elements, or_(*present))
+        present = []
+        for sub in attribute.sub_attributes:
+            sub_resolved = Resolved(resolved.schema, attribute, sub)
+            if sub_resolved.name == _LOCATION:
+                continue  # always there, like meta.resourceType
+            column = _column(self.target, sub_resolved)
+            present.append(compare(column.expression, column.folded, sub, "pr", None, ""))
+        return or_(*present)
+
+    def _schemas(self, op: str, value: Any) -> ColumnElement[bool]:
+        """`schemas eq "urn:...:enterprise:2.0:User"` (RFC 7644 §3.4.2.2 Figure 2's example
+        filters on schemas): the core schema, and each extension the resource has data for, as
+        serialize lists them."""
+        matches = []
+        for schema in self.rt.schemas:
+            condition = compare(literal(schema.id, String), False, SCHEMAS, op, value, "schemas")
+            if schema is not self.rt.schema:
+                if self.target.document is None:
+                    continue
+                has_data = self.target.document[schema.id].as_string().is_not(None)
+                condition = and_(has_data, condition)
+            matches.append(condition)
+        return or_(*matches)
 
     def _value_path(self, namespace: ast.AttrPath, inner: ast.Filter) -> ColumnElement[bool]:
         """`emails[type eq "work" and value co "@x"]`: all terms must hold for one element."""
@@ -455,17 +665,19 @@ class _Translator:
 
     @staticmethod
     def _element_column(elements: Elements, parent: Attribute, sub: Attribute) -> Column:
-        column = elements.columns.get(sub.name)
-        if column is not None:
-            return column
-        if elements.data is None:
+        column = _column_of_element(elements, sub)
+        if column is None:
             raise InvalidFilter(f"Invalid filter: {parent.name}.{sub.name} cannot be filtered on")
-        return Column(_typed(elements.data[sub.name], sub))
+        return column
 
     def _element_exists(
-        self, elements: Elements, condition: ColumnElement[bool]
+        self, elements: Elements, condition: ColumnElement[bool] | None = None
     ) -> ColumnElement[bool]:
-        return exists().where(elements.owner == self.target.resource_id, *elements.where, condition)
+        conditions = (condition,) if condition is not None else ()
+        # IN (SELECT owner ...) rather than a correlated EXISTS: SQLite then starts from the
+        # element index instead of probing every resource (824 ms -> ms at 100k users).
+        owners = select(elements.owner).where(*elements.where, *conditions)
+        return self.target.resource_id.in_(owners)
 
 
 def element_key(resolved: Resolved) -> str:
@@ -528,6 +740,8 @@ def compare(
                 # Fold both sides with the database's lower(): PostgreSQL's and Python's differ
                 # on some letters (lower('İ')), so a value folded in Python could never match.
                 column, value = func.lower(column), _SqlFolded(value)
+        if op in _ORDERING:
+            column = _in_codepoint_order(column)  # "lexicographical", identically everywhere
     return _OPERATIONS[op](column, value)
 
 

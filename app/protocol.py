@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from app import paging
 from app.errors import InvalidSyntax, InvalidValue, ScimError, UnsupportedMediaType
 from app.paging import Cursor, PageRequest
+from app.schema.core import Registry
 
 MEDIA_TYPE = "application/scim+json"
 ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -46,6 +47,11 @@ class ListQuery:
     @property
     def fingerprint(self) -> str:
         return paging.fingerprint(self.resource_type, self.filter, self.sort_by, self.descending)
+
+
+def registry() -> Registry:
+    """The schema registry of this deployment (core, enterprise and declared extensions)."""
+    return current_app.extensions["scim_registry"]
 
 
 def base_url() -> str:

@@ -9,7 +9,7 @@ from app.etags import etag
 from app.models import Group, Member, Membership, User
 from app.protocol import Projection
 from app.schema import Attribute, ResourceType
-from app.schema.core import GROUP_RESOURCE, USER_RESOURCE
+from app.schema.core import GROUP_RESOURCE
 
 
 def timestamp(value: datetime) -> str:
@@ -33,18 +33,20 @@ def returns(rt: ResourceType, projection: Projection, name: str) -> bool:
 
 
 def user(
-    row: User, projection: Projection, memberships: list[Membership] | None = None
+    rt: ResourceType,
+    row: User,
+    projection: Projection,
+    memberships: list[Membership] | None = None,
 ) -> dict[str, Any]:
     """A user; `memberships` (its direct groups) only when the caller loaded them."""
     document = row.document
     body: dict[str, Any] = {
-        "schemas": [USER_RESOURCE.schema.id]
-        + [s.id for s in USER_RESOURCE.extensions if s.id in document],
+        "schemas": [rt.schema.id] + [s.id for s in rt.extensions if s.id in document],
         "id": row.id,
     }
     if row.external_id is not None:
         body["externalId"] = row.external_id
-    for attribute in USER_RESOURCE.schema.attributes:
+    for attribute in rt.schema.attributes:
         if attribute.name in document:
             body[attribute.name] = document[attribute.name]
     if memberships:
@@ -57,17 +59,17 @@ def user(
             }
             for m in memberships
         ]
-    for extension in USER_RESOURCE.extensions:
+    for extension in rt.extensions:
         if extension.id in document:
             body[extension.id] = document[extension.id]
     body["meta"] = {
-        "resourceType": USER_RESOURCE.id,
+        "resourceType": rt.id,
         "created": timestamp(row.created_at),
         "lastModified": timestamp(row.last_modified),
         "location": f"{projection.base_url}/Users/{row.id}",
         "version": etag(row.version),
     }
-    return project(USER_RESOURCE, body, projection)
+    return project(rt, body, projection)
 
 
 def group(

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from app.db import db
 from tests.conftest import BASE
-from tests.payloads import LIST_URN, error, user_payload
+from tests.payloads import GROUP_URN, LIST_URN, USER_URN, error, user_payload
 
 OPERATORS = "eq, ne, co, sw, ew, gt, ge, lt, le or pr"
 
@@ -352,3 +352,157 @@ def test_list_response_for_a_filter_with_no_match(client, create_user):
         "itemsPerPage": 0,
         "Resources": [],
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Complex attributes, schemas, meta and joined attributes (RFC 7644 §3.4.2.2, §3.4.2.3)
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+@pytest.fixture
+def varied(create_user):
+    create_user(
+        userName="a",
+        name={"givenName": "A"},
+        emails=[{"value": "a@x", "primary": True}],
+        addresses=[{"type": "work", "locality": "X"}],
+        schemas=[USER_URN, ENTERPRISE],
+        **{ENTERPRISE: {"department": "Engineering", "manager": {"value": "m1"}}},
+    )
+    create_user(
+        userName="b",
+        name={"formatted": ""},
+        emails=[{"value": "b@x"}, {"value": "0@x", "primary": False, "type": "work"}],
+    )
+    create_user(
+        userName="c",
+        name=None,
+        emails=None,
+        schemas=[USER_URN, ENTERPRISE],
+        **{ENTERPRISE: {"employeeNumber": "7"}},
+    )
+
+
+@pytest.mark.parametrize(
+    ("filter_text", "expected"),
+    [
+        pytest.param("name pr", {"a"}, id="complex-pr-ignores-empty-sub-attributes"),
+        pytest.param("emails pr", {"a", "b"}, id="multi-valued-pr"),
+        pytest.param("not (emails pr)", {"c"}, id="not-multi-valued-pr"),
+        pytest.param("addresses pr", {"a"}, id="addresses-pr"),
+        pytest.param(f"{ENTERPRISE}:manager pr", {"a"}, id="extension-complex-pr"),
+        pytest.param("manager pr", {"a"}, id="extension-attribute-without-urn"),
+        pytest.param('department co "GINE"', {"a"}, id="extension-co-without-urn"),
+        pytest.param('manager.value sw "M"', {"a"}, id="extension-sub-attribute-sw"),
+        pytest.param(f'{ENTERPRISE}:employeeNumber ew "7"', {"c"}, id="extension-ew"),
+        pytest.param('meta.resourceType eq "User"', {"a", "b", "c"}, id="resource-type"),
+        pytest.param('meta.resourceType eq "Group"', set(), id="resource-type-other"),
+        pytest.param(f'schemas eq "{ENTERPRISE}"', {"a", "c"}, id="schemas-extension"),
+        pytest.param(f'schemas eq "{USER_URN.upper()}"', {"a", "b", "c"}, id="schemas-core"),
+        pytest.param(f'not (schemas eq "{ENTERPRISE}")', {"b"}, id="not-schemas"),
+        pytest.param('meta.version eq "W/\\"1\\""', {"a", "b", "c"}, id="meta-version"),
+        pytest.param("meta.location pr", {"a", "b", "c"}, id="meta-location-pr"),
+        pytest.param('emails.value ne "a@x"', {"b", "c"}, id="ne-any-element-or-missing"),
+        pytest.param("emails.value eq null", {"c"}, id="eq-null-on-multi-valued"),
+        pytest.param("emails.primary eq false", {"b"}, id="primary-false-only-when-said"),
+        pytest.param("emails.primary pr", {"a", "b"}, id="primary-pr"),
+        pytest.param('addresses[type eq "work" and locality eq "x"]', {"a"}, id="addresses"),
+        pytest.param(
+            'not (emails[value eq "a@x"]) and emails[type eq "WORK" and primary eq FALSE]',
+            {"b"},
+            id="not-value-filter-and-upper-case-literal",
+        ),
+        pytest.param("active eq TRUE and title eq NULL", {"a", "b", "c"}, id="literal-case"),
+    ],
+)
+def test_complex_schemas_and_meta_filters(client, varied, filter_text, expected):
+    assert found(client, filter_text) == expected
+
+
+@pytest.mark.parametrize(
+    ("filter_text", "detail"),
+    [
+        pytest.param(
+            'meta.location eq "x"',
+            "meta.location cannot be filtered or sorted on",
+            id="meta-location",
+        ),
+        pytest.param("schemas gt true", "schemas is a string; quote the value", id="schemas-type"),
+        pytest.param(
+            'schemas[value eq "x"]', "unknown attribute 'schemas'", id="schemas-value-filter"
+        ),
+        pytest.param('groups.$ref eq "x"', "groups.$ref cannot be filtered on", id="groups-ref"),
+    ],
+)
+def test_unfilterable_attributes_are_400(client, varied, filter_text, detail):
+    response = search(client, filter_text)
+    assert response.status_code == 400
+    assert response.json == error(400, f"Invalid filter: {detail}", "invalidFilter")
+
+
+def sorted_names(client, resource: str, sort_by: str, order: str = "ascending") -> list[str]:
+    response = client.get(
+        f"{BASE}/{resource}", query_string={"sortBy": sort_by, "sortOrder": order}
+    )
+    assert response.status_code == 200, response.json
+    return [r.get("userName", r.get("displayName")) for r in response.json["Resources"]]
+
+
+def test_sort_by_a_multi_valued_attribute_uses_the_primary_else_the_first(client, create_user):
+    create_user(userName="a", emails=[{"value": "z@x"}, {"value": "B@x", "primary": True}])
+    create_user(userName="b", emails=[{"value": "c@x"}, {"value": "a@x"}])  # no primary: first
+    create_user(userName="c", emails=None)
+    create_user(userName="d", emails=[{"value": "A@x", "type": "work"}])
+    assert sorted_names(client, "Users", "emails.value") == ["d", "a", "b", "c"]
+    assert sorted_names(client, "Users", "emails") == ["d", "a", "b", "c"]
+    assert sorted_names(client, "Users", "emails", "descending") == ["b", "a", "d", "c"]
+    assert sorted_names(client, "Users", "emails.type") == ["d", "a", "b", "c"]
+
+
+def test_sort_is_by_code_point_on_both_databases(client, create_user):
+    # A locale collation (en_US.UTF-8) would put "a-c" after "ab"; Python and SQLite do not.
+    for name in ("ab", "a-c", "B", "é", "_"):
+        create_user(userName=name)
+    assert sorted_names(client, "Users", "userName") == sorted(
+        ["ab", "a-c", "B", "é", "_"], key=str.casefold
+    )
+    assert found(client, 'userName gt "a-c"') == {"ab", "B", "é"}  # not "_" (U+005F)
+
+
+def test_group_filters_on_members_meta_and_schemas(client, create_user):
+    jane = create_user(userName="jane@example.com", displayName="Jane Doe")
+    bob = create_user(userName="bob@example.com", displayName=None)
+
+    def group(name: str, members: list[dict]) -> dict:
+        body = {"schemas": [GROUP_URN], "displayName": name, "members": members}
+        response = client.post(f"{BASE}/Groups", json=body)
+        assert response.status_code == 201, response.json
+        return response.json
+
+    engineering = group("Engineering", [{"value": jane["id"]}])
+    group("Sales", [{"value": bob["id"]}, {"value": engineering["id"], "type": "Group"}])
+    group("Empty", [])
+
+    def groups_found(text: str) -> set[str]:
+        response = client.get(f"{BASE}/Groups", query_string={"filter": text})
+        assert response.status_code == 200, response.json
+        return {g["displayName"] for g in response.json["Resources"]}
+
+    assert groups_found('members[type eq "User"]') == {"Engineering", "Sales"}
+    assert groups_found('members[type eq "group"]') == {"Sales"}
+    assert groups_found('members.display eq "JANE DOE"') == {"Engineering"}
+    assert groups_found('members.display eq "bob@example.com"') == {"Sales"}  # no displayName
+    assert groups_found('members.display eq "engineering"') == {"Sales"}  # a nested group
+    assert groups_found("members pr") == {"Engineering", "Sales"}
+    assert groups_found('meta.resourceType eq "Group" and not (members pr)') == {"Empty"}
+    assert groups_found(f'schemas eq "{GROUP_URN}"') == {"Engineering", "Sales", "Empty"}
+    assert groups_found('meta.version eq "W/\\"1\\""') == {"Engineering", "Sales", "Empty"}
+    assert sorted_names(client, "Groups", "members.display") == ["Sales", "Engineering", "Empty"]
+
+    def users_found(text: str) -> set[str]:
+        return found(client, text)
+
+    assert users_found('groups.display eq "engineering"') == {"jane@example.com"}
+    assert users_found('groups[display sw "S"]') == {"bob@example.com"}
+    assert users_found("not (groups pr)") == set()

@@ -4,7 +4,6 @@ from flask import Blueprint, Response, current_app
 
 from app import protocol
 from app.errors import NotFound
-from app.schema.core import RESOURCE_TYPES, SCHEMAS
 
 bp = Blueprint("discovery", __name__)
 
@@ -54,13 +53,13 @@ def service_provider_config() -> Response:
 @bp.get("/ResourceTypes")
 def list_resource_types() -> Response:
     base_url = protocol.base_url()
-    resources = [rt.to_scim(base_url) for rt in RESOURCE_TYPES]
+    resources = [rt.to_scim(base_url) for rt in protocol.registry().resource_types]
     return protocol.list_response(resources, len(resources))
 
 
 @bp.get("/ResourceTypes/<resource_type_id>")
 def get_resource_type(resource_type_id: str) -> Response:
-    rt = next((rt for rt in RESOURCE_TYPES if rt.id == resource_type_id), None)
+    rt = next((rt for rt in protocol.registry().resource_types if rt.id == resource_type_id), None)
     if rt is None:
         raise NotFound(f"ResourceType {resource_type_id} not found")
     return protocol.scim_response(rt.to_scim(protocol.base_url()))
@@ -69,13 +68,13 @@ def get_resource_type(resource_type_id: str) -> Response:
 @bp.get("/Schemas")
 def list_schemas() -> Response:
     base_url = protocol.base_url()
-    resources = [schema.to_scim(base_url) for schema in SCHEMAS]
+    resources = [schema.to_scim(base_url) for schema in protocol.registry().schemas]
     return protocol.list_response(resources, len(resources))
 
 
 @bp.get("/Schemas/<schema_id>")
 def get_schema(schema_id: str) -> Response:
-    schema = next((s for s in SCHEMAS if s.id == schema_id), None)
+    schema = next((s for s in protocol.registry().schemas if s.id == schema_id), None)
     if schema is None:
         raise NotFound(f"Schema {schema_id} not found")
     return protocol.scim_response(schema.to_scim(protocol.base_url()))

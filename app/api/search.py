@@ -12,7 +12,13 @@ bp = Blueprint("search", __name__)
 @bp.post("/.search")
 def search_everything() -> Response:
     query = protocol.search_query("*")
-    found = search_all(query.filter, query.page, sort_by=query.sort_by, descending=query.descending)
+    found = search_all(
+        protocol.registry(),
+        query.filter,
+        query.page,
+        sort_by=query.sort_by,
+        descending=query.descending,
+    )
     resources = users.render(found.users, query.projection) + groups.render(
         found.groups, query.projection
     )

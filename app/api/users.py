@@ -5,7 +5,6 @@ from flask import Blueprint, Response
 from app import etags, patch, protocol, serialize
 from app.models import User
 from app.protocol import ListQuery, Projection
-from app.schema.core import USER_RESOURCE
 from app.store import groups, users
 
 bp = Blueprint("users", __name__, url_prefix="/Users")
@@ -13,25 +12,30 @@ bp = Blueprint("users", __name__, url_prefix="/Users")
 
 def render(rows: list[User], projection: Projection) -> list[dict]:
     """Serialize users with their groups, loaded in one query when the response shows them."""
+    rt = protocol.registry().user
     memberships = {}
-    if serialize.returns(USER_RESOURCE, projection, "groups"):
+    if serialize.returns(rt, projection, "groups"):
         memberships = groups.memberships_of([row.id for row in rows])
-    return [serialize.user(row, projection, memberships.get(row.id)) for row in rows]
+    return [serialize.user(rt, row, projection, memberships.get(row.id)) for row in rows]
 
 
 @bp.get("")
 def list_users() -> Response:
-    return _list(protocol.list_query(USER_RESOURCE.id))
+    return _list(protocol.list_query("User"))
 
 
 @bp.post("/.search")
 def search_users() -> Response:
-    return _list(protocol.search_query(USER_RESOURCE.id))
+    return _list(protocol.search_query("User"))
 
 
 def _list(query: ListQuery) -> Response:
     page = users.search(
-        query.filter, query.page, sort_by=query.sort_by, descending=query.descending
+        protocol.registry().user,
+        query.filter,
+        query.page,
+        sort_by=query.sort_by,
+        descending=query.descending,
     )
     resources = render(page.rows, query.projection)
     return protocol.list_response(
@@ -41,7 +45,7 @@ def _list(query: ListQuery) -> Response:
 
 @bp.post("")
 def create_user() -> Response:
-    user = users.create(protocol.json_body())
+    user = users.create(protocol.registry().user, protocol.json_body())
     return protocol.resource(render([user], protocol.projection())[0], 201, location=True)
 
 
@@ -55,14 +59,16 @@ def get_user(user_id: str) -> Response:
 
 @bp.put("/<user_id>")
 def replace_user(user_id: str) -> Response:
-    user = users.replace(user_id, protocol.json_body(), if_match=protocol.if_match())
+    rt = protocol.registry().user
+    user = users.replace(rt, user_id, protocol.json_body(), if_match=protocol.if_match())
     return protocol.resource(render([user], protocol.projection())[0])
 
 
 @bp.patch("/<user_id>")
 def patch_user(user_id: str) -> Response:
-    operations = patch.parse(USER_RESOURCE, protocol.json_body())
-    user = users.patch(user_id, operations, if_match=protocol.if_match())
+    rt = protocol.registry().user
+    operations = patch.parse(rt, protocol.json_body())
+    user = users.patch(rt, user_id, operations, if_match=protocol.if_match())
     return protocol.resource(render([user], protocol.projection())[0])
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from app.schema import Attribute, ResourceType, Schema, complex_
 
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -214,17 +216,39 @@ GROUP = Schema(
     ),
 )
 
-USER_RESOURCE = ResourceType(
-    "User",
-    "/Users",
-    "User Account",
-    USER,
-    extensions=(ENTERPRISE_USER,),
-    common=COMMON_ATTRIBUTES,
-)
-
 GROUP_RESOURCE = ResourceType("Group", "/Groups", "Group", GROUP, common=COMMON_ATTRIBUTES)
 
-# What discovery advertises; a resource type is listed only once its endpoint serves it.
-RESOURCE_TYPES = (USER_RESOURCE, GROUP_RESOURCE)
-SCHEMAS = (USER, ENTERPRISE_USER, GROUP)
+
+@dataclass(frozen=True)
+class Registry:
+    """The resource types one deployment serves: the User schema, its extensions, Group."""
+
+    user: ResourceType
+    group: ResourceType
+
+    @property
+    def resource_types(self) -> tuple[ResourceType, ...]:
+        return (self.user, self.group)
+
+    @property
+    def schemas(self) -> tuple[Schema, ...]:
+        return (*self.user.schemas, self.group.schema)
+
+
+def build_registry(extensions: tuple[Schema, ...] = ()) -> Registry:
+    """The registry with admin-declared User extensions (schema/extensions.py) added."""
+    user = ResourceType(
+        "User",
+        "/Users",
+        "User Account",
+        USER,
+        extensions=(ENTERPRISE_USER, *extensions),
+        common=COMMON_ATTRIBUTES,
+    )
+    return Registry(user, GROUP_RESOURCE)
+
+
+# Core and enterprise only: what a deployment without extensions serves, and what code that
+# needs no extension (benchmarks, migrations) may use.
+DEFAULT_REGISTRY = build_registry()
+USER_RESOURCE = DEFAULT_REGISTRY.user

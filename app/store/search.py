@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import InvalidFilter, InvalidValue, ScimError
 from app.filters import parse
 from app.paging import PageRequest
+from app.schema.core import Registry
 from app.store import groups, users
 
 
@@ -19,7 +21,12 @@ class Results:
 
 
 def search_all(
-    filter_text: str | None, page: PageRequest, *, sort_by: str | None, descending: bool
+    registry: Registry,
+    filter_text: str | None,
+    page: PageRequest,
+    *,
+    sort_by: str | None,
+    descending: bool,
 ) -> Results:
     """Index pagination over Users then Groups, as if they were one list.
 
@@ -33,11 +40,15 @@ def search_all(
     results = Results()
     offset = 0  # resources of the types listed before this one
     failures: list[ScimError] = []
-    for kind, store in (("users", users), ("groups", groups)):
+    searches = (
+        ("users", functools.partial(users.search, registry.user)),
+        ("groups", groups.search),
+    )
+    for kind, search in searches:
         start = max(page.start_index - offset, 1)
         wanted = page.count - len(results.users) - len(results.groups)
         try:
-            part = store.search(
+            part = search(
                 filter_text,
                 PageRequest(start, max(wanted, 0)),
                 sort_by=sort_by,

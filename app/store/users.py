@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -18,8 +18,7 @@ from app.models import User, UserValue, new_id
 from app.paging import PageRequest
 from app.patch import Operation
 from app.patch import apply as apply_patch
-from app.schema import fold
-from app.schema.core import USER_RESOURCE
+from app.schema import ResourceType, fold
 from app.store import groups, pages
 
 # Concurrent writers to one user: the loser re-reads and re-applies its change this many times.
@@ -43,6 +42,7 @@ def get(user_id: str, *, for_update: bool = False) -> User:
 
 
 def search(
+    rt: ResourceType,
     filter_text: str | None,
     page: PageRequest,
     *,
@@ -52,49 +52,53 @@ def search(
     """One page of live users matching a SCIM filter, and how many match in all."""
     query = _live()
     if filter_text:
-        query = query.where(filters.users_where(filter_text))
+        query = query.where(filters.users_where(filter_text, rt))
     keys = []
     if sort_by:
-        keys.append(pages.Key(filters.users_sort_key(sort_by), descending, nullable=True))
+        keys.append(pages.Key(filters.users_sort_key(sort_by, rt), descending, nullable=True))
     # Creation order with the id as tiebreak: every page of a crawl is stable and disjoint.
     keys += [pages.Key(User.created_at), pages.Key(User.id)]
     return pages.fetch(query, keys, page)
 
 
-def create(body: dict[str, Any]) -> User:
-    checked = validate.resource(USER_RESOURCE, body)
+def create(rt: ResourceType, body: dict[str, Any]) -> User:
+    checked = validate.resource(rt, body)
     document = checked.document
     document.setdefault("active", True)  # a new account is active unless the IdP says otherwise
     user = User(version=1)
-    _write(user, document, checked.password)
+    _write(rt, user, document, checked.password)
     user.created_at = user.last_modified
     db.session.add(user)
     _commit(document["userName"])
     return user
 
 
-def replace(user_id: str, body: dict[str, Any], *, if_match: str | None = None) -> User:
+def replace(
+    rt: ResourceType, user_id: str, body: dict[str, Any], *, if_match: str | None = None
+) -> User:
     """PUT: the body becomes the user; readOnly attributes in it are ignored (RFC 7644 §3.5.1)."""
-    checked = validate.resource(USER_RESOURCE, body)
+    checked = validate.resource(rt, body)
 
     def change(user: User) -> None:
         document = dict(checked.document)
         # Absent `active` keeps the current state: a PUT must never reactivate by omission.
         document.setdefault("active", user.active)
-        validate.check_immutable(USER_RESOURCE, user.document, document)
-        _write(user, document, checked.password)
+        validate.check_immutable(rt, user.document, document)
+        _write(rt, user, document, checked.password)
 
     return _update(user_id, change, if_match)
 
 
-def patch(user_id: str, operations: list[Operation], *, if_match: str | None = None) -> User:
+def patch(
+    rt: ResourceType, user_id: str, operations: list[Operation], *, if_match: str | None = None
+) -> User:
     def change(user: User) -> None:
         patched = apply_patch(user.document, operations, resource_id=user.id)
-        checked = validate.resource(USER_RESOURCE, patched)
+        checked = validate.resource(rt, patched)
         document = checked.document
         document.setdefault("active", user.active)
-        validate.check_immutable(USER_RESOURCE, user.document, document)
-        _write(user, document, checked.password)
+        validate.check_immutable(rt, user.document, document)
+        _write(rt, user, document, checked.password)
 
     return _update(user_id, change, if_match)
 
@@ -132,7 +136,7 @@ def _update(user_id: str, change: Callable[[User], None], if_match: str | None) 
     raise Conflict(f"User {user_id} is being changed concurrently; retry the request")
 
 
-def _write(user: User, document: dict[str, Any], password: str | None) -> None:
+def _write(rt: ResourceType, user: User, document: dict[str, Any], password: str | None) -> None:
     """Copy a validated document onto the row and its per-element index."""
     name = document.get("name") or {}
     unchanged = user.document == document and password is None
@@ -167,23 +171,21 @@ def _write(user: User, document: dict[str, Any], password: str | None) -> None:
             display=_text(element.get("display")),
             data=element,
         )
-        for attribute, element in _elements(document)
+        for attribute, element in _elements(rt, document)
     )
 
 
-def _elements(document: dict[str, Any]):
-    for schema in USER_RESOURCE.schemas:
-        container = document if schema is USER_RESOURCE.schema else document.get(schema.id, {})
+def _elements(rt: ResourceType, document: dict[str, Any]) -> Iterator[tuple[str, dict]]:
+    """Every element of every multi-valued attribute, named as filters.element_key names it."""
+    for schema in rt.schemas:
+        container = document if schema is rt.schema else document.get(schema.id, {})
         for attribute in schema.attributes:
-            if not (attribute.multi_valued and attribute.is_complex):
+            if not attribute.multi_valued:
                 continue
-            key = (
-                attribute.name
-                if schema is USER_RESOURCE.schema
-                else f"{schema.id}:{attribute.name}"
-            )
+            key = attribute.name if schema is rt.schema else f"{schema.id}:{attribute.name}"
             for element in container.get(attribute.name, []):
-                yield key, element
+                # A simple multi-valued attribute (a list of strings) is indexed as {"value": x}.
+                yield key, element if attribute.is_complex else {"value": element}
 
 
 def _text(value: Any, *, folded: bool = False) -> str | None:

@@ -27,7 +27,7 @@ def test_test_connection_queries_random_ids_and_gets_empty_lists(client):
 
 
 def test_user_and_group_sequence(client):
-    # Entra looks a user up by its matching attribute, then creates it with the enterprise extension.
+    # Entra looks a user up by its matching attribute, then creates it with the extension.
     lookup = {"filter": 'externalId eq "8b1d5a3e-entra"'}
     assert client.get(f"{BASE}/Users", query_string=lookup).json == EMPTY
     body = {

@@ -1,0 +1,47 @@
+"""Liveness and readiness probes, outside /scim/v2 and without a token: they reveal nothing.
+
+`/healthz` says the process answers; `/readyz` says it can also reach its database. Neither names
+a version, a host or an error message: an anonymous caller learns only "ok" or "not ready".
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, jsonify
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.db import db
+from app.errors import ServiceUnavailable
+
+RETRY_AFTER_SECONDS = 5
+
+bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return _ok()
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    try:
+        with db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as e:
+        # The operator gets the cause in the log; the caller only the fact.
+        log.warning("readiness check failed: %s", e.__class__.__name__)
+        raise ServiceUnavailable(
+            "The service cannot reach its database",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from None
+    return _ok()
+
+
+def _ok() -> Response:
+    response = jsonify(status="ok")
+    response.headers["Cache-Control"] = "no-store"  # a cached "ok" would hide an outage
+    return response

@@ -1,0 +1,129 @@
+"""gunicorn settings for the SCIM service: `gunicorn -c gunicorn.conf.py wsgi:app`.
+
+Read by scripts/serve, the Dockerfile and deploy/systemd/scim.service. Tuned by SCIM_BIND,
+SCIM_WORKERS and SCIM_THREADS from the environment or .env; any other gunicorn setting can still
+be given on the command line or in GUNICORN_CMD_ARGS, which win over this file.
+
+Logs are JSON lines: one access line per request on stdout, everything else on stderr. The
+master process never imports the application (so a HUP reload picks up new code); the workers
+attach the request id to the application's log records once they have loaded it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from dotenv import dotenv_values
+from gunicorn import glogging
+
+# The environment wins over .env, as in create_app(); read-only, so nothing leaks into os.environ.
+_ENV = {
+    **dotenv_values(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".env")),
+    **os.environ,
+}
+
+
+def _int(name: str, default: int) -> int:
+    raw = (_ENV.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise SystemExit(f"{name} must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+bind = [_ENV.get("SCIM_BIND") or "127.0.0.1:8000"]
+workers = _int("SCIM_WORKERS", 2)
+threads = _int("SCIM_THREADS", 4)
+worker_class = "gthread"
+
+# A worker silent for `timeout` seconds is killed and replaced; on SIGTERM or a HUP reload, workers
+# get `graceful_timeout` seconds to finish their requests (systemd's TimeoutStopSec is above it).
+timeout = 30
+graceful_timeout = 30
+# Idle keep-alive connections (nginx's upstream pool) stay open longer than nginx keeps them
+# (keepalive_timeout 60s in deploy/nginx/scim.conf), so it is always nginx that closes first.
+keepalive = 75
+
+# gunicorn 25+ otherwise opens a control socket in $XDG_RUNTIME_DIR or $HOME/.gunicorn.
+control_socket_disable = True
+
+# Only SCIM_PROXY_HOPS (Werkzeug's ProxyFix in create_app) decides whom to believe about the
+# scheme; gunicorn would otherwise trust X-Forwarded-Proto from any local peer by itself.
+secure_scheme_headers: dict[str, str] = {}
+
+accesslog = "-"
+errorlog = "-"
+loglevel = (_ENV.get("SCIM_LOG_LEVEL") or "info").lower()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, request id, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": _now(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if (request_id := getattr(record, "request_id", None)) is not None:
+            line["request_id"] = request_id
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+class JsonLogger(glogging.Logger):
+    """gunicorn's logger with JSON lines: the access line carries no header but the user agent."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if not self.access_log_enabled:
+            return
+        response_headers = {name.lower(): value for name, value in resp.headers}
+        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+        line = {
+            "time": _now(),
+            # Set by the app (app/requests.py): the caller's X-Request-ID, nginx's, or a new one.
+            "request_id": response_headers.get("x-request-id"),
+            # After ProxyFix, when SCIM_PROXY_HOPS trusts a proxy: the client, not the proxy.
+            "remote_addr": environ.get("REMOTE_ADDR"),
+            "method": environ.get("REQUEST_METHOD"),
+            # The path only: query strings carry filters, and filters carry user names.
+            "path": environ.get("PATH_INFO"),
+            "status": int(status),
+            "bytes": getattr(resp, "sent", None),
+            "duration_ms": round(request_time.total_seconds() * 1000, 1),
+            "user_agent": environ.get("HTTP_USER_AGENT"),
+        }
+        self.access_log.info(json.dumps(line, ensure_ascii=False))
+
+
+logger_class = JsonLogger
+
+
+def post_worker_init(worker: Any) -> None:
+    """The application's log records, as JSON lines on stderr, with the request id."""
+    from app.requests import RequestIdFilter  # loaded by this worker already
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    app_log = logging.getLogger("app")
+    app_log.handlers[:] = [handler]
+    app_log.setLevel(worker.cfg.loglevel.upper())  # SCIM_LOG_LEVEL, as for gunicorn
+    app_log.propagate = False

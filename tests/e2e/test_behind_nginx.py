@@ -1,0 +1,453 @@
+"""Production shape, end to end: nginx terminating TLS in front of gunicorn (gunicorn.conf.py).
+
+nginx runs deploy/nginx/scim.conf itself, with only its ports, certificate paths and upstream
+substituted; gunicorn runs gunicorn.conf.py with 2 workers, SCIM_PROXY_HOPS=1 and
+SCIM_REQUIRE_HTTPS=1. The client verifies the certificate the test generates. On SQLite and
+PostgreSQL. Without nginx on PATH the test is skipped, except in CI (.ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import flask_migrate
+import pytest
+
+from app.auth import token_hash
+from tests.conftest import TOKEN, make_app
+from tests.databases import scratch_postgres_database
+from tests.payloads import ERROR_URN, GROUP_URN, PATCH_URN, error, user_payload
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = ROOT / "deploy" / "nginx" / "scim.conf"
+TOO_LARGE = error(413, "The request body is larger than this service accepts")
+
+
+@dataclass
+class Stack:
+    https: str  # https://127.0.0.1:<nginx TLS port>
+    http: str  # http://127.0.0.1:<nginx plain port>
+    gunicorn: str  # http://127.0.0.1:<gunicorn port>, bypassing nginx
+    tls: ssl.SSLContext
+    access_log: Path  # gunicorn's stdout
+    error_log: Path  # gunicorn's stderr
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        token: bool = True,
+    ) -> tuple[int, dict[str, str], Any]:
+        """One request, redirects not followed; (status, headers, parsed JSON body or None)."""
+        data = body if isinstance(body, bytes) else None
+        if body is not None and data is None:
+            data = json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method)
+        if token:
+            request.add_header("Authorization", f"Bearer {TOKEN}")
+        if data is not None:
+            request.add_header("Content-Type", "application/scim+json")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=self.tls), _NoRedirect()
+        )
+        try:
+            with opener.open(request, timeout=30) as response:
+                return response.status, dict(response.headers), _json(response)
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), _json(e)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _json(response: Any) -> Any:
+    """The JSON body; None for an empty or non-JSON one (nginx's HTML redirect page)."""
+    raw = response.read()
+    is_json = response.headers.get_content_subtype() in ("json", "scim+json")
+    return json.loads(raw) if raw.strip() and is_json else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _nginx_or_skip() -> str:
+    nginx = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
+    if nginx is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but nginx is not installed (.ci/run installs it)")
+        pytest.skip("nginx is not installed (apt-get install nginx-light); it runs in CI")
+    return nginx
+
+
+def _substitute(text: str, old: str, new: str) -> str:
+    """Replace a line of the shipped site exactly once, so that the test notices it drifting."""
+    assert text.count(old) == 1, f"deploy/nginx/scim.conf no longer has exactly one {old!r}"
+    return text.replace(old, new)
+
+
+def _render_site(tmp: Path, *, https_port: int, http_port: int, upstream_port: int) -> Path:
+    site = SITE.read_text()
+    for old, new in (
+        ("listen 80;", f"listen 127.0.0.1:{http_port};"),
+        ("listen [::]:80;", ""),
+        ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;"),
+        ("listen [::]:443 ssl;", ""),
+        ("/etc/ssl/scim/fullchain.pem", str(tmp / "cert.pem")),
+        ("/etc/ssl/scim/privkey.pem", str(tmp / "key.pem")),
+        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};"),
+    ):
+        site = _substitute(site, old, new)
+    (tmp / "scim.conf").write_text(site)
+    # What the distribution's nginx.conf provides around a site, with every path in tmp.
+    main = f"""
+{"user root;" if os.geteuid() == 0 else ""}
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 128; }}
+http {{
+    default_type application/octet-stream;
+    access_log {tmp}/nginx-access.log;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    include {tmp}/scim.conf;
+}}
+"""
+    (tmp / "nginx.conf").write_text(main)
+    return tmp / "nginx.conf"
+
+
+def _self_signed_certificate(tmp: Path) -> None:
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(tmp / "key.pem"), "-out", str(tmp / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+
+
+def _wait_until(ready: Any, what: str, processes: list[subprocess.Popen], logs: list[Path]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+            tails = "\n".join(
+                f"{log.name}: {log.read_text()[-1500:]}" for log in logs if log.exists()
+            )
+            pytest.fail(f"{what} did not start:\n{tails}")
+        time.sleep(0.2)
+
+
+def _service_env(database_url: str, port: int) -> dict[str, str]:
+    # Every variable .env.example names is set here, so a developer's .env cannot leak in.
+    names = re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    env = {k: v for k, v in os.environ.items() if k not in names and not k.startswith("SCIM_")}
+    env.update(dict.fromkeys(names, ""))
+    env.update(
+        DATABASE_URL=database_url,
+        SCIM_TOKEN_HASHES=token_hash(TOKEN),
+        SCIM_BIND=f"127.0.0.1:{port}",
+        SCIM_WORKERS="2",
+        SCIM_THREADS="4",
+        SCIM_PROXY_HOPS="1",
+        SCIM_REQUIRE_HTTPS="1",
+    )
+    return env
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def scratch_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A database of its own, migrated as in production (flask db upgrade)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('nginx-db') / 'scim.sqlite3'}"
+        yield from _migrated(url)
+    else:
+        with scratch_postgres_database() as url:
+            yield from _migrated(url)
+
+
+def _migrated(url: str) -> Iterator[str]:
+    app = make_app(url)
+    with app.app_context():
+        flask_migrate.upgrade(directory=str(ROOT / "migrations"))
+        from app.db import db
+
+        db.engine.dispose()
+    yield url
+
+
+@pytest.fixture(scope="module")
+def stack(scratch_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    nginx = _nginx_or_skip()
+    tmp = tmp_path_factory.mktemp("nginx")
+    _self_signed_certificate(tmp)
+    gunicorn_port, https_port, http_port = _free_port(), _free_port(), _free_port()
+    conf = _render_site(
+        tmp, https_port=https_port, http_port=http_port, upstream_port=gunicorn_port
+    )
+    access_log, error_log = tmp / "gunicorn-access.log", tmp / "gunicorn-error.log"
+    processes: list[subprocess.Popen] = []
+    with access_log.open("wb") as out, error_log.open("wb") as err:
+        try:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                    cwd=ROOT,
+                    env=_service_env(scratch_database, gunicorn_port),
+                    stdout=out,
+                    stderr=err,
+                )
+            )
+            tls = ssl.create_default_context(cafile=str(tmp / "cert.pem"))
+            stack = Stack(
+                f"https://127.0.0.1:{https_port}",
+                f"http://127.0.0.1:{http_port}",
+                f"http://127.0.0.1:{gunicorn_port}",
+                tls,
+                access_log,
+                error_log,
+            )
+            logs = [error_log, tmp / "nginx-error.log"]
+            _wait_until(
+                lambda: stack.request("GET", f"{stack.gunicorn}/healthz")[0] == 200,
+                "gunicorn",
+                processes,
+                logs,
+            )
+            # Its own prefix, error log (-e: even before the config is read) and config.
+            nginx_args = [
+                nginx,
+                "-p",
+                str(tmp),
+                "-e",
+                str(tmp / "nginx-error.log"),
+                "-c",
+                str(conf),
+            ]
+            subprocess.run([*nginx_args, "-t", "-q"], check=True, capture_output=True)
+            processes.append(
+                subprocess.Popen(
+                    [*nginx_args, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=err
+                )
+            )
+            _wait_until(
+                lambda: stack.request("GET", f"{stack.https}/readyz")[0] == 200,
+                "nginx",
+                processes,
+                logs,
+            )
+            yield stack
+        finally:
+            for process in reversed(processes):
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def test_okta_user_lifecycle_over_https_carries_https_urls(stack):
+    users = f"{stack.https}/scim/v2/Users"
+    status, headers, user = stack.request("POST", users, user_payload())
+    assert status == 201, user
+    assert headers["Location"] == f"{users}/{user['id']}"
+    assert user["meta"]["location"] == headers["Location"]
+
+    status, _, read = stack.request("GET", headers["Location"])
+    assert status == 200
+    assert read["id"] == user["id"]
+
+    status, _, found = stack.request(
+        "GET", f"{users}?filter=userName%20eq%20%22jane%40example.com%22&startIndex=1&count=100"
+    )
+    assert status == 200
+    assert [r["meta"]["location"] for r in found["Resources"]] == [f"{users}/{user['id']}"]
+
+    status, headers, group = stack.request(
+        "POST",
+        f"{stack.https}/scim/v2/Groups",
+        {"schemas": [GROUP_URN], "displayName": "Engineering", "members": [{"value": user["id"]}]},
+    )
+    assert status == 201, group
+    assert headers["Location"] == f"{stack.https}/scim/v2/Groups/{group['id']}"
+    assert [m["$ref"] for m in group["members"]] == [f"{users}/{user['id']}"]
+
+    deactivate = {
+        "schemas": [PATCH_URN],
+        "Operations": [{"op": "replace", "value": {"active": False}}],
+    }
+    status, _, patched = stack.request("PATCH", f"{users}/{user['id']}", deactivate)
+    assert (status, patched["active"]) == (200, False)
+    assert stack.request("DELETE", f"{stack.https}/scim/v2/Groups/{group['id']}")[0] == 204
+    assert stack.request("DELETE", f"{users}/{user['id']}")[0] == 204
+    assert stack.request("GET", f"{users}/{user['id']}")[0] == 404
+
+
+def test_plain_http_port_redirects_to_https(stack):
+    status, headers, _ = stack.request("GET", f"{stack.http}/scim/v2/Users?count=1")
+    assert status == 301
+    # nginx's $host has no port: in production that is 443; here only the scheme and path matter.
+    assert headers["Location"] == "https://127.0.0.1/scim/v2/Users?count=1"
+
+
+def test_health_endpoints_answer_through_nginx_without_a_token(stack):
+    for path in ("/healthz", "/readyz"):
+        status, headers, body = stack.request("GET", f"{stack.https}{path}", token=False)
+        assert (status, body) == (200, {"status": "ok"})
+        assert headers["Server"] == "nginx"  # server_tokens off: no version
+        assert headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+def test_oversized_body_gets_a_scim_413_from_nginx(stack):
+    # nginx's client_max_body_size equals SCIM_MAX_BODY_BYTES: nginx refuses, with the app's body.
+    padding = "x" * 1_048_576
+    status, headers, body = stack.request(
+        "POST", f"{stack.https}/scim/v2/Users", user_payload(displayName=padding)
+    )
+    assert (status, body) == (413, TOO_LARGE)
+    assert headers["Content-Type"] == "application/scim+json"
+    assert "X-Request-ID" not in headers  # nginx answered: the app never saw the body
+
+    # Exactly at the limit, a body passes both.
+    at_limit = json.dumps(user_payload(userName="limit@example.com")).encode()
+    at_limit += b" " * (1_048_576 - len(at_limit))
+    status, _, created = stack.request("POST", f"{stack.https}/scim/v2/Users", at_limit)
+    assert status == 201, created
+    assert stack.request("DELETE", f"{stack.https}/scim/v2/Users/{created['id']}")[0] == 204
+
+
+def test_request_id_round_trips_into_the_access_log(stack):
+    status, headers, _ = stack.request(
+        "GET", f"{stack.https}/scim/v2/Users?count=0", headers={"X-Request-ID": "okta-42-abc"}
+    )
+    assert (status, headers["X-Request-ID"]) == (200, "okta-42-abc")
+    # Without one, nginx's $request_id (32 hex digits) is used, and echoed.
+    generated = stack.request("GET", f"{stack.https}/healthz", token=False)[1]["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+
+    first, second = _access_lines(stack, {"okta-42-abc", generated})
+    assert set(first) == {
+        "time", "request_id", "remote_addr", "method", "path", "status", "bytes",
+        "duration_ms", "user_agent",
+    }  # fmt: skip
+    assert {k: first[k] for k in ("request_id", "remote_addr", "method", "path", "status")} == {
+        "request_id": "okta-42-abc",
+        "remote_addr": "127.0.0.1",  # the client, as X-Forwarded-For told ProxyFix
+        "method": "GET",
+        "path": "/scim/v2/Users",  # without the query string, which may carry user names
+        "status": 200,
+    }
+    assert first["user_agent"].startswith("Python-urllib/")
+    assert (second["request_id"], second["path"]) == (generated, "/healthz")
+
+
+def test_plain_http_straight_to_gunicorn_is_refused_but_probes_answer(stack):
+    status, _, body = stack.request("GET", f"{stack.gunicorn}/scim/v2/Users")
+    assert (status, body) == (
+        403,
+        {
+            "schemas": [ERROR_URN],
+            "status": "403",
+            "detail": "HTTPS is required: send SCIM requests to the https:// URL of this service",
+        },
+    )
+    assert stack.request("GET", f"{stack.gunicorn}/healthz", token=False)[0] == 200
+
+
+def test_logs_never_contain_the_token(stack):
+    assert stack.request("GET", f"{stack.https}/scim/v2/Users")[0] == 200
+    for log in (stack.access_log, stack.error_log):
+        text = log.read_text()
+        assert TOKEN not in text
+        assert "Bearer" not in text
+
+
+def _access_lines(stack: Stack, request_ids: set[str]) -> list[dict[str, Any]]:
+    """gunicorn's access lines (each one JSON object) for these request ids, in order."""
+    deadline = time.monotonic() + 5
+    while True:  # the worker writes its line just after the response
+        lines = [json.loads(line) for line in stack.access_log.read_text().splitlines()]
+        kept = [line for line in lines if line["request_id"] in request_ids]
+        if len(kept) >= len(request_ids) or time.monotonic() > deadline:
+            return kept
+        time.sleep(0.05)
+
+
+def test_readyz_fails_without_the_database_and_the_error_log_names_the_request(tmp_path):
+    # gunicorn alone, on a database nobody listens for (port 1): alive, not ready, and its
+    # stderr line for the failure is JSON carrying the request id.
+    port = _free_port()
+    env = _service_env("postgresql+psycopg://scim@127.0.0.1:1/scim", port)
+    error_log = tmp_path / "gunicorn-error.log"
+    stack = Stack(
+        "", "", f"http://127.0.0.1:{port}", ssl.create_default_context(), error_log, error_log
+    )
+    with error_log.open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            _wait_until(
+                lambda: stack.request("GET", f"{stack.gunicorn}/healthz")[0] == 200,
+                "gunicorn",
+                [process],
+                [error_log],
+            )
+            status, headers, body = stack.request(
+                "GET", f"{stack.gunicorn}/readyz", headers={"X-Request-ID": "probe-9"}, token=False
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert (status, headers["Retry-After"]) == (503, "5")
+    assert body == error(503, "The service cannot reach its database")
+    lines = [json.loads(line) for line in error_log.read_text().splitlines()]
+    assert {
+        "level": "warning",
+        "logger": "app.api.health",
+        "message": "readiness check failed: OperationalError",
+        "request_id": "probe-9",
+    } in [{k: v for k, v in line.items() if k != "time"} for line in lines]

@@ -1,0 +1,249 @@
+"""What production relies on: probes, the request id, SCIM_REQUIRE_HTTPS, URLs behind a proxy."""
+
+from __future__ import annotations
+
+import logging
+import re
+import runpy
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from app.config import ConfigError, load_config
+from app.db import db
+from app.requests import RequestIdFilter
+from tests.conftest import BASE, TOKEN, make_app
+from tests.payloads import error, user_payload
+
+ROOT = Path(__file__).resolve().parents[1]
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+HTTPS_REQUIRED = error(
+    403, "HTTPS is required: send SCIM requests to the https:// URL of this service"
+)
+
+
+@pytest.fixture
+def app_with(app: Flask, database_url: str) -> Iterator[Callable[..., Flask]]:
+    """Another app on the same database (tables made by `app`), with extra settings."""
+    made: list[Flask] = []
+
+    def make(**settings: str) -> Flask:
+        made.append(make_app(database_url, **settings))
+        return made[-1]
+
+    yield make
+    for other in made:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+# --- /healthz and /readyz ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probes_answer_ok_without_a_token(anonymous, path):
+    response = anonymous.get(path)
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_readyz_is_503_with_retry_after_when_the_database_is_unreachable(tmp_path):
+    # Nothing listens on port 1: the connection is refused at once.
+    app = make_app("postgresql+psycopg://scim:secret@127.0.0.1:1/scim")
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200  # the process itself is alive
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.mimetype == "application/scim+json"
+    assert response.json == error(503, "The service cannot reach its database")
+    assert b"secret" not in response.data and b"127.0.0.1" not in response.data
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_probes_are_not_under_scim_v2_and_take_no_other_methods(anonymous):
+    assert anonymous.get(f"{BASE}/healthz").status_code == 404
+    assert anonymous.post("/healthz").status_code == 405
+
+
+# --- X-Request-ID --------------------------------------------------------------------------
+
+
+def test_request_id_is_generated_and_echoed(client):
+    response = client.get(f"{BASE}/Users")
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
+    assert client.get(f"{BASE}/Users").headers["X-Request-ID"] != response.headers["X-Request-ID"]
+
+
+@pytest.mark.parametrize(
+    "presented",
+    [
+        pytest.param("okta-7d2c1f", id="okta-style"),
+        pytest.param("Root=1-67891233-abcdef012345678912345678;Parent=1", id="aws-trace"),
+        pytest.param("x" * 128, id="longest"),
+    ],
+)
+def test_request_id_from_the_caller_is_kept(client, presented):
+    response = client.get(f"{BASE}/Users", headers={"X-Request-ID": presented})
+    assert response.headers["X-Request-ID"] == presented
+
+
+@pytest.mark.parametrize(
+    "presented",
+    [
+        pytest.param("x" * 129, id="too-long"),
+        pytest.param("has space", id="space"),
+        pytest.param("line\tbreak", id="control-character"),
+        pytest.param("ünïcode", id="non-ascii"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_unacceptable_request_id_is_replaced(client, presented):
+    response = client.get(f"{BASE}/Users", headers={"X-Request-ID": presented})
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
+
+
+@pytest.mark.parametrize(
+    "path, status",
+    [
+        pytest.param("/scim/v2/Users", 401, id="unauthenticated"),
+        pytest.param("/nowhere", 404, id="no-route"),
+        pytest.param("/healthz", 200, id="probe"),
+    ],
+)
+def test_every_response_carries_the_request_id(anonymous, path, status):
+    response = anonymous.get(path, headers={"X-Request-ID": "abc-123"})
+    assert (response.status_code, response.headers["X-Request-ID"]) == (status, "abc-123")
+
+
+def test_log_records_during_a_request_carry_its_id(app):
+    record = logging.LogRecord("app.protocol", logging.ERROR, __file__, 1, "boom", None, None)
+    with app.test_request_context(headers={"X-Request-ID": "req-77"}):
+        app.preprocess_request()
+        assert RequestIdFilter().filter(record)
+    assert record.request_id == "req-77"
+    outside = logging.LogRecord("app", logging.INFO, __file__, 1, "idle", None, None)
+    RequestIdFilter().filter(outside)
+    assert outside.request_id is None
+
+
+# --- SCIM_REQUIRE_HTTPS --------------------------------------------------------------------
+
+
+def test_require_https_refuses_plain_http_before_the_token_check(app_with):
+    client = app_with(SCIM_REQUIRE_HTTPS="true").test_client()
+    for headers in (AUTH, {}):
+        response = client.get(f"{BASE}/Users", headers=headers)
+        assert response.status_code == 403
+        assert response.mimetype == "application/scim+json"
+        assert response.json == HTTPS_REQUIRED
+
+
+def test_require_https_accepts_tls_and_exempts_probes(app_with):
+    client = app_with(SCIM_REQUIRE_HTTPS="1").test_client()
+    assert (
+        client.get(f"{BASE}/Users", headers=AUTH, base_url="https://localhost").status_code == 200
+    )
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+
+def test_require_https_believes_x_forwarded_proto_only_from_trusted_proxies(app_with):
+    forwarded = {**AUTH, "X-Forwarded-Proto": "https"}
+    untrusted = app_with(SCIM_REQUIRE_HTTPS="1").test_client()
+    assert untrusted.get(f"{BASE}/Users", headers=forwarded).status_code == 403
+    behind_proxy = app_with(SCIM_REQUIRE_HTTPS="1", SCIM_PROXY_HOPS="1").test_client()
+    assert behind_proxy.get(f"{BASE}/Users", headers=forwarded).status_code == 200
+
+
+def test_require_https_is_off_by_default(client):
+    assert client.get(f"{BASE}/Users").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [("", False), ("0", False), ("false", False), ("off", False), ("1", True), ("TRUE", True),
+     ("yes", True), ("on", True)],
+)  # fmt: skip
+def test_require_https_setting_values(raw, expected):
+    assert load_config({"SCIM_REQUIRE_HTTPS": raw})["SCIM_REQUIRE_HTTPS"] is expected
+
+
+def test_require_https_setting_rejects_anything_else():
+    with pytest.raises(ConfigError, match="SCIM_REQUIRE_HTTPS must be true or false"):
+        load_config({"SCIM_REQUIRE_HTTPS": "sometimes"})
+
+
+# --- URLs behind a proxy -------------------------------------------------------------------
+
+PROXY_HEADERS = {
+    "X-Forwarded-For": "203.0.113.9",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "scim.example.com",
+    "X-Forwarded-Port": "443",
+}
+
+
+def _created_location(app: Flask, **headers: str) -> tuple[str, str]:
+    response = app.test_client().post(
+        f"{BASE}/Users", json=user_payload(), headers={**AUTH, **headers}
+    )
+    assert response.status_code == 201, response.json
+    assert response.json["meta"]["location"] == response.headers["Location"]
+    return response.headers["Location"], response.json["id"]
+
+
+def test_proxy_headers_give_external_https_urls_with_one_trusted_hop(client, app_with):
+    location, user_id = _created_location(app_with(SCIM_PROXY_HOPS="1"), **PROXY_HEADERS)
+    assert location == f"https://scim.example.com/scim/v2/Users/{user_id}"
+
+
+def test_proxy_headers_keep_a_non_default_port(client, app_with):
+    headers = {**PROXY_HEADERS, "X-Forwarded-Port": "8443"}
+    location, user_id = _created_location(app_with(SCIM_PROXY_HOPS="1"), **headers)
+    assert location == f"https://scim.example.com:8443/scim/v2/Users/{user_id}"
+
+
+def test_proxy_headers_are_ignored_without_trusted_hops(client, app_with):
+    location, user_id = _created_location(app_with(), **PROXY_HEADERS)
+    assert location == f"http://localhost/scim/v2/Users/{user_id}"
+
+
+def test_base_url_overrides_the_request_and_the_proxy(client, app_with):
+    app = app_with(SCIM_PROXY_HOPS="1", SCIM_BASE_URL="https://idp-facing.example.org/scim/v2/")
+    location, user_id = _created_location(app, **PROXY_HEADERS)
+    assert location == f"https://idp-facing.example.org/scim/v2/Users/{user_id}"
+
+
+def test_list_links_follow_the_proxy(client, app_with):
+    app = app_with(SCIM_PROXY_HOPS="1")
+    _, user_id = _created_location(app, **PROXY_HEADERS)
+    listed = app.test_client().get(f"{BASE}/Users", headers={**AUTH, **PROXY_HEADERS}).json
+    assert [r["meta"]["location"] for r in listed["Resources"]] == [
+        f"https://scim.example.com/scim/v2/Users/{user_id}"
+    ]
+
+
+# --- gunicorn.conf.py ----------------------------------------------------------------------
+
+
+def test_gunicorn_conf_reads_bind_workers_and_threads(monkeypatch):
+    monkeypatch.setenv("SCIM_BIND", "0.0.0.0:9000")
+    monkeypatch.setenv("SCIM_WORKERS", "3")
+    monkeypatch.setenv("SCIM_THREADS", "8")
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert (conf["bind"], conf["workers"], conf["threads"]) == (["0.0.0.0:9000"], 3, 8)
+    assert conf["control_socket_disable"] is True
+    assert conf["secure_scheme_headers"] == {}  # only SCIM_PROXY_HOPS decides about the scheme
+    assert conf["graceful_timeout"] <= conf["timeout"] < conf["keepalive"]
+
+
+def test_gunicorn_conf_rejects_a_bad_worker_count(monkeypatch):
+    monkeypatch.setenv("SCIM_WORKERS", "many")
+    with pytest.raises(SystemExit, match="SCIM_WORKERS must be a positive integer"):
+        runpy.run_path(str(ROOT / "gunicorn.conf.py"))

@@ -49,6 +49,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.functions import FunctionElement
 
+from app.db import UTCDateTime
 from app.errors import InvalidFilter, InvalidPath, InvalidValue
 from app.models import Group, GroupMember, User, UserValue
 from app.schema import Attribute, Resolved, ResourceType, fold
@@ -223,6 +224,7 @@ class Elements:
     where: tuple[Any, ...] = ()  # narrows a shared table to this attribute
     data: Any = None  # a JSON column with the whole element, for the other sub-attributes
     order: tuple[Any, ...] = ()  # the element sortBy uses: the primary one, else the first
+    exact_value: Any = None  # `value` as written, for caseExact attributes (columns has it folded)
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,7 @@ def _user_elements(resolved: Resolved) -> Elements | None:
         },
         where=(UserValue.attribute == element_key(resolved),),
         data=UserValue.data,
+        exact_value=UserValue.value,
         # RFC 7644 §3.4.2.3: sort by the primary value, "or else the first value in the list";
         # rows are written in the list's order, so the first has the lowest id.
         order=(UserValue.primary.desc(), UserValue.id),
@@ -469,12 +472,16 @@ def _column(target: Target, resolved: Resolved, where: str = "Invalid filter") -
 
 
 def _column_of_element(elements: Elements, sub: Attribute) -> Column | None:
-    column = elements.columns.get(sub.name)
+    # A simple multi-valued attribute (a list of strings, say) is stored as {"value": x}.
+    name = "value" if sub.multi_valued else sub.name
+    if name == "value" and sub.case_exact and elements.exact_value is not None:
+        return Column(elements.exact_value)
+    column = elements.columns.get(name)
     if column is not None:
         return column
     if elements.data is None:
         return None
-    return Column(_typed(elements.data[sub.name], sub))
+    return Column(_typed(elements.data[name], sub))
 
 
 def _default_value_sub(resolved: Resolved, where: str) -> Resolved:
@@ -498,7 +505,33 @@ def _json_value(target: Target, resolved: Resolved) -> Any:
     return _typed(element, resolved.leaf)
 
 
+class instant(FunctionElement[datetime]):  # noqa: N801 (reads as the SQL it becomes)
+    """An RFC 3339 string from a JSON document, as a comparable point in time.
+
+    PostgreSQL casts it to timestamptz. SQLite renders it in UTC in the text form its DATETIME
+    columns use, so it compares with bound timestamps (and sorts) chronologically whatever
+    offset the client wrote.
+    """
+
+    type = UTCDateTime()
+    name = "instant"
+    inherit_cache = True
+
+
+@compiles(instant)
+def _instant_sqlite(element: instant, compiler: Any, **kw: Any) -> str:
+    inner = compiler.process(element.clauses, **kw)
+    return f"(strftime('%Y-%m-%d %H:%M:%f', {inner}) || '000')"
+
+
+@compiles(instant, "postgresql")
+def _instant_postgresql(element: instant, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS TIMESTAMP WITH TIME ZONE)"
+
+
 def _typed(element: Any, attribute: Attribute) -> Any:
+    if attribute.type == "dateTime":
+        return instant(element.as_string())
     if attribute.type == "boolean":
         return element.as_boolean()
     if attribute.type == "integer":

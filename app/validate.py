@@ -41,6 +41,7 @@ def resource(rt: ResourceType, body: dict[str, Any]) -> Validated:
                 raise InvalidValue(f"{extension.id} must be an object")
             checked = _attributes(value, extension.attributes, prefix=f"{extension.id}:")
             if checked:
+                _check_required_in(extension.attributes, checked, prefix=f"{extension.id}:")
                 document[extension.id] = checked
             continue
         common = rt.common_attribute(key)
@@ -49,6 +50,10 @@ def resource(rt: ResourceType, body: dict[str, Any]) -> Validated:
                 document[common.name] = _value(common, value, common.name)
             continue
         attribute = rt.schema.attribute(key)
+        if attribute is None and key.lower().startswith("urn:"):
+            raise InvalidValue(
+                f"Unknown schema {key!r}: declare it in SCIM_SCHEMA_EXTENSIONS to use it"
+            )
         if attribute is None:
             raise InvalidSyntax(f"Unknown attribute '{key}' for resource type {rt.id}")
         if not attribute.writable or value is None:
@@ -90,6 +95,19 @@ def _check_schemas(rt: ResourceType, body: dict[str, Any]) -> None:
         raise InvalidSyntax("schemas must be a list of schema URNs")
     if rt.schema.id.lower() not in (s.lower() for s in schemas):
         raise InvalidSyntax(f"schemas must include {rt.schema.id}")
+    known = {schema.id.lower() for schema in rt.schemas}
+    for urn in schemas:
+        if urn.lower() not in known:
+            raise InvalidValue(
+                f"Unknown schema {urn!r}: declare it in SCIM_SCHEMA_EXTENSIONS to use it"
+            )
+
+
+def _check_required_in(attributes: tuple[Attribute, ...], values: Document, prefix: str) -> None:
+    """An extension's required attributes, once the resource carries that extension at all."""
+    for attribute in attributes:
+        if attribute.required and attribute.writable and attribute.name not in values:
+            raise InvalidValue(f"{prefix}{attribute.name} is required")
 
 
 def _check_required(rt: ResourceType, document: Document) -> None:

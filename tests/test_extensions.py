@@ -1,0 +1,251 @@
+"""Admin-declared schema extensions (SCIM_SCHEMA_EXTENSIONS): declared once, used everywhere."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.config import ConfigError
+from app.db import db
+from tests.conftest import BASE, TOKEN, make_app
+from tests.payloads import ENTERPRISE_URN, USER_URN, error, patch_payload, user_payload
+
+SAMPLE = Path(__file__).parent / "samples" / "acme-extension.json"
+ACME = "urn:ietf:params:scim:schemas:extension:acme:2.0:User"
+
+
+@pytest.fixture(scope="module")
+def acme_app(database_url):
+    app = make_app(database_url, SCIM_SCHEMA_EXTENSIONS=str(SAMPLE))
+    with app.app_context():
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.engine.dispose()  # this app has its own pool: close it, not the garbage collector
+
+
+@pytest.fixture
+def acme(acme_app):
+    client = acme_app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+    yield client
+    with acme_app.app_context():
+        db.session.remove()
+        for table in reversed(db.metadata.sorted_tables):
+            db.session.execute(table.delete())
+        db.session.commit()
+
+
+def create(client, **acme_values):
+    body = user_payload(
+        schemas=[USER_URN, ACME],
+        userName=acme_values.pop("userName", "jane@example.com"),
+        externalId=None,
+        **{ACME: acme_values},
+    )
+    response = client.post(f"{BASE}/Users", json=body)
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def test_discovery_lists_the_extension(acme):
+    user_type = acme.get(f"{BASE}/ResourceTypes/User").json
+    assert user_type["schemaExtensions"] == [
+        {"schema": ENTERPRISE_URN, "required": False},
+        {"schema": ACME, "required": False},
+    ]
+    schema = acme.get(f"{BASE}/Schemas/{ACME}").json
+    assert schema["name"] == "AcmeUser"
+    names = [a["name"] for a in schema["attributes"]]
+    assert names == [
+        "badgeNumber", "costCenterCode", "skills", "contractor", "hiredOn", "laptops",
+        "employeeId", "riskScore",
+    ]  # fmt: skip
+    skills = next(a for a in schema["attributes"] if a["name"] == "skills")
+    assert (skills["type"], skills["multiValued"], skills["mutability"]) == (
+        "string",
+        True,
+        "readWrite",
+    )
+    assert ACME in [s["id"] for s in acme.get(f"{BASE}/Schemas").json["Resources"]]
+
+
+def test_extension_attributes_round_trip(acme):
+    user = create(
+        acme,
+        badgeNumber="B-1042",
+        costCenterCode=4130,
+        skills=["python", "SQL"],
+        contractor=False,
+        hiredOn="2024-03-01T09:00:00Z",
+        laptops=[{"value": "SN-123", "type": "mac", "primary": True}],
+        employeeId="E-7",
+        riskScore=3.5,  # readOnly: ignored
+    )
+    assert user["schemas"] == [USER_URN, ACME]
+    assert user[ACME] == {
+        "badgeNumber": "B-1042",
+        "costCenterCode": 4130,
+        "skills": ["python", "SQL"],
+        "contractor": False,
+        "hiredOn": "2024-03-01T09:00:00Z",
+        "laptops": [{"value": "SN-123", "type": "mac", "primary": True}],
+        "employeeId": "E-7",
+    }
+    assert acme.get(f"{BASE}/Users/{user['id']}").json == user
+
+
+def test_extension_attributes_sent_without_the_urn_in_schemas_are_accepted(acme):
+    body = user_payload(externalId=None, **{ACME: {"badgeNumber": "B-1"}})
+    response = acme.post(f"{BASE}/Users", json=body)
+    assert response.status_code == 201
+    assert response.json["schemas"] == [USER_URN, ACME]
+
+
+@pytest.mark.parametrize(
+    ("acme_values", "detail"),
+    [
+        pytest.param(
+            {"costCenterCode": "4130"}, f"{ACME}:costCenterCode must be an integer", id="type"
+        ),
+        pytest.param({"skills": "python"}, f"{ACME}:skills must be a list", id="multi"),
+        pytest.param(
+            {"hiredOn": "yesterday"},
+            f"{ACME}:hiredOn must be an RFC 3339 date-time, got 'yesterday'",
+            id="date",
+        ),
+        pytest.param(
+            {"laptops": [{"value": "x", "colour": "red"}]},
+            f"Unknown attribute '{ACME}:laptops.colour'",
+            id="sub",
+        ),
+    ],
+)
+def test_extension_values_are_validated(acme, acme_values, detail):
+    body = user_payload(externalId=None, **{ACME: acme_values})
+    response = acme.post(f"{BASE}/Users", json=body)
+    assert response.status_code == 400
+    assert response.json["detail"] == detail
+
+
+def test_unknown_schema_urn_is_400_invalid_value(acme):
+    other = "urn:ietf:params:scim:schemas:extension:other:2.0:User"
+    response = acme.post(f"{BASE}/Users", json=user_payload(schemas=[USER_URN, other]))
+    assert response.json == error(
+        400,
+        f"Unknown schema {other!r}: declare it in SCIM_SCHEMA_EXTENSIONS to use it",
+        "invalidValue",
+    )
+    response = acme.post(f"{BASE}/Users", json=user_payload(**{other: {"x": 1}}))
+    assert response.status_code == 400
+    assert response.json["scimType"] == "invalidValue"
+
+
+def test_extension_attributes_patch(acme):
+    user = create(acme, badgeNumber="B-1", skills=["python"], employeeId="E-7")
+    url = f"{BASE}/Users/{user['id']}"
+    body = patch_payload(
+        {"op": "replace", "path": f"{ACME}:badgeNumber", "value": "B-2"},
+        {"op": "add", "path": f"{ACME}:skills", "value": ["go"]},
+        {"op": "Add", "value": {f"{ACME}:costCenterCode": 7}},
+        {"op": "add", "path": f'{ACME}:laptops[type eq "linux"].value', "value": "SN-9"},
+    )
+    patched = acme.patch(url, json=body).json
+    assert patched[ACME] == {
+        "badgeNumber": "B-2",
+        "skills": ["python", "go"],
+        "employeeId": "E-7",
+        "costCenterCode": 7,
+        "laptops": [{"type": "linux", "value": "SN-9"}],
+    }
+    immutable = patch_payload({"op": "replace", "path": f"{ACME}:employeeId", "value": "E-8"})
+    assert acme.patch(url, json=immutable).json == error(
+        400, "employeeId is immutable and already set", "mutability"
+    )
+    read_only = patch_payload({"op": "replace", "path": f"{ACME}:riskScore", "value": 1})
+    assert acme.patch(url, json=read_only).json == error(400, "riskScore is readOnly", "mutability")
+    removed = acme.patch(url, json=patch_payload({"op": "remove", "path": f"{ACME}:skills"})).json
+    assert "skills" not in removed[ACME]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param(f'{ACME}:badgeNumber eq "b-1"', ["a"], id="eq-folds-case"),
+        pytest.param(f'{ACME}:badgeNumber sw "B"', ["a", "b"], id="sw"),
+        pytest.param(f"{ACME}:costCenterCode gt 5", ["b"], id="integer-gt"),
+        pytest.param(f'{ACME}:skills eq "SQL"', ["a"], id="simple-multi-valued"),
+        pytest.param(
+            f'{ACME}:laptops[type eq "mac" and value eq "SN-1"]', ["a"], id="value-filter"
+        ),
+        pytest.param(f'{ACME}:laptops.value eq "sn-1"', [], id="case-exact-sub"),
+        pytest.param(f"{ACME}:contractor eq true", ["b"], id="boolean"),
+        pytest.param(f'{ACME}:hiredOn gt "2024-01-01T00:00:00Z"', ["b"], id="datetime"),
+        pytest.param(f"{ACME}:badgeNumber pr", ["a", "b"], id="pr"),
+    ],
+)
+def test_extension_attributes_filter(acme, query, expected):
+    a_laptops = [{"value": "SN-1", "type": "mac"}]
+    b_laptops = [{"value": "SN-2", "type": "linux"}]
+    create(acme, userName="a", badgeNumber="B-1", costCenterCode=1, skills=["sql"],
+           laptops=a_laptops, contractor=False, hiredOn="2023-05-01T00:00:00Z")  # fmt: skip
+    create(acme, userName="b", badgeNumber="B-2", costCenterCode=9, skills=["go"],
+           laptops=b_laptops, contractor=True, hiredOn="2025-01-01T00:00:00+02:00")  # fmt: skip
+    create(acme, userName="c")
+    response = acme.get(f"{BASE}/Users", query_string={"filter": query, "sortBy": "userName"})
+    assert response.status_code == 200, response.json
+    assert [u["userName"] for u in response.json["Resources"]] == expected
+
+
+def test_extension_attributes_sort(acme):
+    for name, code in (("a", 30), ("b", 4), ("c", None)):
+        create(acme, userName=name, **({"costCenterCode": code} if code is not None else {}))
+    query = {"sortBy": f"{ACME}:costCenterCode"}
+    assert [
+        u["userName"] for u in acme.get(f"{BASE}/Users", query_string=query).json["Resources"]
+    ] == ["b", "a", "c"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param("{not json", "not valid JSON", id="json"),
+        pytest.param(
+            json.dumps({"id": "acme", "attributes": []}), "id must be a schema URN", id="urn"
+        ),
+        pytest.param(
+            json.dumps({"id": ACME, "attributes": [{"name": "x", "type": "strng"}]}),
+            "attributes[0] (x): type must be one of",
+            id="type",
+        ),
+        pytest.param(
+            json.dumps({"id": ACME, "attributes": [{"name": "x", "uniqueness": "server"}]}),
+            'uniqueness must be "none"',
+            id="uniqueness",
+        ),
+        pytest.param(
+            json.dumps({"id": ENTERPRISE_URN, "attributes": [{"name": "x"}]}),
+            "is declared twice",
+            id="clash-with-enterprise",
+        ),
+        pytest.param(
+            json.dumps({"id": ACME, "attributes": [{"name": "x", "type": "complex"}]}),
+            "a complex attribute needs subAttributes",
+            id="complex",
+        ),
+    ],
+)
+def test_malformed_declarations_stop_start_up(tmp_path, content, message):
+    path = tmp_path / "extensions.json"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as raised:
+        make_app("sqlite://", SCIM_SCHEMA_EXTENSIONS=str(path))
+    assert str(raised.value).startswith(f"SCIM_SCHEMA_EXTENSIONS: {path}")
+    assert message in str(raised.value)
+
+
+def test_missing_declaration_file_stops_start_up(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read"):
+        make_app("sqlite://", SCIM_SCHEMA_EXTENSIONS=str(tmp_path / "nope.json"))

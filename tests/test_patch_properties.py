@@ -116,7 +116,7 @@ def visible(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(requests=st.lists(st.lists(operation, min_size=1, max_size=3), min_size=1, max_size=5))
 def test_patch_sequences_match_the_model(client, requests):

@@ -1,0 +1,65 @@
+"""ETags (RFC 7644 §3.14): weak versions in meta.version and the ETag header, preconditions."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import BASE
+from tests.payloads import GROUP_URN, error, patch_payload, user_payload
+
+RENAME = patch_payload({"op": "replace", "path": "displayName", "value": "Renamed"})
+
+
+@pytest.fixture
+def user(create_user):
+    return create_user()
+
+
+@pytest.fixture
+def group(client):
+    return client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "Eng"}).json
+
+
+def test_every_response_carries_the_version_as_etag(client, user, group):
+    url = f"{BASE}/Users/{user['id']}"
+    assert client.get(url).headers["ETag"] == 'W/"1"'
+    assert client.patch(url, json=RENAME).headers["ETag"] == 'W/"2"'
+    assert client.put(url, json=user_payload()).headers["ETag"] == 'W/"3"'
+    group_url = f"{BASE}/Groups/{group['id']}"
+    add = patch_payload({"op": "add", "path": "members", "value": [{"value": user["id"]}]})
+    assert client.patch(group_url, json=add).headers["ETag"] == 'W/"2"'  # a 204 carries it too
+
+
+@pytest.mark.parametrize("resource", ["user", "group"])
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+def test_stale_if_match_is_412_and_changes_nothing(client, request, resource, method):
+    item = request.getfixturevalue(resource)
+    path = "Users" if resource == "user" else "Groups"
+    url = f"{BASE}/{path}/{item['id']}"
+    body = {
+        "put": user_payload()
+        if resource == "user"
+        else {"schemas": [GROUP_URN], "displayName": "X"},
+        "patch": RENAME,
+        "delete": None,
+    }[method]
+    response = client.open(url, method=method.upper(), json=body, headers={"If-Match": 'W/"7"'})
+    assert response.status_code == 412
+    kind = "User" if resource == "user" else "Group"
+    assert response.json == error(412, f"{kind} {item['id']} has changed (it is now version 1)")
+    after = client.get(url)
+    assert after.status_code == 200 and after.headers["ETag"] == 'W/"1"'
+
+
+@pytest.mark.parametrize("header", ['W/"1"', '"1"', "*", 'W/"9", W/"1"'])
+def test_matching_if_match_lets_the_write_through(client, user, header):
+    url = f"{BASE}/Users/{user['id']}"
+    assert client.patch(url, json=RENAME, headers={"If-Match": header}).status_code == 200
+    assert client.delete(url, headers={"If-Match": 'W/"2"'}).status_code == 204
+
+
+def test_if_none_match_on_groups(client, group):
+    url = f"{BASE}/Groups/{group['id']}"
+    response = client.get(url, headers={"If-None-Match": 'W/"1"'})
+    assert (response.status_code, response.data, response.headers["ETag"]) == (304, b"", 'W/"1"')
+    assert client.get(url, headers={"If-None-Match": 'W/"0"'}).status_code == 200

@@ -9,7 +9,7 @@ from dotenv import load_dotenv
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, protocol, requests
+from app import api, audit, auth, cli, console, protocol, ratelimit, requests
 from app.api import health
 from app.config import ConfigError, load_config
 from app.db import db, migrate
@@ -28,13 +28,18 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)  # relative SQLite paths live in instance/
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    audit.init_app(app)  # first: its clock starts before anything can refuse the request
     requests.init_app(app)  # request id, then SCIM_REQUIRE_HTTPS: before the bearer check
+    auth.init_app(app)  # who is calling (g.token_name), for the rate limit and the audit
+    ratelimit.init_app(app)  # per token; refuses before the bearer check
     app.register_blueprint(health.bp)  # /healthz, /readyz: outside /scim/v2, no token
     app.register_blueprint(api.scim)
+    console.init_app(app)  # /console/ and `flask console`; off until an admin password is set
     # A request that failed part-way must leave nothing behind: store functions commit once, at
     # the end, and whatever a failed request had flushed is discarded here.
     app.teardown_request(lambda _error: db.session.rollback())
     protocol.register_error_handlers(app)
+    cli.init_app(app)  # flask tokens ..., flask purge, flask stats
     if hops := app.config["SCIM_PROXY_HOPS"]:  # only behind a proxy we know about
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
     return app

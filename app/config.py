@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Mapping
+from datetime import timedelta
+
+from limits import parse_many
 
 DEFAULT_DATABASE_URL = "sqlite:///scim.sqlite3"  # relative SQLite paths land in instance/
 
@@ -14,9 +18,12 @@ class ConfigError(ValueError):
 
 def load_config(env: Mapping[str, str]) -> dict[str, object]:
     database_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    db_timeout = _int(env, "SCIM_DB_TIMEOUT_SECONDS", 5, minimum=1)
+    secret_key = _secret_key(env)
     return {
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url),
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url, db_timeout),
+        "SCIM_DB_TIMEOUT_SECONDS": db_timeout,
         "SCIM_TOKEN_HASHES": _token_hashes(env.get("SCIM_TOKEN_HASHES", "")),
         "MAX_CONTENT_LENGTH": _int(env, "SCIM_MAX_BODY_BYTES", 1_048_576, minimum=1024),
         "SCIM_MAX_RESULTS": _int(env, "SCIM_MAX_RESULTS", 200, minimum=100),
@@ -24,18 +31,78 @@ def load_config(env: Mapping[str, str]) -> dict[str, object]:
         "SCIM_PROXY_HOPS": _int(env, "SCIM_PROXY_HOPS", 0, minimum=0),
         "SCIM_BASE_URL": env.get("SCIM_BASE_URL", "").rstrip("/"),
         "SCIM_REQUIRE_HTTPS": _bool(env, "SCIM_REQUIRE_HTTPS", False),
-        "SCIM_SECRET_KEY": _secret_key(env),
+        "SCIM_SECRET_KEY": secret_key,
         "SCIM_SCHEMA_EXTENSIONS": env.get("SCIM_SCHEMA_EXTENSIONS", "").strip(),
         "SCIM_CURSOR_TIMEOUT": _int(env, "SCIM_CURSOR_TIMEOUT", 3600, minimum=1),
+        # 0 keeps audit events for ever; `flask purge` deletes older ones otherwise.
+        "SCIM_AUDIT_RETENTION_DAYS": _int(env, "SCIM_AUDIT_RETENTION_DAYS", 90, minimum=0),
+        "SCIM_RATE_LIMIT": _rate_limit(env.get("SCIM_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
+        "SCIM_RATE_LIMIT_STORAGE_URI": _storage_uri(env.get("SCIM_RATE_LIMIT_STORAGE_URI", "")),
+        "SCIM_RATE_LIMIT_KEY_PREFIX": env.get("SCIM_RATE_LIMIT_KEY_PREFIX", "").strip() or "scim",
+        # The operator console (app/console/): on once an admin password is set, unless false.
+        "SCIM_CONSOLE_ENABLED": _bool(env, "SCIM_CONSOLE_ENABLED", True),
+        "SECRET_KEY": _session_key(secret_key),  # signs the console's session cookie only
+        "PERMANENT_SESSION_LIFETIME": timedelta(
+            minutes=_int(env, "SCIM_CONSOLE_SESSION_MINUTES", 480, minimum=1)
+        ),
+        "SCIM_CONSOLE_LOGIN_ATTEMPTS": _int(env, "SCIM_CONSOLE_LOGIN_ATTEMPTS", 5, minimum=1),
+        "SCIM_CONSOLE_LOCKOUT_SECONDS": _int(env, "SCIM_CONSOLE_LOCKOUT_SECONDS", 900, minimum=1),
     }
 
 
-def _engine_options(url: str) -> dict[str, object]:
+def _engine_options(url: str, timeout: int) -> dict[str, object]:
+    """Pre-ping (recover by itself after an outage) and one bound on every wait for the database.
+
+    With the database gone, slow or locked, a request fails within about `timeout` seconds (a
+    503 from protocol.py) instead of hanging until gunicorn kills its worker.
+    """
     options: dict[str, object] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         # Several gunicorn threads share one file: wait for a writer instead of failing at once.
-        options["connect_args"] = {"timeout": 15}
+        options["connect_args"] = {"timeout": timeout}
+        if ":memory:" not in url and url.rstrip("/") != "sqlite:":
+            options["pool_timeout"] = timeout
+        return options
+    options["pool_timeout"] = timeout  # waiting for a free pooled connection
+    if url.startswith("postgresql"):
+        options["connect_args"] = {
+            "connect_timeout": max(timeout, 2),  # libpq treats anything below 2 as 2
+            # Server side: no statement (lock waits included) runs longer than the timeout.
+            "options": f"-c statement_timeout={timeout * 1000}",
+            # Client side: a connection whose packets go unacknowledged (a network cut) is dead.
+            "tcp_user_timeout": timeout * 1000,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+        }
     return options
+
+
+DEFAULT_RATE_LIMIT = "1200 per minute"  # per token: far above what an IdP sends in steady state
+
+
+def _rate_limit(raw: str) -> str:
+    """Flask-Limiter's notation ("600 per minute", "10/second; 1000/hour"); empty disables."""
+    raw = raw.strip()
+    if not raw:
+        return ""
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(
+            f"SCIM_RATE_LIMIT must look like '600 per minute' (or be empty), got {raw!r}"
+        ) from None
+    return raw
+
+
+def _storage_uri(raw: str) -> str:
+    raw = raw.strip() or "memory://"
+    scheme = raw.split("://", 1)[0]
+    if scheme not in ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster"):
+        # Only the scheme is echoed: the rest of a Redis URI may hold a password.
+        raise ConfigError(
+            f"SCIM_RATE_LIMIT_STORAGE_URI must be memory:// or a redis:// URI, got {scheme!r}"
+        )
+    return raw
 
 
 def _secret_key(env: Mapping[str, str]) -> bytes:
@@ -52,6 +119,11 @@ def _secret_key(env: Mapping[str, str]) -> bytes:
         return explicit.encode()
     material = "scim-cursor-key:" + env.get("SCIM_TOKEN_HASHES", "")
     return hashlib.sha256(material.encode()).digest()
+
+
+def _session_key(secret_key: bytes) -> str:
+    """A key of its own for console sessions, so that a cookie never doubles as a cursor."""
+    return hmac.new(secret_key, b"scim-console-session", hashlib.sha256).hexdigest()
 
 
 def _token_hashes(raw: str) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Connection, DateTime, Engine, MetaData, TypeDecorator, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase
 
 # Explicit constraint names so Alembic migrations diff cleanly on both databases.
@@ -85,3 +86,13 @@ def _begin_immediate(connection: Connection) -> None:
 
 def _lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
+
+
+# PostgreSQL's serialization_failure and deadlock_detected: the transaction was rolled back
+# through no fault of its own, and running it again from the start is expected to succeed.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def is_retryable(error: DBAPIError) -> bool:
+    """A write that lost a serialization conflict or a deadlock, to run again from a fresh read."""
+    return getattr(error.orig, "sqlstate", None) in RETRYABLE_SQLSTATES

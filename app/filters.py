@@ -353,9 +353,11 @@ SCHEMAS = Attribute("schemas", type="reference", multi_valued=True)
 _LOCATION = "meta.location"
 
 
-def users_where(text: str, rt: ResourceType = USER_RESOURCE) -> ColumnElement[bool]:
+def users_where(
+    text: str, rt: ResourceType = USER_RESOURCE, *, unknown_is_missing: bool = False
+) -> ColumnElement[bool]:
     """`rt`: the deployment's User resource type, with its declared extensions."""
-    return _Translator(_users(rt)).filter(parse(text))
+    return _Translator(_users(rt), unknown_is_missing=unknown_is_missing).filter(parse(text))
 
 
 @functools.cache
@@ -363,8 +365,8 @@ def _users(rt: ResourceType) -> Target:
     return USERS if rt is USER_RESOURCE else dataclasses.replace(USERS, rt=rt)
 
 
-def groups_where(text: str) -> ColumnElement[bool]:
-    return _Translator(GROUPS).filter(parse(text))
+def groups_where(text: str, *, unknown_is_missing: bool = False) -> ColumnElement[bool]:
+    return _Translator(GROUPS, unknown_is_missing=unknown_is_missing).filter(parse(text))
 
 
 def members_where(value_filter: ast.Filter) -> ColumnElement[bool]:
@@ -547,10 +549,17 @@ def _matches_missing(op: str, value: Any) -> bool:
     return (op == "ne" and value is not None) or (op == "eq" and value is None)
 
 
+class _Missing(Exception):
+    """An attribute this resource type lacks, in a search across resource types."""
+
+
 class _Translator:
-    def __init__(self, target: Target):
+    def __init__(self, target: Target, *, unknown_is_missing: bool = False):
         self.target = target
         self.rt = target.rt
+        # RFC 7644 §3.4.2.1: searching several resource types, an attribute one of them
+        # lacks is treated as having no value there, not as an error.
+        self.unknown_is_missing = unknown_is_missing
 
     def filter(self, node: ast.Filter) -> ColumnElement[bool]:
         if node.namespace is not None:
@@ -579,6 +588,8 @@ class _Translator:
         text = self._path_text(path)
         resolved = _resolve_name(self.rt, text)
         if resolved is None:
+            if self.unknown_is_missing:
+                raise _Missing(text)
             raise InvalidFilter(f"Invalid filter: unknown attribute {text!r}")
         return resolved
 
@@ -587,7 +598,10 @@ class _Translator:
         value = expr.comp_value.value.value if expr.comp_value is not None else None
         if self._path_text(expr.attr_path).lower() == "schemas":
             return self._schemas(op, value)
-        resolved = self._lookup(expr.attr_path)
+        try:
+            resolved = self._lookup(expr.attr_path)
+        except _Missing:
+            return true() if _matches_missing(op, value) else false()
         if op == "pr" and resolved.attribute.is_complex and resolved.sub_attribute is None:
             return self._complex_present(resolved)
         resolved = _default_value_sub(resolved, "Invalid filter")
@@ -648,8 +662,11 @@ class _Translator:
     def _value_path(self, namespace: ast.AttrPath, inner: ast.Filter) -> ColumnElement[bool]:
         """`emails[type eq "work" and value co "@x"]`: all terms must hold for one element."""
         # Looked up as is: `addresses[...]` has no "value" sub-attribute to default to.
-        parent = self._lookup(ast.AttrPath(namespace.attr_name, None, namespace.uri))
-        if not parent.attribute.multi_valued or not parent.attribute.is_complex:
+        try:
+            parent = self._lookup(ast.AttrPath(namespace.attr_name, None, namespace.uri))
+        except _Missing:
+            return false()
+        if not parent.attribute.multi_valued:
             raise InvalidFilter(f"Invalid filter: {parent.attribute.name} is not multi-valued")
         condition = self.element_filter(parent.attribute, inner, parent)
         return self._element_exists(self._elements(parent), condition)
@@ -673,7 +690,10 @@ class _Translator:
                 raise InvalidFilter(
                     f"Invalid filter: inside {parent.name}[...] name a sub-attribute"
                 )
-            sub = parent.sub(path.attr_name)
+            # A simple multi-valued attribute's elements are their own "value" (RFC 7644 §3.10).
+            sub = parent.sub(path.attr_name) if parent.is_complex else None
+            if sub is None and not parent.is_complex and path.attr_name.lower() == "value":
+                sub = parent
             if sub is None:
                 raise InvalidFilter(
                     f"Invalid filter: unknown attribute {parent.name}.{path.attr_name}"

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import UTCDateTime, db, utcnow
 
 LIVE = text("deleted_at IS NULL")
+CURRENT_TOKEN = text("revoked_at IS NULL AND replaced_at IS NULL")
 
 
 def new_id() -> str:
@@ -155,3 +156,76 @@ class Membership:
 
     group_id: str
     display: str
+
+
+class ConsoleAdmin(db.Model):
+    """An operator of the web console (app/console/): a name and a password hash, nothing else."""
+
+    __tablename__ = "console_admins"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)  # folded (schema.fold)
+    password_hash: Mapped[str] = mapped_column(String(255))  # werkzeug scrypt; never the password
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConsoleLoginFailure(db.Model):
+    """Failed console logins per client address and username, for the lockout."""
+
+    __tablename__ = "console_login_failures"
+
+    remote_addr: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)  # folded, cut to 64
+    failures: Mapped[int]
+    first_failure_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEvent(db.Model):
+    """One change an API client asked for, granted or refused. Append-only: never updated."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        # "What did the IdP do to this user, and when": newest first, per resource.
+        Index("ix_audit_events_resource_type_resource_id_at", "resource_type", "resource_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    request_id: Mapped[str] = mapped_column(String(128))
+    token_name: Mapped[str | None] = mapped_column(String(64))  # never the token itself
+    method: Mapped[str] = mapped_column(String(8))
+    resource_type: Mapped[str] = mapped_column(String(32))  # "User", "Group"
+    resource_id: Mapped[str | None] = mapped_column(String(64))  # a create's new id
+    operation: Mapped[str] = mapped_column(String(16))  # create, replace, patch, delete
+    attributes: Mapped[list[str]] = mapped_column(JSON)  # names only, never values
+    status: Mapped[int]
+    duration_ms: Mapped[float]
+
+
+class Token(db.Model):
+    """A named bearer token, stored as its SHA-256 (app.auth.token_hash); `flask tokens ...`.
+
+    One current token per name. `flask tokens rotate --keep-old` marks the previous one
+    `replaced_at` and keeps it valid until `flask tokens revoke NAME --old`.
+    """
+
+    __tablename__ = "tokens"
+    __table_args__ = (
+        Index("uq_tokens_hash", "hash", unique=True),
+        Index(
+            "uq_tokens_current_name",
+            "name",
+            unique=True,
+            sqlite_where=CURRENT_TOKEN,
+            postgresql_where=CURRENT_TOKEN,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    replaced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

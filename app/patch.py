@@ -220,6 +220,8 @@ def _apply_filtered(
     attribute: Attribute, sub: Attribute | None, elements: list[Any], operation: Operation
 ) -> list[Any]:
     op, value, value_filter = operation.op, operation.value, operation.target.value_filter
+    if not attribute.is_complex:
+        return _apply_filtered_simple(attribute, elements, operation)
     matched = [e for e in elements if isinstance(e, dict) and matches(attribute, value_filter, e)]
     if op == "remove":
         if sub is None:
@@ -257,6 +259,22 @@ def _apply_filtered(
     return elements
 
 
+def _apply_filtered_simple(
+    attribute: Attribute, elements: list[Any], operation: Operation
+) -> list[Any]:
+    """`skills[value eq "go"]`: a list of plain values, each matched as its own `value`."""
+    hit = [matches(attribute, operation.target.value_filter, {"value": e}) for e in elements]
+    kept = [e for e, h in zip(elements, hit, strict=True) if not h]
+    if operation.op == "remove":
+        return kept
+    if not any(hit) and operation.op == "replace":
+        raise NoTarget(f"No {attribute.name} value matches the filter in the path")
+    added = operation.value if isinstance(operation.value, list) else [operation.value]
+    if operation.op == "add":
+        kept = elements  # add never drops what matched
+    return kept + [v for v in added if v not in kept]
+
+
 def matches(attribute: Attribute, node: Any, element: dict[str, Any]) -> bool:
     """Evaluate a value filter against one element of a multi-valued attribute."""
     if isinstance(node, ast.Filter):
@@ -273,9 +291,11 @@ def matches(attribute: Attribute, node: Any, element: dict[str, Any]) -> bool:
     if isinstance(path.attr_name, ast.Filter) or path.uri or path.sub_attr is not None:
         raise InvalidPath(f"Inside {attribute.name}[...] name a sub-attribute")
     sub = attribute.sub(path.attr_name)
+    if not attribute.is_complex and path.attr_name.lower() == "value":
+        sub = attribute  # a simple multi-valued attribute's element is its own value
     if sub is None:
         raise InvalidPath(f"Unknown attribute {attribute.name}.{path.attr_name}")
-    actual = element.get(sub.name)
+    actual = element.get("value" if sub is attribute else sub.name)
     op = node.value.lower()
     if op == "pr":
         return actual not in (None, "", [], {})

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from dataclasses import dataclass, replace
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from app import paging
-from app.errors import InvalidSyntax, InvalidValue, ScimError, UnsupportedMediaType
+from app.errors import (
+    InvalidSyntax,
+    InvalidValue,
+    ScimError,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+)
 from app.paging import Cursor, PageRequest
 from app.schema.core import Registry
 
@@ -20,6 +29,7 @@ ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
 LIST_URN = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 SEARCH_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 ACCEPTED_BODY_TYPES = {"application/scim+json", "application/json"}
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +229,24 @@ def register_error_handlers(app: Flask) -> None:
     def scim_error(e: ScimError) -> Response:
         return scim_response(error_body(e.status, e.detail, e.scim_type), e.status, e.headers)
 
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    def database_unavailable(e: Exception) -> Response:
+        # The database is down, unreachable, or did not answer within SCIM_DB_TIMEOUT_SECONDS
+        # (connect, pool or statement timeout; a lock held too long): the caller should retry,
+        # and the pool's pre-ping reconnects by itself once the database is back.
+        if not _unavailable(e):
+            raise e  # a bug (SQLite says OperationalError for "no such table" too): the 500 path
+        log.warning("database unavailable: %s", _cause(e))
+        g.database_unavailable = True
+        return scim_error(
+            ServiceUnavailable(
+                "The service cannot reach its database; retry later",
+                headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+            )
+        )
+
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:
         # Routing 404/405, 413 and unhandled errors (a generic 500): keep headers such as Allow.
@@ -239,7 +267,27 @@ _HTTP_DETAILS = {
     404: "No such endpoint",
     405: "Method not allowed on this endpoint",
     413: "The request body is larger than this service accepts",
+    429: "Too many requests with this token; retry after the seconds given in Retry-After",
 }
+
+
+# SQLite raises OperationalError for programming errors as well; only these mean "unavailable".
+_SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")
+
+
+def _unavailable(e: Exception) -> bool:
+    original = getattr(e, "orig", None)
+    if isinstance(original, sqlite3.Error):
+        return any(reason in str(original).lower() for reason in _SQLITE_UNAVAILABLE)
+    return True
+
+
+def _cause(e: Exception) -> str:
+    """The driver's error class (and SQLSTATE): enough to diagnose, no SQL and no parameters."""
+    original = getattr(e, "orig", None) or e
+    sqlstate = getattr(original, "sqlstate", None)
+    name = type(original).__name__
+    return f"{name} (SQLSTATE {sqlstate})" if sqlstate else name
 
 
 def _not_json(constant: str) -> None:

@@ -23,7 +23,7 @@ def returns(rt: ResourceType, projection: Projection, name: str) -> bool:
     if attribute is None or attribute.returned == "never":
         return False
     path = (rt.schema.id.lower(), attribute.name.lower())
-    if path in _paths(rt, projection.excluded_attributes):
+    if _excluded(path, _paths(rt, projection.excluded_attributes)):
         return False
     if attribute.returned == "always":
         return True
@@ -142,6 +142,8 @@ def project(rt: ResourceType, body: dict[str, Any], projection: Projection) -> d
             continue
         if projected is not _DROP:
             out[key] = projected
+    # `schemas` names the extensions the response still carries.
+    out["schemas"] = [urn for urn in body["schemas"] if urn == rt.schema.id or urn in out]
     return out
 
 
@@ -165,7 +167,7 @@ def _project_attribute(
         return _DROP
     if selecting and not _selected(path, wanted):
         return _DROP
-    if path in excluded:
+    if _excluded(path, excluded):
         return _DROP
     if not attribute.is_complex:
         return value
@@ -191,14 +193,24 @@ def _project_attribute(
 
 
 def _selected(path: Path, wanted: set[Path]) -> bool:
-    """True when the attribute itself or one of its sub-attributes was asked for."""
-    return any(p[: len(path)] == path for p in wanted)
+    """True when the attribute, one of its sub-attributes, or its whole schema was asked for."""
+    return any(p[: len(path)] == path or path[: len(p)] == p for p in wanted)
+
+
+def _excluded(path: Path, excluded: set[Path]) -> bool:
+    """True when the attribute itself or what contains it (its schema URN) was excluded."""
+    return any(path[: len(p)] == p for p in excluded)
 
 
 def _paths(rt: ResourceType, names: tuple[str, ...]) -> set[Path]:
     """Normalise short or URN-qualified names to (schema urn, attribute[, sub]) in lower case."""
     out: set[Path] = set()
     for name in names:
+        # A bare schema URN names all of that schema's attributes (RFC 7644 §3.10).
+        schema = next((s for s in rt.schemas if s.id.lower() == name.lower()), None)
+        if schema is not None:
+            out.add((schema.id.lower(),))
+            continue
         resolved = rt.resolve(name)
         if resolved is None:
             continue  # unknown names select nothing, as most providers do

@@ -249,3 +249,35 @@ def test_malformed_declarations_stop_start_up(tmp_path, content, message):
 def test_missing_declaration_file_stops_start_up(tmp_path):
     with pytest.raises(ConfigError, match="cannot be read"):
         make_app("sqlite://", SCIM_SCHEMA_EXTENSIONS=str(tmp_path / "nope.json"))
+
+
+def test_bare_schema_urn_selects_or_excludes_the_whole_extension(acme):
+    user = create(acme, badgeNumber="B-1", skills=["go"])
+    url = f"{BASE}/Users/{user['id']}"
+    only = acme.get(url, query_string={"attributes": ACME}).json
+    assert only == {
+        "schemas": [USER_URN, ACME],
+        "id": user["id"],
+        ACME: {"badgeNumber": "B-1", "skills": ["go"]},
+        "meta": {"resourceType": "User"},
+    }
+    without = acme.get(url, query_string={"excludedAttributes": ACME}).json
+    assert ACME not in without and without["schemas"] == [USER_URN]
+    assert without["userName"] == "jane@example.com"
+
+
+def test_simple_multi_valued_value_filters(acme):
+    user = create(acme, skills=["Go", "python", "sql"])
+    url = f"{BASE}/Users/{user['id']}"
+    found = acme.get(f"{BASE}/Users", query_string={"filter": f'{ACME}:skills[value eq "go"]'})
+    assert found.json["totalResults"] == 1
+    remove = patch_payload({"op": "remove", "path": f'{ACME}:skills[value eq "go"]'})
+    assert acme.patch(url, json=remove).json[ACME]["skills"] == ["python", "sql"]
+    replace = patch_payload(
+        {"op": "replace", "path": f'{ACME}:skills[value sw "py"]', "value": "rust"}
+    )
+    assert acme.patch(url, json=replace).json[ACME]["skills"] == ["sql", "rust"]
+    missing = patch_payload(
+        {"op": "replace", "path": f'{ACME}:skills[value eq "cobol"]', "value": "x"}
+    )
+    assert acme.patch(url, json=missing).json["scimType"] == "noTarget"

@@ -311,3 +311,20 @@ def test_root_search_refuses_cursors(client):
     assert response.json == error(
         400, "Cursor pagination works per resource type: use /Users/.search", "invalidValue"
     )
+
+
+def test_root_search_treats_attributes_a_type_lacks_as_missing(client, create_user):
+    jane = create_user()
+    client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "Sales"})
+    both = 'displayName eq "Sales" or userName eq "jane@example.com"'
+    found = client.post(f"{BASE}/.search", json={"schemas": [SEARCH_URN], "filter": both}).json
+    assert [r["meta"]["resourceType"] for r in found["Resources"]] == ["User", "Group"]
+    groups_only = client.post(
+        f"{BASE}/.search", json={"schemas": [SEARCH_URN], "filter": "not (userName pr)"}
+    ).json
+    assert [r["displayName"] for r in groups_only["Resources"]] == ["Sales"]
+    sorted_all = client.post(
+        f"{BASE}/.search", json={"schemas": [SEARCH_URN], "sortBy": "userName"}
+    )
+    assert sorted_all.json["totalResults"] == 2
+    assert sorted_all.json["Resources"][0]["id"] == jane["id"]

@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, insert, literal, select, update
 from sqlalchemy import delete as sql_delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app import etags, filters, validate
-from app.db import db, utcnow
+from app.db import db, is_retryable, utcnow
 from app.errors import Conflict, InvalidPath, InvalidValue, NotFound, PreconditionFailed, Uniqueness
 from app.models import Group, GroupMember, Member, Membership, User, new_id
 from app.paging import PageRequest
@@ -51,13 +51,17 @@ def search(
     *,
     sort_by: str | None = None,
     descending: bool = False,
+    across_types: bool = False,
 ) -> pages.Page:
-    """One page of live groups matching a SCIM filter, and how many match in all."""
+    """One page of live groups matching a SCIM filter, and how many match in all.
+
+    `across_types` (the root /.search): attributes groups lack have no value, not an error.
+    """
     query = _live()
     if filter_text:
-        query = query.where(filters.groups_where(filter_text))
+        query = query.where(filters.groups_where(filter_text, unknown_is_missing=across_types))
     keys = []
-    if sort_by:
+    if sort_by and not (across_types and GROUP_RESOURCE.resolve(sort_by) is None):
         keys.append(pages.Key(filters.groups_sort_key(sort_by), descending, nullable=True))
     keys += [pages.Key(Group.created_at), pages.Key(Group.id)]
     return pages.fetch(query, keys, page)
@@ -341,17 +345,22 @@ class _Stale(Exception):
 
 def _write(group_id: str, change: Callable[[Group], None], if_match: str | None) -> Group:
     for _ in range(WRITE_ATTEMPTS):
-        # Writers to one group queue on its row lock, so concurrent member PATCHes never race.
-        group = get(group_id, for_update=True)
-        if if_match is not None and not etags.matches(if_match, group.version):
-            raise PreconditionFailed(
-                f"Group {group_id} has changed (it is now version {group.version})"
-            )
         try:
+            # Writers to one group queue on its row lock, so concurrent member PATCHes never race.
+            group = get(group_id, for_update=True)
+            if if_match is not None and not etags.matches(if_match, group.version):
+                raise PreconditionFailed(
+                    f"Group {group_id} has changed (it is now version {group.version})"
+                )
             change(group)
             _commit()
         except (_Stale, _Race):
             db.session.rollback()
+            continue
+        except OperationalError as e:
+            if not is_retryable(e):
+                raise
+            db.session.rollback()  # a serialization failure or deadlock: run it again
             continue
         db.session.expire(group)
         return group

@@ -6,8 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.errors import InvalidFilter, InvalidValue, ScimError
-from app.filters import parse
+from app.errors import InvalidValue
 from app.paging import PageRequest
 from app.schema.core import Registry
 from app.store import groups, users
@@ -30,16 +29,13 @@ def search_all(
 ) -> Results:
     """Index pagination over Users then Groups, as if they were one list.
 
-    A filter or sortBy naming an attribute that one resource type lacks matches nothing of
-    that type; it is an error only when no resource type can take it.
+    RFC 7644 §3.4.2.1: an attribute one resource type lacks has no value there, so
+    `displayName eq "Sales" or userName eq "jane"` finds both a group and a user.
     """
     if page.cursor is not None:
         raise InvalidValue("Cursor pagination works per resource type: use /Users/.search")
-    if filter_text:
-        parse(filter_text)  # a syntax error is the caller's, whatever the resource type
     results = Results()
     offset = 0  # resources of the types listed before this one
-    failures: list[ScimError] = []
     searches = (
         ("users", functools.partial(users.search, registry.user)),
         ("groups", groups.search),
@@ -47,20 +43,15 @@ def search_all(
     for kind, search in searches:
         start = max(page.start_index - offset, 1)
         wanted = page.count - len(results.users) - len(results.groups)
-        try:
-            part = search(
-                filter_text,
-                PageRequest(start, max(wanted, 0)),
-                sort_by=sort_by,
-                descending=descending,
-            )
-        except (InvalidFilter, InvalidValue) as e:
-            failures.append(e)
-            continue
+        part = search(
+            filter_text,
+            PageRequest(start, max(wanted, 0)),
+            sort_by=sort_by,
+            descending=descending,
+            across_types=True,
+        )
         if page.start_index - offset <= part.total:
             getattr(results, kind).extend(part.rows)
         offset += part.total
         results.total += part.total
-    if len(failures) == 2:
-        raise failures[0]
     return results

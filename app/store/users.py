@@ -7,12 +7,12 @@ from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy import delete as sql_delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.security import generate_password_hash
 
 from app import etags, filters, validate
-from app.db import db, utcnow
+from app.db import db, is_retryable, utcnow
 from app.errors import Conflict, NotFound, PreconditionFailed, Uniqueness
 from app.models import User, UserValue, new_id
 from app.paging import PageRequest
@@ -48,13 +48,17 @@ def search(
     *,
     sort_by: str | None = None,
     descending: bool = False,
+    across_types: bool = False,
 ) -> pages.Page:
-    """One page of live users matching a SCIM filter, and how many match in all."""
+    """One page of live users matching a SCIM filter, and how many match in all.
+
+    `across_types` (the root /.search): attributes users lack have no value, not an error.
+    """
     query = _live()
     if filter_text:
-        query = query.where(filters.users_where(filter_text, rt))
+        query = query.where(filters.users_where(filter_text, rt, unknown_is_missing=across_types))
     keys = []
-    if sort_by:
+    if sort_by and not (across_types and rt.resolve(sort_by) is None):
         keys.append(pages.Key(filters.users_sort_key(sort_by, rt), descending, nullable=True))
     # Creation order with the id as tiebreak: every page of a crawl is stable and disjoint.
     keys += [pages.Key(User.created_at), pages.Key(User.id)]
@@ -117,20 +121,25 @@ def delete(user_id: str, *, if_match: str | None = None) -> None:
 
 def _update(user_id: str, change: Callable[[User], None], if_match: str | None) -> User:
     for _ in range(WRITE_ATTEMPTS):
-        # Concurrent writers to one user queue on its row lock instead of failing each other.
-        user = get(user_id, for_update=True)
-        if if_match is not None and not etags.matches(if_match, user.version):
-            raise PreconditionFailed(
-                f"User {user_id} has changed (it is now version {user.version})"
-            )
-        change(user)
-        if not db.session.is_modified(user) and not db.session.new and not db.session.deleted:
-            db.session.rollback()
-            return get(user_id)  # nothing changed: no new version
         try:
+            # Concurrent writers to one user queue on its row lock instead of failing each other.
+            user = get(user_id, for_update=True)
+            if if_match is not None and not etags.matches(if_match, user.version):
+                raise PreconditionFailed(
+                    f"User {user_id} has changed (it is now version {user.version})"
+                )
+            change(user)
+            if not db.session.is_modified(user) and not db.session.new and not db.session.deleted:
+                db.session.rollback()
+                return get(user_id)  # nothing changed: no new version
             _commit(user.user_name)
         except StaleDataError:
             db.session.rollback()  # another writer won; re-read and apply again
+            continue
+        except OperationalError as e:
+            if not is_retryable(e):
+                raise
+            db.session.rollback()  # a serialization failure or deadlock: run it again
             continue
         return user
     raise Conflict(f"User {user_id} is being changed concurrently; retry the request")

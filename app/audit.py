@@ -1,0 +1,170 @@
+"""The audit trail: one JSON line on stdout and one `audit_events` row per change requested.
+
+Every POST, PUT, PATCH and DELETE on a user or group is recorded, granted or refused: who (the
+token's name, never the token), what (operation and the NAMES of the attributes it touched, never
+their values), on which resource, with what outcome and how long it took. The line is written
+when the response is ready; the row once the response has been sent (on close), in a short
+transaction of its own, so that a failed request is still recorded and the audit neither breaks
+nor delays any response.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from app.models import AuditEvent
+from app.requests import request_id
+from app.store import audit as audit_store
+
+LOGGER_NAME = "scim.audit"  # outside "app": its lines go to stdout as they are, not to stderr
+OPERATIONS = {"POST": "create", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}
+RESOURCE_TYPES = {"scim.users": "User", "scim.groups": "Group"}
+MAX_NAMES = 64  # a body with thousands of keys is recorded by its first names only
+MAX_NAME_LENGTH = 200
+MAX_ID_LENGTH = 64  # ids are UUIDs; a longer one in a URL is a 404 recorded as far as it fits
+# A PATCH path's value filter holds values (emails[value eq "jane@..."]): only names are kept.
+_VALUE_FILTER = re.compile(r"\[[^\]]*\]")
+
+log = logging.getLogger(LOGGER_NAME)
+problems = logging.getLogger(__name__)  # under "app": stderr, with the request id
+
+
+class _Stdout(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stdout is when a line is logged (pytest swaps it per test)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def init_app(app: Flask) -> None:
+    """Start the clock before anything can refuse the request, then audit its response."""
+    if not log.handlers:
+        handler = _Stdout()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    app.before_request(_start)
+    app.after_request(_audit)
+
+
+def _start() -> None:
+    g.audit_started = time.perf_counter()
+
+
+def _audit(response: Response) -> Response:
+    operation = OPERATIONS.get(request.method)
+    resource_type = RESOURCE_TYPES.get(request.blueprint or "")
+    # Writes to a user or a group only: not POST .search, and not URLs that match no route.
+    if operation is None or resource_type is None or request.endpoint is None:
+        return response
+    if request.endpoint.endswith("search_users") or request.endpoint.endswith("search_groups"):
+        return response
+    started = g.get("audit_started", time.perf_counter())
+    event = AuditEvent(
+        at=datetime.now(UTC),
+        request_id=request_id() or "",
+        token_name=g.get("token_name"),
+        method=request.method,
+        resource_type=resource_type,
+        resource_id=_resource_id(response),
+        operation=operation,
+        # A caller that was refused before authenticating said nothing worth reading.
+        attributes=_attribute_names(request.method) if g.get("token_name") else [],
+        status=response.status_code,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+    )
+    log.info(json.dumps(_line(event), ensure_ascii=False))
+    if g.get("database_unavailable"):
+        # This very request could not reach the database: do not wait for it a second time.
+        problems.warning("audit event not stored: the database is unavailable")
+        return response
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    response.call_on_close(lambda: _store(app, event))
+    return response
+
+
+def _store(app: Flask, event: AuditEvent) -> None:
+    with app.app_context():
+        try:
+            audit_store.record(event)
+        except SQLAlchemyError as e:
+            # The response is gone already; the stdout line remains the record of this change.
+            problems.warning(
+                "audit event %s not stored: %s", event.request_id, e.__class__.__name__
+            )
+
+
+def _line(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "time": event.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "type": "audit",
+        "request_id": event.request_id,
+        "token_name": event.token_name,
+        "method": event.method,
+        "resource_type": event.resource_type,
+        "resource_id": event.resource_id,
+        "operation": event.operation,
+        "attributes": event.attributes,
+        "status": event.status,
+        "duration_ms": event.duration_ms,
+    }
+
+
+def _resource_id(response: Response) -> str | None:
+    view_args = request.view_args or {}
+    resource_id = view_args.get("user_id") or view_args.get("group_id")
+    if resource_id is None and response.status_code == 201 and response.is_json:
+        body = response.get_json(silent=True)
+        if isinstance(body, dict) and isinstance(body.get("id"), str):
+            resource_id = body["id"]
+    return resource_id[:MAX_ID_LENGTH] if resource_id is not None else None
+
+
+def _attribute_names(method: str) -> list[str]:
+    """POST/PUT: the body's top-level attributes; PATCH: each operation's path, or the
+    attributes of its value when it has none. Names only: never a value, never a password."""
+    try:
+        body = json.loads(request.get_data(cache=True) or b"null")
+    except (ValueError, UnicodeDecodeError, RecursionError, HTTPException):
+        return []  # not JSON, or too large to read: the response said so already
+    if not isinstance(body, dict):
+        return []
+    names: list[str] = []
+    if method == "PATCH":
+        operations = body.get("Operations")
+        for operation in operations if isinstance(operations, list) else []:
+            if not isinstance(operation, dict):
+                continue
+            path = next((v for k, v in operation.items() if k.lower() == "path"), None)
+            value = next((v for k, v in operation.items() if k.lower() == "value"), None)
+            if isinstance(path, str) and path.strip():
+                names.append(_VALUE_FILTER.sub("", path.strip()))
+            elif isinstance(value, dict):
+                names.extend(value)
+    else:
+        names.extend(key for key in body if key != "schemas")
+    unique = [_clip(name) for name in dict.fromkeys(names) if isinstance(name, str)]
+    return unique[:MAX_NAMES]
+
+
+def _clip(text: str) -> str:
+    return text[:MAX_NAME_LENGTH]

@@ -1,0 +1,51 @@
+"""Rate limits per token (Flask-Limiter): one budget per token name across all SCIM routes.
+
+The key is the caller's token name (`g.token_name`, set by auth.identify just before), or its
+remote address when it presents no valid token, so that guessing tokens is limited too. Only
+SCIM routes count; the probes never do. A refusal is a SCIM 429 error with Retry-After.
+Storage is in-process (memory://, per gunicorn worker) unless SCIM_RATE_LIMIT_STORAGE_URI names a
+Redis that several instances share. If that Redis is unreachable, requests are let through
+(and the failure logged): provisioning matters more than the limit.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, Response, g, request
+from flask_limiter import Limiter, RequestLimit
+
+
+def init_app(app: Flask) -> None:
+    """Must run after auth.init_app, so that the caller is identified when the limit counts."""
+    config = app.config
+    if not config["SCIM_RATE_LIMIT"]:
+        return
+    limiter = Limiter(
+        key_func=_key,
+        application_limits=[config["SCIM_RATE_LIMIT"]],
+        storage_uri=config["SCIM_RATE_LIMIT_STORAGE_URI"],
+        key_prefix=config["SCIM_RATE_LIMIT_KEY_PREFIX"],
+        strategy="moving-window",  # no doubled burst at a fixed window's edge
+        headers_enabled=False,  # Retry-After on 429s only (on_breach), not on every response
+        swallow_errors=True,
+        on_breach=_too_many,
+    )
+    limiter.request_filter(_exempt)
+    limiter.init_app(app)
+    app.extensions["scim_limiter"] = limiter
+
+
+def _key() -> str:
+    name = g.get("token_name")
+    return f"token:{name}" if name else f"address:{request.remote_addr or 'unknown'}"
+
+
+def _exempt() -> bool:
+    return "scim" not in request.blueprints
+
+
+def _too_many(limit: RequestLimit) -> Response:
+    """The 429 response; protocol.py's handler gives it the SCIM error body."""
+    retry_after = max(1, int(limit.reset_at - time.time()))  # reset_at is rounded up already
+    return Response(status=429, headers={"Retry-After": str(retry_after)})

@@ -1,0 +1,42 @@
+"""Every SQL statement about audit events: appended, read newest first, purged by age."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.db import db, utcnow
+from app.models import AuditEvent
+
+
+def record(event: AuditEvent) -> None:
+    """Append one event in a short transaction of its own, apart from the request's session."""
+    with Session(db.engine, expire_on_commit=False) as session, session.begin():
+        session.add(event)
+
+
+def for_resource(resource_type: str, resource_id: str, limit: int = 100) -> list[AuditEvent]:
+    """What was done to one user or group, newest first."""
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.resource_type == resource_type, AuditEvent.resource_id == resource_id)
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(limit)
+    )
+    return list(db.session.scalars(query))
+
+
+def recent(limit: int = 50) -> list[AuditEvent]:
+    """The latest events of every resource, newest first."""
+    query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)
+    return list(db.session.scalars(query))
+
+
+def purge(older_than_days: int) -> int:
+    """Delete events older than this many days; returns how many."""
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    deleted = db.session.execute(delete(AuditEvent).where(AuditEvent.at < cutoff)).rowcount
+    db.session.commit()
+    return deleted

@@ -1,0 +1,395 @@
+"""Every SQL statement of the operator console: its admins, lockouts, listings and dashboard.
+
+Read-only towards users and groups: listings page in SQL (LIMIT/OFFSET after a COUNT), a
+group's members are read one page at a time in the order of the membership key, so that a group
+of 100,000 opens as fast as a group of ten. SCIM filters go through app.filters, as in the API.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, delete, func, inspect, or_, select, text
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import aliased
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app import filters
+from app.db import db, utcnow
+from app.errors import InvalidFilter, InvalidPath, InvalidValue
+from app.models import (
+    ConsoleAdmin,
+    ConsoleLoginFailure,
+    Group,
+    GroupMember,
+    Membership,
+    User,
+    UserValue,
+)
+from app.paging import PageRequest
+from app.schema import ResourceType, fold
+from app.store import groups, pages
+
+PER_PAGE = 50
+AUDIT_MODULE = "app.store.audit"  # being written alongside; the console works without it
+USER_SORTS = {
+    "userName": ("userName",),
+    "name": ("name.familyName", "name.givenName"),
+    "active": ("active",),
+    "lastModified": ("meta.lastModified",),
+}
+GROUP_SORTS = {"displayName": ("displayName",), "lastModified": ("meta.lastModified",)}
+_FILTER_ERRORS = (InvalidFilter, InvalidPath, InvalidValue)
+# Text with an operator or a value filter was probably meant as a filter: say why it was not one.
+_LOOKS_LIKE_FILTER = re.compile(r"\s(eq|ne|co|sw|ew|gt|ge|lt|le|pr)(\s|$)|\[", re.IGNORECASE)
+
+
+# --- Admins and the login lockout ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Login:
+    """The outcome of a login attempt: the admin, or why not."""
+
+    admin: ConsoleAdmin | None
+    locked_seconds: int = 0  # > 0: refused without checking the password, locked this long
+
+
+def admin_exists() -> bool:
+    """Whether any admin password is set: without one the console stays off."""
+    return db.session.scalar(select(ConsoleAdmin.username).limit(1)) is not None
+
+
+def get_admin(username: str) -> ConsoleAdmin | None:
+    return db.session.get(ConsoleAdmin, _username_key(username))
+
+
+def set_password(username: str, password: str) -> ConsoleAdmin:
+    """Create the admin or change its password; every session it had ends (see sessions.py)."""
+    key = _username_key(username)
+    admin = db.session.get(ConsoleAdmin, key)
+    if admin is None:
+        admin = ConsoleAdmin(username=key)
+        db.session.add(admin)
+    admin.password_hash = generate_password_hash(password)
+    admin.password_changed_at = utcnow()
+    db.session.commit()
+    return admin
+
+
+def log_in(
+    remote_addr: str, username: str, password: str, *, attempts: int, lockout_seconds: int
+) -> Login:
+    """Check a password, counting failures per (address, username); `attempts` failures within
+    `lockout_seconds` lock that pair out for `lockout_seconds`, whatever is tried meanwhile."""
+    key, addr, now = _username_key(username), remote_addr[:64], utcnow()
+    window = timedelta(seconds=lockout_seconds)
+    failure = db.session.get(ConsoleLoginFailure, (addr, key), with_for_update=True)
+    if failure is not None and failure.locked_until is not None and failure.locked_until > now:
+        db.session.rollback()
+        return Login(None, math.ceil((failure.locked_until - now).total_seconds()))
+    admin = db.session.get(ConsoleAdmin, key)
+    # An unknown name costs a hash check too, so timing does not tell which names exist.
+    valid = check_password_hash(admin.password_hash if admin else _decoy_hash(), password)
+    if admin is not None and valid:
+        if failure is not None:
+            db.session.delete(failure)
+        db.session.commit()
+        return Login(admin)
+    if failure is None:
+        failure = ConsoleLoginFailure(remote_addr=addr, username=key, failures=0)
+        db.session.add(failure)
+    if failure.failures == 0 or failure.first_failure_at + window <= now:
+        failure.failures, failure.first_failure_at, failure.locked_until = 0, now, None
+    failure.failures += 1
+    if failure.failures >= attempts:
+        failure.failures, failure.first_failure_at, failure.locked_until = 0, now, now + window
+    # Forget what no longer counts, so the table stays as small as the attacks are recent.
+    db.session.execute(
+        delete(ConsoleLoginFailure).where(
+            ConsoleLoginFailure.first_failure_at < now - window,
+            or_(ConsoleLoginFailure.locked_until.is_(None), ConsoleLoginFailure.locked_until < now),
+        )
+    )
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # a concurrent first failure of the same pair inserted the row
+    return Login(None)
+
+
+def _username_key(username: str) -> str:
+    return fold(username.strip())[:64]
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    return generate_password_hash("no admin has this name")
+
+
+# --- Listings --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of a console table, and how the search text was understood."""
+
+    rows: list[Any]
+    total: int
+    page: int
+    pages: int
+    mode: str  # "all", "text" or "filter"
+    note: str | None = None  # why text that looked like a filter was searched as text
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    value: str
+    type: str  # "User" or "Group"
+    display: str | None
+    user_name: str | None  # users only
+    active: bool | None  # users only
+
+
+def users(
+    rt: ResourceType,
+    search: str,
+    *,
+    sort: str = "userName",
+    descending: bool = False,
+    page: int = 1,
+    per_page: int = PER_PAGE,
+) -> Listing:
+    """Live users matching plain text (userName, name, emails) or a SCIM filter."""
+    mode, where, note = _understand(search, functools.partial(filters.users_where, rt=rt), _text)
+    keys = [
+        pages.Key(filters.users_sort_key(path, rt), descending, nullable=True)
+        for path in USER_SORTS.get(sort, USER_SORTS["userName"])
+    ]
+    keys += [pages.Key(User.created_at), pages.Key(User.id)]
+    query = _live_users() if where is None else _live_users().where(where)
+    return _listing(query, keys, page, per_page, mode, note)
+
+
+def groups_listing(
+    search: str,
+    *,
+    sort: str = "displayName",
+    descending: bool = False,
+    page: int = 1,
+    per_page: int = PER_PAGE,
+) -> Listing:
+    """Live groups matching text (in displayName) or a SCIM filter."""
+    mode, where, note = _understand(search, filters.groups_where, _group_text)
+    keys = [
+        pages.Key(filters.groups_sort_key(path), descending, nullable=True)
+        for path in GROUP_SORTS.get(sort, GROUP_SORTS["displayName"])
+    ]
+    keys += [pages.Key(Group.created_at), pages.Key(Group.id)]
+    query = _live_groups() if where is None else _live_groups().where(where)
+    return _listing(query, keys, page, per_page, mode, note)
+
+
+def member_counts(group_ids: list[str]) -> dict[str, int]:
+    """How many direct members each group has, in one grouped count."""
+    rows = db.session.execute(
+        select(GroupMember.group_id, func.count())
+        .where(GroupMember.group_id.in_(group_ids))
+        .group_by(GroupMember.group_id)
+    )
+    counted = {group_id: count for group_id, count in rows}
+    return {group_id: counted.get(group_id, 0) for group_id in group_ids}
+
+
+def members(group_id: str, *, page: int = 1, per_page: int = PER_PAGE) -> Listing:
+    """One page of a group's members: the primary key's order, so only that page is read."""
+    total = member_counts([group_id])[group_id]
+    page = _clamp(page, total, per_page)
+    nested = aliased(Group)
+    rows = db.session.execute(
+        select(
+            GroupMember.member_id,
+            GroupMember.member_type,
+            func.coalesce(User.display_name, User.user_name, nested.display_name),
+            User.user_name,
+            User.active,
+        )
+        .outerjoin(User, and_(GroupMember.member_type == "User", User.id == GroupMember.member_id))
+        .outerjoin(
+            nested, and_(GroupMember.member_type == "Group", nested.id == GroupMember.member_id)
+        )
+        .where(GroupMember.group_id == group_id)
+        .order_by(GroupMember.member_id)
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    )
+    return Listing(
+        [MemberRow(*row) for row in rows], total, page, _page_count(total, per_page), "all"
+    )
+
+
+def memberships(user_id: str) -> list[Membership]:
+    return groups.memberships_of([user_id])[user_id]
+
+
+def _understand(
+    search: str,
+    as_filter: Callable[[str], ColumnElement[bool]],
+    as_text: Callable[[str], ColumnElement[bool]],
+) -> tuple[str, ColumnElement[bool] | None, str | None]:
+    """A SCIM filter when the text parses as one, else plain text (with the parser's reason)."""
+    search = search.strip()
+    if not search:
+        return "all", None, None
+    try:
+        return "filter", as_filter(search), None
+    except _FILTER_ERRORS as e:
+        note = e.detail if _LOOKS_LIKE_FILTER.search(search) else None
+        return "text", as_text(search), note
+
+
+def _text(search: str) -> ColumnElement[bool]:
+    """Plain text, anywhere in userName, displayName, "given family" or an email address."""
+    pattern = _contains(search)
+    emails = select(UserValue.user_id).where(
+        UserValue.attribute == "emails", UserValue.value_key.like(pattern, escape="\\")
+    )
+    full_name = (
+        func.coalesce(User.given_name_key, "") + " " + func.coalesce(User.family_name_key, "")
+    )
+    columns = (User.user_name_key, User.display_name_key, full_name)
+    return or_(*(column.like(pattern, escape="\\") for column in columns), User.id.in_(emails))
+
+
+def _group_text(search: str) -> ColumnElement[bool]:
+    return Group.display_name_key.like(_contains(search), escape="\\")
+
+
+def _contains(search: str) -> str:
+    """A LIKE pattern for the folded text anywhere; the keys it is matched with are folded."""
+    escaped = fold(search).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _listing(
+    query: Select[Any], keys: list[pages.Key], page: int, per_page: int, mode: str, note: str | None
+) -> Listing:
+    result = pages.fetch(query, keys, PageRequest((max(page, 1) - 1) * per_page + 1, per_page))
+    clamped = _clamp(page, result.total, per_page)
+    if clamped != page:  # past the end (the list shrank, or a hand-edited URL): the last page
+        result = pages.fetch(query, keys, PageRequest((clamped - 1) * per_page + 1, per_page))
+    return Listing(
+        result.rows, result.total, clamped, _page_count(result.total, per_page), mode, note
+    )
+
+
+def _page_count(total: int, per_page: int) -> int:
+    return max(1, math.ceil(total / per_page))
+
+
+def _clamp(page: int, total: int, per_page: int) -> int:
+    return min(max(page, 1), _page_count(total, per_page))
+
+
+def _live_users() -> Select[tuple[User]]:
+    """Every user read starts here, so a tombstone can never leak into a page."""
+    return select(User).where(User.deleted_at.is_(None))
+
+
+def _live_groups() -> Select[tuple[Group]]:
+    return select(Group).where(Group.deleted_at.is_(None))
+
+
+# --- Dashboard -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Counts:
+    active_users: int
+    inactive_users: int
+    groups: int
+    memberships: int
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    database: str  # "PostgreSQL 16.4", "SQLite 3.40.1"
+    round_trip_ms: float | None
+    revision: str | None  # the applied Alembic revision; None where create_all built the schema
+
+
+def counts() -> Counts:
+    active, inactive = db.session.execute(
+        select(
+            func.count().filter(User.active.is_(True)), func.count().filter(User.active.is_(False))
+        ).where(User.deleted_at.is_(None))
+    ).one()
+    group_count = db.session.scalar(select(func.count()).select_from(_live_groups().subquery()))
+    memberships = db.session.scalar(
+        select(func.count())
+        .select_from(GroupMember)
+        .join(Group, Group.id == GroupMember.group_id)
+        .where(Group.deleted_at.is_(None))
+    )
+    return Counts(active, inactive, group_count or 0, memberships or 0)
+
+
+def health() -> Health:
+    """A round trip, the server's version and the applied schema revision.
+
+    On the request's own connection: on SQLite it already holds the file's lock (transactions
+    begin IMMEDIATE, app/db.py), so a second connection would wait for this very request.
+    """
+    engine = db.engine
+    name = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}.get(engine.dialect.name)
+    name = name or engine.dialect.name
+    try:
+        connection = db.session.connection()
+        started = time.perf_counter()
+        connection.execute(text("SELECT 1"))
+        round_trip = (time.perf_counter() - started) * 1000
+        version = ".".join(str(part) for part in engine.dialect.server_version_info or ())
+        revision = None
+        if inspect(connection).has_table("alembic_version"):
+            revision = connection.scalar(text("SELECT version_num FROM alembic_version"))
+    except SQLAlchemyError:
+        db.session.rollback()
+        return Health(False, name, None, None)
+    return Health(True, f"{name} {version}".strip(), round_trip, revision)
+
+
+# --- Provisioning events (app/store/audit.py, when it is there) ------------------------------
+
+
+def timeline(resource_type: str, resource_id: str, limit: int = 100) -> list[Any]:
+    """The audit events of one resource, newest first; none while there is no audit store."""
+    audit = _audit()
+    return audit.for_resource(resource_type, resource_id, limit=limit) if audit else []
+
+
+def recent_events(limit: int = 20) -> list[Any]:
+    audit = _audit()
+    return audit.recent(limit=limit) if audit else []
+
+
+def audit_available() -> bool:
+    return _audit() is not None
+
+
+def _audit() -> ModuleType | None:
+    try:
+        return importlib.import_module(AUDIT_MODULE)
+    except ModuleNotFoundError as e:
+        if e.name != AUDIT_MODULE:
+            raise  # the audit store exists but something it imports does not: a real error
+        return None

@@ -1,0 +1,73 @@
+"""SQL for operators' commands: purging tombstones for good, and counting what is stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Select, delete, func, or_, select
+
+from app.db import db, utcnow
+from app.models import AuditEvent, Group, GroupMember, User, UserValue
+
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Purged:
+    users: int
+    groups: int
+
+
+def purge_tombstones(older_than_days: int) -> Purged:
+    """Hard-delete users and groups deleted more than this many days ago, with their rows."""
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    user_ids = list(
+        db.session.scalars(
+            select(User.id).where(User.deleted_at.is_not(None), User.deleted_at < cutoff)
+        )
+    )
+    group_ids = list(
+        db.session.scalars(
+            select(Group.id).where(Group.deleted_at.is_not(None), Group.deleted_at < cutoff)
+        )
+    )
+    for chunk in _chunks(user_ids):
+        db.session.execute(delete(UserValue).where(UserValue.user_id.in_(chunk)))
+        db.session.execute(delete(GroupMember).where(GroupMember.member_id.in_(chunk)))
+        db.session.execute(delete(User).where(User.id.in_(chunk)))
+    for chunk in _chunks(group_ids):
+        db.session.execute(
+            delete(GroupMember).where(
+                or_(GroupMember.group_id.in_(chunk), GroupMember.member_id.in_(chunk))
+            )
+        )
+        db.session.execute(delete(Group).where(Group.id.in_(chunk)))
+    db.session.commit()
+    return Purged(users=len(user_ids), groups=len(group_ids))
+
+
+def counts() -> dict[str, int]:
+    """What `flask stats` prints."""
+
+    def count(query: Select[tuple[int]]) -> int:
+        return db.session.scalar(query) or 0
+
+    live_users = select(func.count()).select_from(User).where(User.deleted_at.is_(None))
+    return {
+        "users_active": count(live_users.where(User.active.is_(True))),
+        "users_inactive": count(live_users.where(User.active.is_(False))),
+        "groups": count(select(func.count()).select_from(Group).where(Group.deleted_at.is_(None))),
+        "memberships": count(select(func.count()).select_from(GroupMember)),
+        "tombstoned_users": count(
+            select(func.count()).select_from(User).where(User.deleted_at.is_not(None))
+        ),
+        "tombstoned_groups": count(
+            select(func.count()).select_from(Group).where(Group.deleted_at.is_not(None))
+        ),
+        "audit_events": count(select(func.count()).select_from(AuditEvent)),
+    }
+
+
+def _chunks(items: list[str]) -> list[list[str]]:
+    return [items[start : start + CHUNK] for start in range(0, len(items), CHUNK)]

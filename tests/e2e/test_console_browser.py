@@ -1,0 +1,342 @@
+"""The operator console in a real browser: headless Chromium (Debian's chromium and
+chromium-driver, driven by Selenium) against gunicorn, on SQLite and PostgreSQL.
+
+The SCIM side is driven over HTTP with a bearer token, as an IdP would; what it did must show up
+in the console. Screenshots of the main pages land in test-artifacts/console/ (not committed).
+Without Chromium the tests are skipped, except in CI (.ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+from sqlalchemy import insert
+
+from app.auth import token_hash
+from app.db import db
+from app.models import GroupMember
+from app.store import console as console_store
+from tests.conftest import TOKEN
+from tests.payloads import GROUP_URN, patch_payload, user_payload
+from tests.test_console import PASSWORD, seed_users
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "console"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1280,900",
+)
+PEOPLE = [
+    ("alan.turing@example.com", "Alan", "Turing", True),
+    ("grace.hopper@example.com", "Grace", "Hopper", True),
+    ("ada.lovelace@example.com", "Ada", "Lovelace", True),
+    ("tu.youyou@example.com", "Youyou", "Tu", False),
+    ("edsger.dijkstra@example.com", "Edsger", "Dijkstra", True),
+    ("barbara.liskov@example.com", "Barbara", "Liskov", True),
+]
+
+
+def _browser_or_skip() -> None:
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    if not missing:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but {', '.join(missing)} is missing (.ci/run installs chromium)")
+    pytest.skip(
+        "Chromium is not installed (apt-get install chromium chromium-driver); "
+        "the console's browser tests run in CI"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _service_env(database_url: str, port: int) -> dict[str, str]:
+    # Every variable .env.example names is set, so a developer's .env cannot leak in.
+    names = re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    env = {k: v for k, v in os.environ.items() if k not in names and not k.startswith("SCIM_")}
+    env.update(dict.fromkeys(names, ""))
+    env.update(
+        DATABASE_URL=database_url,
+        SCIM_TOKEN_HASHES=token_hash(TOKEN),
+        SCIM_SECRET_KEY="console-browser-test-secret-key",
+        SCIM_BIND=f"127.0.0.1:{port}",
+        SCIM_WORKERS="1",
+        SCIM_THREADS="4",
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(
+    app: Flask, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """gunicorn on the test database (whose tables the `app` fixture created)."""
+    _browser_or_skip()
+    port = _free_port()
+    log = tmp_path_factory.mktemp("console-gunicorn") / "gunicorn.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=_service_env(database_url, port),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while not _answers(f"{base}/healthz"):
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail(f"gunicorn did not start:\n{log.read_text()[-2000:]}")
+                time.sleep(0.2)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    _browser_or_skip()
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def console(server: str, driver: WebDriver, client: Any) -> Iterator[Console]:
+    """Empty tables, an admin password, and a browser without a session; `client` empties the
+    tables again afterwards. (Emptied first too: a test elsewhere may have left rows behind.)"""
+    db.session.remove()
+    for table in reversed(db.metadata.sorted_tables):
+        db.session.execute(table.delete())
+    db.session.commit()
+    console_store.set_password("admin", PASSWORD)
+    driver.delete_all_cookies()
+    yield Console(server, driver)
+
+
+class Console:
+    def __init__(self, base: str, driver: WebDriver):
+        self.base, self.driver = base, driver
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.base + path)
+
+    def wait(self, condition: Callable[[WebDriver], Any], timeout: float = 10) -> Any:
+        return WebDriverWait(self.driver, timeout).until(condition)
+
+    def log_in(self, password: str = PASSWORD) -> None:
+        self.open("/console/")
+        self.wait(expected_conditions.url_contains("/console/login"))
+        self.driver.find_element(By.NAME, "password").send_keys(password)
+        submit = self.driver.find_element(By.CSS_SELECTOR, "form.login button")
+        submit.click()
+        self.wait(expected_conditions.staleness_of(submit))
+
+    def search(self, text: str) -> list[str]:
+        box = self.driver.find_element(By.NAME, "q")
+        box.clear()
+        box.send_keys(text)
+        button = self.driver.find_element(By.CSS_SELECTOR, "form.search button")
+        button.click()
+        self.wait(expected_conditions.staleness_of(button))
+        return self.user_names()
+
+    def user_names(self) -> list[str]:
+        # One round trip for the whole column, not one per link.
+        return self.driver.execute_script(
+            "return Array.from(document.querySelectorAll('#users tbody td:first-child a'),"
+            " a => a.textContent)"
+        )
+
+    def text(self, selector: str = "main") -> str:
+        return self.driver.find_element(By.CSS_SELECTOR, selector).text
+
+    def screenshot(self, name: str) -> None:
+        self.driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        """A SCIM request with the bearer token, as an IdP sends it."""
+        request = urllib.request.Request(
+            f"{self.base}/scim/v2{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/scim+json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert "Set-Cookie" not in response.headers  # SCIM clients never get a cookie
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+    def provision_people(self) -> dict[str, str]:
+        ids = {}
+        for user_name, given, family, active in PEOPLE:
+            body = user_payload(
+                userName=user_name,
+                name={"givenName": given, "familyName": family},
+                displayName=f"{given} {family}",
+                emails=[{"value": user_name, "type": "work", "primary": True}],
+                externalId=f"00u{zlib.crc32(user_name.encode()):010d}",
+                active=active,
+            )
+            ids[user_name] = self.api("POST", "/Users", body)["id"]
+        return ids
+
+
+def test_a_wrong_password_is_refused(console):
+    console.log_in("not the password")
+    assert console.driver.current_url.startswith(f"{console.base}/console/login")
+    assert console.text(".error") == "Wrong username or password."
+    console.screenshot("login-refused")
+    console.open("/console/users")
+    assert "/console/login" in console.driver.current_url  # still no session
+
+
+def test_log_in_and_watch_a_user_created_through_the_scim_api_appear(console):
+    console.log_in()
+    assert console.driver.current_url == f"{console.base}/console/"
+    assert "Dashboard" in console.text("h1")
+    # The dashboard's event list reloads itself (console.js): the create shows up unasked.
+    user = console.api("POST", "/Users", user_payload(userName="new.hire@example.com"))
+    console.wait(lambda d: f"User {user['id'][:8]}" in d.find_element(By.ID, "events").text)
+    console.open("/console/users")
+    assert console.user_names() == ["new.hire@example.com"]
+    # Logging out ends the session.
+    console.driver.find_element(By.CSS_SELECTOR, "form.logout button").click()
+    console.wait(expected_conditions.url_contains("/console/login"))
+    console.open("/console/users")
+    assert "/console/login" in console.driver.current_url
+
+
+def test_search_users_by_text_and_by_scim_filter(console):
+    console.provision_people()
+    console.log_in()
+    console.open("/console/users")
+    assert console.user_names() == sorted(p[0] for p in PEOPLE)
+    assert console.search("turing") == ["alan.turing@example.com"]
+    assert console.search("GRACE HOPPER") == ["grace.hopper@example.com"]
+    assert console.search('name.familyName sw "Tu" and active eq true') == [
+        "alan.turing@example.com"
+    ]
+    assert "Searched with the SCIM filter" in console.text(".mode")
+    assert console.search("active eq false") == ["tu.youyou@example.com"]
+    console.search('emails[value ew "@example.com"] and name.givenName sw "a"')
+    console.screenshot("users-search")
+
+
+def test_user_timeline_shows_what_the_idp_did_after_a_patch(console):
+    ids = console.provision_people()
+    ada = ids["ada.lovelace@example.com"]
+    console.api(
+        "PATCH",
+        f"/Users/{ada}",
+        patch_payload({"op": "replace", "path": "name.givenName", "value": "Augusta Ada"}),
+    )
+    group = console.api(
+        "POST",
+        "/Groups",
+        {"schemas": [GROUP_URN], "displayName": "Analytical Engines", "members": [{"value": ada}]},
+    )
+    console.log_in()
+    console.open("/console/users?sort=userName")
+    console.driver.find_element(By.LINK_TEXT, "ada.lovelace@example.com").click()
+    console.wait(expected_conditions.url_contains(f"/console/users/{ada}"))
+    assert "Augusta Ada" in console.text(".attributes")
+    assert console.driver.find_element(By.LINK_TEXT, "Analytical Engines")
+    rows = console.driver.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")
+    assert [row.find_elements(By.TAG_NAME, "td")[3].text for row in rows] == ["patch", "create"]
+    assert "name.givenName" in rows[0].text
+    assert "Augusta" not in console.text("#timeline")  # attribute names, never values
+    console.screenshot("user")
+    console.driver.find_element(By.LINK_TEXT, "Analytical Engines").click()
+    console.wait(expected_conditions.url_contains(f"/console/groups/{group['id']}"))
+    assert "1 member" in console.text(".pager")
+    console.open("/console/")
+    console.screenshot("dashboard")
+
+
+def test_page_through_1000_users_and_a_1000_member_group(console):
+    ids = seed_users(1000)
+    group = console.api("POST", "/Groups", {"schemas": [GROUP_URN], "displayName": "Everyone"})
+    db.session.execute(
+        insert(GroupMember),
+        [{"group_id": group["id"], "member_id": i, "member_type": "User"} for i in ids],
+    )
+    db.session.commit()
+    console.log_in()
+    console.open("/console/users?sort=userName")
+    assert "1,000 users · page 1 of 20" in console.text(".pager")
+    console.screenshot("users")
+    seen: list[str] = []
+    while True:
+        seen += console.user_names()
+        following = console.driver.find_elements(By.CSS_SELECTOR, ".pager a[rel=next]")
+        if not following:
+            break
+        following[0].click()
+        console.wait(expected_conditions.staleness_of(following[0]))
+    assert seen == [f"user{n:05d}@example.com" for n in range(1000)]
+    assert "page 20 of 20" in console.text(".pager")
+
+    console.open(f"/console/groups/{group['id']}")
+    assert "1,000 members · page 1 of 20" in console.text(".pager")
+    console.driver.find_element(By.LINK_TEXT, "Last »").click()
+    console.wait(lambda d: "page 20 of 20" in d.find_element(By.CSS_SELECTOR, ".pager").text)
+    assert len(console.driver.find_elements(By.CSS_SELECTOR, "#members tbody tr")) == 50
+    console.screenshot("group")
+    # Readable on a phone: the same page at a phone's width.
+    console.driver.set_window_size(390, 844)
+    try:
+        console.open("/console/users")
+        console.screenshot("users-phone")
+    finally:
+        console.driver.set_window_size(1280, 900)

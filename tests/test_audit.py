@@ -1,0 +1,207 @@
+"""The audit trail: a JSON line on stdout and a row in audit_events for every change requested."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from app.db import db
+from app.models import AuditEvent
+from app.store import audit
+from tests.conftest import BASE, OTHER_TOKEN
+from tests.payloads import GROUP_URN, patch_payload, user_payload
+
+SECRET = "correct horse battery staple"
+
+
+def send(client, method: str, path: str, **kwargs):
+    """One request, closed as a WSGI server closes it: that is when the row is written."""
+    response = client.open(path, method=method, **kwargs)
+    response.close()
+    return response
+
+
+def audit_lines(capsys) -> list[dict]:
+    out = capsys.readouterr().out
+    return [json.loads(line) for line in out.splitlines() if '"type": "audit"' in line]
+
+
+def rows() -> list[AuditEvent]:
+    db.session.remove()
+    return audit.recent(limit=1000)
+
+
+def test_create_is_one_line_and_one_row_with_the_new_id_and_attribute_names(client, capsys):
+    capsys.readouterr()
+    body = user_payload(password=SECRET)
+    response = send(
+        client, "POST", f"{BASE}/Users", json=body, headers={"X-Request-ID": "okta-create-1"}
+    )
+    assert response.status_code == 201
+    (line,) = audit_lines(capsys)
+    new_id = response.json["id"]
+    duration = line.pop("duration_ms")
+    assert 0 <= duration < 5000
+    assert line.pop("time").endswith("Z")
+    assert line == {
+        "type": "audit",
+        "request_id": "okta-create-1",
+        "token_name": "env-1",
+        "method": "POST",
+        "resource_type": "User",
+        "resource_id": new_id,
+        "operation": "create",
+        # The body's top-level names (the test client sorts them), "schemas" left out.
+        "attributes": [
+            "active",
+            "displayName",
+            "emails",
+            "externalId",
+            "groups",
+            "locale",
+            "name",
+            "password",
+            "userName",
+        ],
+        "status": 201,
+    }
+    (row,) = rows()
+    assert (row.request_id, row.token_name, row.method, row.resource_type) == (
+        "okta-create-1",
+        "env-1",
+        "POST",
+        "User",
+    )
+    assert (row.resource_id, row.operation, row.status) == (new_id, "create", 201)
+    assert row.attributes == line["attributes"]
+    assert row.duration_ms == duration
+
+
+def test_passwords_and_tokens_never_reach_the_line_or_the_row(client, capsys, create_user):
+    user = create_user()
+    capsys.readouterr()
+    url = f"{BASE}/Users/{user['id']}"
+    send(client, "PUT", url, json=user_payload(password=SECRET))
+    send(client, "PATCH", url, json=patch_payload({"op": "replace", "value": {"password": SECRET}}))
+    send(
+        client,
+        "PATCH",
+        url,
+        json=patch_payload({"op": "replace", "path": "password", "value": SECRET}),
+    )
+    out = capsys.readouterr().out
+    assert out.count('"type": "audit"') == 3
+    stored = json.dumps([[r.attributes, r.token_name, r.request_id] for r in rows()])
+    for text in (out, stored):
+        assert SECRET not in text
+        assert "test-token" not in text and "Bearer" not in text
+
+
+def test_patch_records_paths_without_filter_values_and_pathless_value_keys(
+    client, capsys, create_user
+):
+    user = create_user()
+    capsys.readouterr()
+    operations = patch_payload(
+        {"op": "replace", "path": 'emails[value eq "jane@example.com"].value', "value": "j@x.org"},
+        {"op": "add", "path": "name.givenName", "value": "Janet"},
+        {"op": "replace", "value": {"active": False, "displayName": "J"}},
+    )
+    response = send(client, "PATCH", f"{BASE}/Users/{user['id']}", json=operations)
+    assert response.status_code == 200
+    (line,) = audit_lines(capsys)
+    assert line["operation"] == "patch"
+    assert line["attributes"] == ["emails.value", "name.givenName", "active", "displayName"]
+    assert "jane@example.com" not in json.dumps(line) and "Janet" not in json.dumps(line)
+
+
+def test_refused_and_failed_changes_are_audited_too(client, anonymous, capsys, create_user):
+    user = create_user()
+    capsys.readouterr()
+    missing = "00000000-0000-0000-0000-000000000000"
+    assert send(anonymous, "POST", f"{BASE}/Users", json=user_payload()).status_code == 401
+    assert send(client, "PUT", f"{BASE}/Users/{missing}", json=user_payload()).status_code == 404
+    assert send(client, "POST", f"{BASE}/Users", json=user_payload()).status_code == 409
+    bad = send(
+        client, "PATCH", f"{BASE}/Users/{user['id']}", data="{", content_type="application/json"
+    )
+    assert bad.status_code == 400
+    lines = audit_lines(capsys)
+    assert [(x["token_name"], x["operation"], x["resource_id"], x["status"]) for x in lines] == [
+        (None, "create", None, 401),
+        ("env-1", "replace", missing, 404),
+        ("env-1", "create", None, 409),
+        ("env-1", "patch", user["id"], 400),
+    ]
+    assert lines[0]["attributes"] == []  # a stranger's body is not read
+    assert "userName" in lines[2]["attributes"]
+    assert [(r.operation, r.status) for r in rows()][:4] == [
+        ("patch", 400),
+        ("create", 409),
+        ("replace", 404),
+        ("create", 401),
+    ]
+
+
+def test_reads_and_searches_are_not_audited(client, capsys, create_user):
+    user = create_user()
+    capsys.readouterr()
+    send(client, "GET", f"{BASE}/Users/{user['id']}")
+    send(client, "GET", f"{BASE}/Users")
+    send(client, "POST", f"{BASE}/Users/.search", json={"filter": 'userName eq "x"'})
+    send(client, "GET", "/healthz")
+    assert audit_lines(capsys) == []
+
+
+def test_group_lifecycle_answers_what_was_done_to_it_newest_first(client, create_user):
+    user = create_user()
+    other = client.application.test_client()
+    other.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {OTHER_TOKEN}"
+    created = send(
+        client, "POST", f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "Eng"}
+    )
+    url = f"{BASE}/Groups/{created.json['id']}"
+    add = patch_payload({"op": "add", "path": "members", "value": [{"value": user["id"]}]})
+    assert send(other, "PATCH", url, json=add).status_code == 204
+    assert send(client, "DELETE", url).status_code == 204
+    db.session.remove()
+    history = audit.for_resource("Group", created.json["id"])
+    assert [(e.operation, e.token_name, e.attributes, e.status) for e in history] == [
+        ("delete", "env-1", [], 204),
+        ("patch", "env-2", ["members"], 204),
+        ("create", "env-1", ["displayName"], 201),
+    ]
+    assert audit.for_resource("Group", created.json["id"], limit=1) == history[:1]
+    assert audit.for_resource("User", user["id"]) == []  # create_user's response was not closed
+
+
+def test_purge_deletes_only_events_older_than_the_cutoff(client, create_user):
+    user = create_user()
+    for _ in range(3):
+        send(client, "DELETE", f"{BASE}/Users/{user['id']}")
+    old, *recent = [(e.id, e.at) for e in rows()[::-1]]
+    db.session.execute(
+        AuditEvent.__table__.update()
+        .where(AuditEvent.id == old[0])
+        .values(at=old[1] - timedelta(days=91))
+    )
+    db.session.commit()
+    assert audit.purge(90) == 1
+    assert [e.id for e in rows()] == [event_id for event_id, _ in recent][::-1]
+    assert audit.purge(90) == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_audit_store_failure_never_breaks_the_response(client, capsys, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    def broken(_event):
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(audit, "record", broken)
+    capsys.readouterr()
+    response = send(client, "POST", f"{BASE}/Users", json=user_payload())
+    assert response.status_code == 201
+    assert len(audit_lines(capsys)) == 1  # the line is the record when the row cannot be

@@ -1,0 +1,505 @@
+"""The operator console through Flask's test client, on both databases: switched on and off,
+authentication (password, session cookie, CSRF, lockout), separation from the SCIM API, and
+what each page shows. tests/e2e/test_console_browser.py drives the same pages in Chromium."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import event, insert
+
+from app.config import load_config
+from app.db import db, utcnow
+from app.models import ConsoleAdmin, GroupMember, User, UserValue
+from app.schema import fold
+from app.store import console as store
+from tests.conftest import BASE, TOKEN, make_app
+from tests.payloads import GROUP_URN, patch_payload, user_payload
+
+PASSWORD = "correct horse battery staple"
+
+
+# --- helpers, also used by tests/e2e/test_console_browser.py ------------------------------
+
+
+def seed_users(count: int, *, prefix: str = "user", start: int = 0) -> list[str]:
+    """`count` users in two bulk INSERTs, with the rows store/users.py writes; returns ids."""
+    now = utcnow()
+    users, values = [], []
+    for n in range(start, start + count):
+        user_id = str(uuid.uuid4())
+        user_name = f"{prefix}{n:05d}@example.com"
+        given, family = f"Given{n:05d}", f"Family{n:05d}"
+        email = {"value": user_name, "type": "work", "primary": True}
+        document = {
+            "userName": user_name,
+            "name": {"givenName": given, "familyName": family},
+            "displayName": f"{given} {family}",
+            "emails": [email],
+            "active": n % 4 != 0,
+        }
+        created = now - timedelta(seconds=count - n)
+        users.append(
+            {
+                "id": user_id,
+                "user_name": user_name,
+                "user_name_key": fold(user_name),
+                "display_name": document["displayName"],
+                "display_name_key": fold(document["displayName"]),
+                "given_name": given,
+                "given_name_key": fold(given),
+                "family_name": family,
+                "family_name_key": fold(family),
+                "active": document["active"],
+                "document": document,
+                "created_at": created,
+                "last_modified": created,
+                "version": 1,
+            }
+        )
+        values.append(
+            {
+                "user_id": user_id,
+                "attribute": "emails",
+                "value": user_name,
+                "value_key": fold(user_name),
+                "type": "work",
+                "primary": True,
+                "data": email,
+            }
+        )
+    db.session.execute(insert(User), users)
+    db.session.execute(insert(UserValue), values)
+    db.session.commit()
+    return [row["id"] for row in users]
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "no CSRF field in the page"
+    return match.group(1)
+
+
+def log_in(browser: FlaskClient, password: str = PASSWORD, **environ: Any) -> Any:
+    page = browser.get("/console/login", environ_overrides=environ)
+    return browser.post(
+        "/console/login",
+        data={"csrf": csrf_of(page.text), "username": "admin", "password": password},
+        environ_overrides=environ,
+    )
+
+
+def user_names(html: str) -> list[str]:
+    return re.findall(r'<a href="/console/users/[0-9a-f-]{36}">([^<]+)</a>', html)
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin(client: FlaskClient) -> ConsoleAdmin:
+    """The admin password is set (the `client` fixture empties every table afterwards)."""
+    return store.set_password("admin", PASSWORD)
+
+
+@pytest.fixture
+def browser(app: Flask, admin: ConsoleAdmin) -> FlaskClient:
+    """A logged-in console visitor: cookies, no bearer token."""
+    browser = app.test_client()
+    assert log_in(browser).status_code == 302
+    return browser
+
+
+@pytest.fixture
+def switched_off(database_url: str, app: Flask) -> Iterator[Flask]:
+    other = make_app(database_url, SCIM_CONSOLE_ENABLED="false")
+    yield other
+    with other.app_context():
+        db.engine.dispose()
+
+
+def scim(client: FlaskClient, method: str, path: str, body: Any = None) -> Any:
+    """A SCIM request whose response is closed, so that its audit event is stored now."""
+    with client.open(f"{BASE}{path}", method=method, json=body) as response:
+        assert response.status_code < 300, response.json
+        return response.json
+
+
+# --- switched on and off -------------------------------------------------------------------
+
+
+def test_console_is_404_until_an_admin_password_is_set(client, anonymous):
+    for path in ("/", "/console/", "/console/login", "/console/static/console.css"):
+        assert anonymous.get(path).status_code == 404, path
+    store.set_password("admin", PASSWORD)
+    assert anonymous.get("/").headers["Location"] == "/console/"
+    assert anonymous.get("/console/login").status_code == 200
+    with anonymous.get("/console/static/console.css") as stylesheet:
+        assert stylesheet.status_code == 200  # public: the login page needs it
+
+
+def test_console_is_404_when_switched_off_even_with_a_password(switched_off, admin):
+    visitor = switched_off.test_client()
+    for path in ("/", "/console/", "/console/login", "/console/users"):
+        assert visitor.get(path).status_code == 404, path
+
+
+ANONYMOUS_PAGES = [
+    "/console/",
+    "/console/events",
+    "/console/users",
+    "/console/users?q=jane&sort=userName&page=2",
+    "/console/users/{user_id}",
+    "/console/groups",
+    "/console/groups/{group_id}",
+    "/console/users/no-such-user",
+]
+
+
+@pytest.mark.parametrize("path", ANONYMOUS_PAGES)
+def test_every_console_page_redirects_an_anonymous_visitor_to_login(
+    path, client, anonymous, admin, create_user
+):
+    user = create_user()
+    group = scim(
+        client,
+        "POST",
+        "/Groups",
+        {"schemas": [GROUP_URN], "displayName": "Eng", "members": [{"value": user["id"]}]},
+    )
+    path = path.format(user_id=user["id"], group_id=group["id"])
+    response = anonymous.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/console/login?next=")
+    assert user["userName"] not in response.text
+    # Logging out needs a session too: without one it is the same redirect, nothing else.
+    assert anonymous.post("/console/logout").status_code == 302
+
+
+# --- authentication ------------------------------------------------------------------------
+
+
+def test_wrong_password_is_refused_and_opens_no_session(anonymous, admin):
+    response = log_in(anonymous, password="not the password")
+    assert response.status_code == 401
+    assert "Wrong username or password." in response.text
+    assert anonymous.get("/console/users").status_code == 302
+
+
+def test_unknown_username_is_refused_the_same_way(anonymous, admin):
+    page = anonymous.get("/console/login")
+    response = anonymous.post(
+        "/console/login",
+        data={"csrf": csrf_of(page.text), "username": "root", "password": PASSWORD},
+    )
+    assert response.status_code == 401
+    assert "Wrong username or password." in response.text
+
+
+def test_login_cookie_is_signed_httponly_lax_and_scoped_to_the_console(anonymous, admin):
+    response = log_in(anonymous)
+    assert (response.status_code, response.headers["Location"]) == (302, "/console/")
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("scim_console=")
+    assert "; HttpOnly" in cookie
+    assert "; SameSite=Lax" in cookie
+    assert "; Path=/console" in cookie
+    assert "Expires=" in cookie  # SCIM_CONSOLE_SESSION_MINUTES
+    assert "Secure" not in cookie  # plain HTTP here
+    assert PASSWORD not in cookie
+    assert anonymous.get("/console/users").status_code == 200
+
+
+def test_login_cookie_is_secure_over_https(app, admin):
+    browser = app.test_client()
+    page = browser.get("/console/login", base_url="https://localhost")
+    response = browser.post(
+        "/console/login",
+        base_url="https://localhost",
+        data={"csrf": csrf_of(page.text), "username": "admin", "password": PASSWORD},
+    )
+    assert response.status_code == 302
+    assert "; Secure" in response.headers["Set-Cookie"]
+
+
+def test_login_redirects_back_to_the_page_asked_for_but_never_out_of_the_console(anonymous, admin):
+    first = anonymous.get("/console/groups?q=eng")
+    assert first.headers["Location"] == "/console/login?next=/console/groups?q%3Deng"
+    page = anonymous.get(first.headers["Location"])
+    response = anonymous.post(
+        "/console/login",
+        data={
+            "csrf": csrf_of(page.text),
+            "username": "admin",
+            "password": PASSWORD,
+            "next": "/console/groups?q=eng",
+        },
+    )
+    assert response.headers["Location"] == "/console/groups?q=eng"
+    anonymous.post("/console/logout", data={"csrf": csrf_of(anonymous.get("/console/").text)})
+    page = anonymous.get("/console/login")
+    response = anonymous.post(
+        "/console/login",
+        data={
+            "csrf": csrf_of(page.text),
+            "username": "admin",
+            "password": PASSWORD,
+            "next": "https://evil.example/",
+        },
+    )
+    assert response.headers["Location"] == "/console/"
+
+
+def test_login_and_logout_need_the_sessions_csrf_token(anonymous, browser, admin):
+    anonymous.get("/console/login")
+    refused = anonymous.post(
+        "/console/login", data={"csrf": "forged", "username": "admin", "password": PASSWORD}
+    )
+    assert refused.status_code == 400
+    assert anonymous.get("/console/users").status_code == 302
+
+    assert browser.post("/console/logout").status_code == 400
+    assert browser.get("/console/users").status_code == 200
+    token = csrf_of(browser.get("/console/").text)
+    assert browser.post("/console/logout", data={"csrf": token}).status_code == 302
+    assert browser.get("/console/users").status_code == 302
+
+
+def test_repeated_failures_lock_out_that_address_and_username(app, admin):
+    attacker = app.test_client()
+    for _ in range(app.config["SCIM_CONSOLE_LOGIN_ATTEMPTS"]):
+        assert log_in(attacker, "guess", REMOTE_ADDR="198.51.100.7").status_code == 401
+    locked = log_in(attacker, PASSWORD, REMOTE_ADDR="198.51.100.7")
+    assert locked.status_code == 429
+    assert "Too many failed attempts. Try again in 15 minute(s)." in locked.text
+    assert attacker.get("/console/users").status_code == 302
+    # The admin at another address is not locked out by it.
+    assert log_in(app.test_client(), PASSWORD, REMOTE_ADDR="203.0.113.9").status_code == 302
+
+
+def test_a_new_password_ends_existing_sessions(browser):
+    assert browser.get("/console/users").status_code == 200
+    store.set_password("admin", "another long password")
+    assert browser.get("/console/users").status_code == 302
+
+
+def test_session_key_is_derived_from_but_not_equal_to_the_secret_key():
+    env = {"SCIM_SECRET_KEY": "s" * 32}
+    config = load_config(env)
+    assert config["SECRET_KEY"] not in (env["SCIM_SECRET_KEY"], config["SCIM_SECRET_KEY"])
+    assert load_config(env)["SECRET_KEY"] == config["SECRET_KEY"]  # the same on every instance
+    assert load_config({"SCIM_SECRET_KEY": "t" * 32})["SECRET_KEY"] != config["SECRET_KEY"]
+
+
+# --- separation from the SCIM API ----------------------------------------------------------
+
+
+def test_scim_responses_never_carry_a_cookie_and_a_console_session_grants_no_scim_access(
+    app, browser
+):
+    session_cookie = browser.get_cookie("scim_console", path="/console")
+    assert session_cookie is not None
+    cookie = f"scim_console={session_cookie.value}"
+    api = app.test_client()
+    refused = api.get(f"{BASE}/Users", headers={"Cookie": cookie})
+    assert refused.status_code == 401
+    assert "Set-Cookie" not in refused.headers
+    for path in (f"{BASE}/Users", f"{BASE}/ServiceProviderConfig", "/healthz"):
+        response = api.get(path, headers={"Cookie": cookie, "Authorization": f"Bearer {TOKEN}"})
+        assert response.status_code == 200, path
+        assert "Set-Cookie" not in response.headers, path
+
+
+# --- the pages -----------------------------------------------------------------------------
+
+
+def test_users_search_by_text_and_by_scim_filter(client, browser, create_user):
+    create_user(
+        userName="alan@example.com",
+        name={"givenName": "Alan", "familyName": "Turing"},
+        displayName="Alan Turing",
+        emails=[{"value": "alan.turing@bletchley.example", "type": "work"}],
+        externalId="a1",
+    )
+    create_user(
+        userName="grace@example.com",
+        name={"givenName": "Grace", "familyName": "Hopper"},
+        displayName="Grace Hopper",
+        emails=[{"value": "grace@navy.example", "type": "work"}],
+        externalId="g1",
+    )
+    create_user(
+        userName="tu@example.com",
+        name={"givenName": "Tu", "familyName": "Tutu"},
+        active=False,
+        externalId="t1",
+    )
+
+    def search(q: str) -> tuple[list[str], str]:
+        response = browser.get("/console/users", query_string={"q": q, "sort": "userName"})
+        assert response.status_code == 200
+        return user_names(response.text), response.text
+
+    assert search("")[0] == ["alan@example.com", "grace@example.com", "tu@example.com"]
+    assert search("TURING")[0] == ["alan@example.com"]  # the name, case-insensitively
+    assert search("bletchley")[0] == ["alan@example.com"]  # an email address
+    assert search("grace hopper")[0] == ["grace@example.com"]  # given and family name
+    assert search("50%")[0] == []  # LIKE wildcards are text
+    names, html = search('name.familyName sw "Tu" and active eq true')
+    assert names == ["alan@example.com"]
+    assert "Searched with the SCIM filter" in html
+    names, html = search('emails[value co "navy"]')
+    assert names == ["grace@example.com"]
+    names, html = search("userName eq")
+    assert names == []
+    assert "Not a SCIM filter: Invalid filter" in html
+
+
+def test_users_table_pages_and_sorts(client, browser):
+    seed_users(120)
+    first = browser.get("/console/users?sort=userName&order=asc")
+    assert user_names(first.text)[:2] == ["user00000@example.com", "user00001@example.com"]
+    assert len(user_names(first.text)) == 50
+    assert "120 users" in first.text
+    assert "page 1 of 3" in first.text
+    last = browser.get("/console/users?sort=userName&order=asc&page=3")
+    assert len(user_names(last.text)) == 20
+    assert user_names(last.text)[-1] == "user00119@example.com"
+    beyond = browser.get("/console/users?sort=userName&order=asc&page=99")
+    assert "page 3 of 3" in beyond.text
+    descending = browser.get("/console/users?sort=userName&order=desc")
+    assert user_names(descending.text)[0] == "user00119@example.com"
+    assert user_names(browser.get("/console/users").text)[0] == "user00000@example.com"
+    newest = browser.get("/console/users?sort=lastModified&order=desc")
+    assert user_names(newest.text)[0] == "user00119@example.com"
+    inactive_first = browser.get("/console/users?sort=active&order=asc")
+    assert user_names(inactive_first.text)[0] == "user00000@example.com"  # n % 4 == 0
+    by_name = browser.get("/console/users?sort=name&order=desc")
+    assert user_names(by_name.text)[0] == "user00119@example.com"
+
+
+def test_user_page_shows_attributes_groups_and_timeline_but_no_password(client, browser):
+    user = scim(client, "POST", "/Users", user_payload(password="s3cret-Passw0rd!"))
+    scim(
+        client,
+        "PATCH",
+        f"/Users/{user['id']}",
+        patch_payload({"op": "replace", "path": "name.givenName", "value": "Janet"}),
+    )
+    group = scim(
+        client,
+        "POST",
+        "/Groups",
+        {"schemas": [GROUP_URN], "displayName": "Engineering", "members": [{"value": user["id"]}]},
+    )
+    page = browser.get(f"/console/users/{user['id']}")
+    assert page.status_code == 200
+    html = page.text
+    for shown in ("jane@example.com", "Janet", "Doe", "00u1abcd2EFGH3ijk4l5", "en-US"):
+        assert shown in html
+    assert f'href="/console/groups/{group["id"]}">Engineering</a>' in html
+    assert "s3cret-Passw0rd!" not in html
+    assert "<dt>password</dt>" not in html  # the attribute, whatever its (hashed) value
+    timeline = html.split('id="timeline"')[1]
+    rows = re.findall(r"<tr class=\"[^\"]*\">(.*?)</tr>", timeline, re.S)
+    assert len(rows) == 2
+    assert "<td>patch</td>" in rows[0] and "name.givenName" in rows[0]
+    assert "<td>create</td>" in rows[1] and "userName" in rows[1]
+    assert "Janet" not in timeline  # names of attributes, never their values
+
+
+def test_missing_user_or_group_is_an_html_404(browser):
+    for path in ("/console/users/nope", "/console/groups/nope"):
+        response = browser.get(path)
+        assert response.status_code == 404
+        assert response.mimetype == "text/html"
+
+
+def test_groups_search_and_member_paging_reads_one_page_in_sql(client, browser):
+    ids = seed_users(120)
+    group = scim(client, "POST", "/Groups", {"schemas": [GROUP_URN], "displayName": "Big"})
+    scim(client, "POST", "/Groups", {"schemas": [GROUP_URN], "displayName": "Small"})
+    db.session.execute(
+        insert(GroupMember),
+        [{"group_id": group["id"], "member_id": i, "member_type": "User"} for i in ids],
+    )
+    db.session.commit()
+
+    listing = browser.get("/console/groups?q=bi")
+    assert re.findall(r'href="/console/groups/[0-9a-f-]{36}">([^<]+)</a>', listing.text) == ["Big"]
+    assert '<td class="num">120</td>' in listing.text
+    by_filter = browser.get('/console/groups?q=displayName eq "small"')
+    assert ">Small</a>" in by_filter.text and ">Big</a>" not in by_filter.text
+
+    statements: list[str] = []
+    record = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        third = browser.get(f"/console/groups/{group['id']}?page=3")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert "120 members" in third.text and "page 3 of 3" in third.text
+    assert len(user_names(third.text)) == 20
+    member_reads = [s for s in statements if "group_members" in s and "count(" not in s.lower()]
+    assert member_reads and all("LIMIT" in s for s in member_reads)
+
+
+def test_dashboard_shows_counts_health_and_recent_events(client, browser, create_user):
+    seed_users(8)  # n % 4 == 0 are inactive: 2 of 8
+    user = create_user()
+    scim(
+        client,
+        "POST",
+        "/Groups",
+        {"schemas": [GROUP_URN], "displayName": "Eng", "members": [{"value": user["id"]}]},
+    )
+    html = browser.get("/console/").text
+    assert '<span class="n">7</span> active users' in html
+    assert '<span class="n">2</span> inactive users' in html
+    assert '<span class="n">1</span> groups' in html
+    assert '<span class="n">1</span> memberships' in html
+    assert "● Reachable" in html, html.split("<h2>Database</h2>")[1][:400]
+    events = browser.get("/console/events").text
+    assert "<td>create</td>" in events
+    assert 'href="/console/groups/' in events
+
+
+def test_console_pages_forbid_framing_inline_script_and_caching(browser):
+    response = browser.get("/console/users")
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+# --- `flask console set-password` ---------------------------------------------------------
+
+
+def test_set_password_command_stores_only_a_hash(app, client, anonymous):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["console", "set-password", "--password-stdin"], input="short\n")
+    assert result.exit_code == 1
+    assert "at least 12 characters" in result.output
+    assert not store.admin_exists()
+
+    result = runner.invoke(
+        args=["console", "set-password", "--password-stdin"], input=f"{PASSWORD}\n"
+    )
+    assert result.exit_code == 0, result.output
+    admin = store.get_admin("admin")
+    assert admin is not None and admin.password_hash.startswith("scrypt:")
+    assert PASSWORD not in admin.password_hash
+    assert log_in(anonymous).status_code == 302
+
+    result = runner.invoke(
+        args=["console", "set-password", "--username", "Ops"],
+        input="a prompted password\na prompted password\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert store.get_admin("ops") is not None

@@ -1,0 +1,330 @@
+"""Database faults: 503 SCIM errors with Retry-After within SCIM_DB_TIMEOUT_SECONDS, never a hang
+or a 500; recovery without a restart; serialization failures and deadlocks retried."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.db import db
+from tests.conftest import BASE, TOKEN, make_app
+from tests.payloads import GROUP_URN, error, patch_payload, user_payload
+
+UNAVAILABLE = error(503, "The service cannot reach its database; retry later")
+TIMEOUT = 2  # SCIM_DB_TIMEOUT_SECONDS in these tests (libpq's connect_timeout is at least 2)
+SLACK = 2.5  # seconds on top of the timeout: pre-ping, retries and a loaded test machine
+
+
+class Forwarder:
+    """A TCP proxy between the app and PostgreSQL that the test cuts, blackholes and restores."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = _free_port()
+        self.mode = "forward"  # or "blackhole": accept connections, never answer
+        self._listener: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        """The database is gone: new connections are refused, open ones are cut."""
+        if self._listener is not None:
+            _close(self._listener)  # shutdown() wakes the thread blocked in accept()
+            self._listener = None
+        with self._lock:
+            for s in self._sockets:
+                _close(s)
+            self._sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # stopped
+            with self._lock:
+                self._sockets.append(client)
+            if self.mode == "blackhole":
+                continue  # held open, never answered
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                _close(client)
+                continue
+            with self._lock:
+                self._sockets.append(upstream)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    _close(sink)
+
+
+def _close(s: socket.socket) -> None:
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    s.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def timed(client, method: str, path: str, **kwargs):
+    started = time.monotonic()
+    response = client.open(path, method=method, **kwargs)
+    return response, time.monotonic() - started
+
+
+@pytest.fixture
+def postgres_url(app, database_url: str) -> str:
+    if not database_url.startswith("postgresql"):
+        pytest.fail("parametrize this test with database_url=postgresql")
+    return database_url
+
+
+@pytest.fixture
+def proxied(postgres_url: str) -> Iterator[tuple[object, Forwarder]]:
+    url = make_url(postgres_url)
+    forwarder = Forwarder((url.host or "127.0.0.1", url.port or 5432))
+    forwarder.start()
+    app = make_app(
+        url.set(host="127.0.0.1", port=forwarder.port).render_as_string(hide_password=False),
+        SCIM_DB_TIMEOUT_SECONDS=str(TIMEOUT),
+    )
+    yield app, forwarder
+    forwarder.stop()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_outage_gives_503_within_the_timeout_then_recovers_by_itself(client, proxied):
+    app, forwarder = proxied
+    scim = app.test_client()
+    scim.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+    created = scim.post(f"{BASE}/Users", json=user_payload())
+    assert created.status_code == 201
+    user_url = f"{BASE}/Users/{created.json['id']}"
+
+    # Cut: the pooled connections die and new ones are refused.
+    forwarder.stop()
+    for method, path, body in (
+        ("GET", user_url, None),
+        ("PATCH", user_url, patch_payload({"op": "replace", "value": {"active": False}})),
+        ("POST", f"{BASE}/Users", user_payload(userName="bob@example.com")),
+    ):
+        response, took = timed(scim, method, path, json=body)
+        assert (response.status_code, response.json) == (503, UNAVAILABLE), method
+        assert response.headers["Retry-After"] == "5"
+        assert took < TIMEOUT + SLACK
+    ready, took = timed(scim, "GET", "/readyz")
+    assert ready.status_code == 503 and took < TIMEOUT + SLACK
+
+    # Blackhole: connections are accepted but nothing ever answers. Still no hang.
+    forwarder.mode = "blackhole"
+    forwarder.start()
+    response, took = timed(scim, "GET", user_url)
+    assert response.status_code == 503
+    assert TIMEOUT - 0.5 < took < TIMEOUT + SLACK
+    ready, took = timed(scim, "GET", "/readyz")
+    assert ready.status_code == 503 and took < TIMEOUT + SLACK
+
+    # Restored: the same app answers again, no restart.
+    forwarder.stop()
+    forwarder.mode = "forward"
+    forwarder.start()
+    assert scim.get("/readyz").status_code == 200
+    assert scim.get(user_url).json["userName"] == "jane@example.com"
+    patched = scim.patch(
+        user_url, json=patch_payload({"op": "replace", "value": {"active": False}})
+    )
+    assert (patched.status_code, patched.json["active"]) == (200, False)
+
+
+@pytest.fixture
+def slow_app(app, database_url: str) -> Iterator[object]:
+    other = make_app(database_url, SCIM_DB_TIMEOUT_SECONDS="1")
+    yield other
+    with other.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_a_write_stuck_behind_a_lock_is_503_within_the_timeout(
+    client, create_user, slow_app, database_url
+):
+    """PostgreSQL: a row lock held too long hits statement_timeout; SQLite: the busy timeout."""
+    user = create_user()
+    url = f"{BASE}/Users/{user['id']}"
+    scim = slow_app.test_client()
+    scim.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+    body = patch_payload({"op": "replace", "path": "displayName", "value": "Locked out"})
+    db.session.remove()
+    with _lock_held(database_url, user["id"]):
+        response, took = timed(scim, "PATCH", url, json=body)
+        assert (response.status_code, response.json) == (503, UNAVAILABLE)
+        assert response.headers["Retry-After"] == "5"
+        assert took < 1 + SLACK
+    assert scim.patch(url, json=body).json["displayName"] == "Locked out"
+
+
+class _lock_held:
+    """Another client holds the user's row (PostgreSQL) or the write lock (SQLite)."""
+
+    def __init__(self, database_url: str, user_id: str) -> None:
+        self.url, self.user_id = database_url, user_id
+
+    def __enter__(self) -> None:
+        if self.url.startswith("sqlite"):
+            self.sqlite = sqlite3.connect(make_url(self.url).database, isolation_level=None)
+            self.sqlite.execute("BEGIN IMMEDIATE")
+            return
+        self.engine = create_engine(self.url)
+        self.connection = self.engine.connect()
+        self.connection.execute(
+            text("SELECT id FROM users WHERE id = :id FOR UPDATE"), {"id": self.user_id}
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        if self.url.startswith("sqlite"):
+            self.sqlite.execute("ROLLBACK")
+            self.sqlite.close()
+            return
+        self.connection.rollback()
+        self.connection.close()
+        self.engine.dispose()
+
+
+@pytest.fixture
+def injected_faults(app, database_url: str) -> Iterator[object]:
+    """Make the next N UPDATEs of a table fail with a given SQLSTATE (PostgreSQL only)."""
+    created: list[str] = []
+
+    def inject(table: str, sqlstate: str, count: int) -> None:
+        with db.engine.begin() as connection:
+            connection.execute(text("CREATE SEQUENCE IF NOT EXISTS fault_seq"))
+            connection.execute(text("SELECT setval('fault_seq', 1, false)"))
+            connection.execute(
+                text(
+                    "CREATE OR REPLACE FUNCTION inject_fault() RETURNS trigger AS $$ BEGIN "
+                    f"IF nextval('fault_seq') <= {count} THEN "
+                    f"RAISE EXCEPTION 'injected fault' USING ERRCODE = '{sqlstate}'; END IF; "
+                    "RETURN NEW; END $$ LANGUAGE plpgsql"
+                )
+            )
+            connection.execute(text(f"DROP TRIGGER IF EXISTS inject_fault ON {table}"))
+            connection.execute(
+                text(
+                    f"CREATE TRIGGER inject_fault BEFORE UPDATE ON {table} "
+                    "FOR EACH ROW EXECUTE FUNCTION inject_fault()"
+                )
+            )
+        created.append(table)
+
+    yield inject
+    db.session.remove()
+    with db.engine.begin() as connection:
+        for table in created:
+            connection.execute(text(f"DROP TRIGGER IF EXISTS inject_fault ON {table}"))
+        connection.execute(text("DROP FUNCTION IF EXISTS inject_fault()"))
+        connection.execute(text("DROP SEQUENCE IF EXISTS fault_seq"))
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("sqlstate", ["40001", "40P01"], ids=["serialization", "deadlock"])
+def test_user_writes_retry_serialization_failures_and_deadlocks(
+    client, create_user, injected_faults, sqlstate
+):
+    user = create_user()
+    url = f"{BASE}/Users/{user['id']}"
+    injected_faults("users", sqlstate, 2)
+    db.session.remove()
+    patched = client.patch(
+        url, json=patch_payload({"op": "replace", "path": "displayName", "value": "J"})
+    )
+    assert (patched.status_code, patched.json["displayName"]) == (200, "J")
+    injected_faults("users", sqlstate, 5)  # as many as the attempts: the caller is told to retry
+    db.session.remove()
+    refused = client.patch(
+        url, json=patch_payload({"op": "replace", "path": "displayName", "value": "K"})
+    )
+    assert refused.status_code == 409
+    assert client.get(url).json["displayName"] == "J"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("sqlstate", ["40001", "40P01"], ids=["serialization", "deadlock"])
+def test_group_writes_retry_serialization_failures_and_deadlocks(client, injected_faults, sqlstate):
+    group = client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "Eng"}).json
+    url = f"{BASE}/Groups/{group['id']}"
+    injected_faults("groups", sqlstate, 3)
+    db.session.remove()
+    renamed = client.patch(
+        url, json=patch_payload({"op": "replace", "path": "displayName", "value": "R&D"})
+    )
+    assert renamed.status_code == 204
+    assert client.get(url).json["displayName"] == "R&D"
+
+
+def test_a_statement_error_that_is_not_a_fault_stays_a_500(app, client, monkeypatch):
+    """Only unavailability becomes a 503: a bug (here an undefined table) is still a 500."""
+    from sqlalchemy.exc import ProgrammingError
+
+    from app.store import users
+
+    def broken(*args, **kwargs):
+        raise ProgrammingError("SELECT", {}, Exception("no such table"))
+
+    monkeypatch.setattr(users, "search", broken)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    try:
+        response = client.get(f"{BASE}/Users")
+    finally:
+        app.config["PROPAGATE_EXCEPTIONS"] = None
+    assert response.status_code == 500
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_sqlite_programming_error_is_a_500_not_a_503(app, client, monkeypatch):
+    """SQLite reports "no such table" as OperationalError: that is a bug, not an outage."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.store import users
+
+    def broken(*args, **kwargs):
+        raise OperationalError("SELECT", {}, sqlite3.OperationalError("no such table: users"))
+
+    monkeypatch.setattr(users, "search", broken)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    try:
+        response = client.get(f"{BASE}/Users")
+    finally:
+        app.config["PROPAGATE_EXCEPTIONS"] = None
+    assert response.status_code == 500

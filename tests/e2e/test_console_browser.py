@@ -171,7 +171,7 @@ class Console:
     def open(self, path: str) -> None:
         self.driver.get(self.base + path)
 
-    def wait(self, condition: Callable[[WebDriver], Any], timeout: float = 10) -> Any:
+    def wait(self, condition: Callable[[WebDriver], Any], timeout: float = 30) -> Any:
         return WebDriverWait(self.driver, timeout).until(condition)
 
     def log_in(self, password: str = PASSWORD) -> None:

@@ -52,7 +52,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from app.db import UTCDateTime
 from app.errors import InvalidFilter, InvalidPath, InvalidValue
 from app.models import Group, GroupMember, User, UserValue
-from app.schema import Attribute, Resolved, ResourceType, fold
+from app.schema import Attribute, Resolved, ResourceType, fold, parse_datetime
 from app.schema.core import GROUP_RESOURCE, USER_RESOURCE
 
 
@@ -823,12 +823,9 @@ def _datetime_literal(value: Any, name: str) -> datetime:
     if not isinstance(value, str):
         raise InvalidFilter(f"Invalid filter: {name} is a dateTime; quote an RFC 3339 value")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise InvalidFilter(f"Invalid filter: {value!r} is not an RFC 3339 date-time") from None
-    if parsed.tzinfo is None:
-        raise InvalidFilter(f"Invalid filter: {value!r} needs a time zone offset")
-    return parsed
+        return parse_datetime(value)
+    except ValueError as e:
+        raise InvalidFilter(f"Invalid filter: {value!r} {e}") from None
 
 
 _MILLISECOND = timedelta(milliseconds=1)

@@ -10,11 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from app.errors import InvalidSyntax, InvalidValue, Mutability
-from app.schema import Attribute, ResourceType
+from app.schema import Attribute, ResourceType, parse_datetime
 
 Document = dict[str, Any]
 
@@ -198,11 +197,11 @@ def _date_time(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise InvalidValue(f"{where} must be an RFC 3339 date-time string")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        parse_datetime(value)
     except ValueError:
-        raise InvalidValue(f"{where} must be an RFC 3339 date-time, got {value!r}") from None
-    if parsed.tzinfo is None:
-        raise InvalidValue(f"{where} must carry a time zone offset, got {value!r}")
+        raise InvalidValue(
+            f"{where} must be an RFC 3339 date-time with a time zone offset, got {value!r}"
+        ) from None
     return value
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 def fold(text: str) -> str:
@@ -17,6 +18,17 @@ def fold(text: str) -> str:
     are the same userName.
     """
     return text.casefold()
+
+
+def parse_datetime(text: str) -> datetime:
+    """An RFC 3339 date-time (`dateTime`, RFC 7643 §2.3.5); ValueError names what is wrong."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError("is not an RFC 3339 date-time") from None
+    if parsed.tzinfo is None:
+        raise ValueError("needs a time zone offset")
+    return parsed
 
 
 Types = ("string", "boolean", "decimal", "integer", "dateTime", "binary", "reference", "complex")

@@ -113,7 +113,8 @@ def test_extension_attributes_sent_without_the_urn_in_schemas_are_accepted(acme)
         pytest.param({"skills": "python"}, f"{ACME}:skills must be a list", id="multi"),
         pytest.param(
             {"hiredOn": "yesterday"},
-            f"{ACME}:hiredOn must be an RFC 3339 date-time with a time zone offset, got 'yesterday'",
+            f"{ACME}:hiredOn must be an RFC 3339 date-time with a time zone offset, "
+            "got 'yesterday'",
             id="date",
         ),
         pytest.param(

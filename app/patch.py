@@ -198,7 +198,9 @@ def _apply_multi(container: dict, operation: Operation) -> None:
         else:
             # RFC 7644 §3.5.2.1: no duplicates. Adding a value already there updates that
             # element in place, so a re-sent `"primary": true` keeps (or makes) it primary.
-            known = {_identity(attribute, e): e for e in elements}
+            known: dict[Any, Any] = {}
+            for element in elements:  # the first element with a value is the one updated
+                known.setdefault(_identity(attribute, element), element)
             written = []
             for item in items:
                 existing = known.get(_identity(attribute, item))

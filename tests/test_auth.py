@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 
 from app.auth import token_hash
 from app.config import ConfigError, load_config
@@ -159,11 +160,7 @@ def test_token_gen_env_creates_a_file_that_accepts_the_token(tmp_path):
     result = run_token_gen("--env", str(env_file), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     token = next(line.strip() for line in result.stdout.splitlines()[1:] if line.strip())
-    settings = dict(
-        line.split("=", 1)
-        for line in env_file.read_text(encoding="utf-8").splitlines()
-        if line and not line.startswith("#")
-    )
+    settings = {k: v or "" for k, v in dotenv_values(env_file).items()}  # as the service reads it
     assert settings["SCIM_TOKEN_HASHES"] == token_hash(token)
     assert env_file.stat().st_mode & 0o777 == 0o600  # it guards the service
     assert load_config(settings)["SCIM_TOKEN_HASHES"] == (token_hash(token),)

@@ -4,6 +4,7 @@ nginx runs deploy/nginx/scim.conf itself, with only its ports, certificate paths
 substituted; gunicorn runs gunicorn.conf.py with 2 workers, SCIM_PROXY_HOPS=1 and
 SCIM_REQUIRE_HTTPS=1. The client verifies the certificate the test generates. On SQLite and
 PostgreSQL. Without nginx on PATH the test is skipped, except in CI (.ci/run installs it).
+running_stack() also serves tests/e2e/test_production_proof.py (audit, rate limit, outage).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,15 +55,17 @@ class Stack:
         body: Any = None,
         *,
         headers: dict[str, str] | None = None,
-        token: bool = True,
+        token: bool | str = True,
     ) -> tuple[int, dict[str, str], Any]:
-        """One request, redirects not followed; (status, headers, parsed JSON body or None)."""
+        """One request, redirects not followed; (status, headers, parsed JSON body or None).
+
+        token: True sends tests.conftest.TOKEN, a string sends that token, False none."""
         data = body if isinstance(body, bytes) else None
         if body is not None and data is None:
             data = json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method)
         if token:
-            request.add_header("Authorization", f"Bearer {TOKEN}")
+            request.add_header("Authorization", f"Bearer {TOKEN if token is True else token}")
         if data is not None:
             request.add_header("Content-Type", "application/scim+json")
         for name, value in (headers or {}).items():
@@ -205,24 +209,38 @@ def scratch_database(
 
 
 def _migrated(url: str) -> Iterator[str]:
+    migrate(url)
+    yield url
+
+
+def migrate(url: str) -> None:
+    """`flask db upgrade`, as in production."""
     app = make_app(url)
     with app.app_context():
         flask_migrate.upgrade(directory=str(ROOT / "migrations"))
         from app.db import db
 
         db.engine.dispose()
-    yield url
 
 
 @pytest.fixture(scope="module")
 def stack(scratch_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(scratch_database, tmp_path_factory.mktemp("nginx")) as stack:
+        yield stack
+
+
+@contextmanager
+def running_stack(database_url: str, tmp: Path, **settings: str) -> Iterator[Stack]:
+    """nginx (deploy/nginx/scim.conf, a certificate made here) in front of gunicorn
+    (gunicorn.conf.py) on this database, with _service_env's settings plus these; both stopped
+    on the way out."""
     nginx = _nginx_or_skip()
-    tmp = tmp_path_factory.mktemp("nginx")
     _self_signed_certificate(tmp)
     gunicorn_port, https_port, http_port = _free_port(), _free_port(), _free_port()
     conf = _render_site(
         tmp, https_port=https_port, http_port=http_port, upstream_port=gunicorn_port
     )
+    env = {**_service_env(database_url, gunicorn_port), **settings}
     access_log, error_log = tmp / "gunicorn-access.log", tmp / "gunicorn-error.log"
     processes: list[subprocess.Popen] = []
     with access_log.open("wb") as out, error_log.open("wb") as err:
@@ -231,7 +249,7 @@ def stack(scratch_database: str, tmp_path_factory: pytest.TempPathFactory) -> It
                 subprocess.Popen(
                     [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                     cwd=ROOT,
-                    env=_service_env(scratch_database, gunicorn_port),
+                    env=env,
                     stdout=out,
                     stderr=err,
                 )

@@ -19,9 +19,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
+from scim2_filter_parser import ast
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from app.errors import ScimError
+from app.filters import parse_path
 from app.models import AuditEvent
 from app.requests import request_id
 from app.store import audit as audit_store
@@ -33,7 +36,11 @@ MAX_NAMES = 64  # a body with thousands of keys is recorded by its first names o
 MAX_NAME_LENGTH = 200
 MAX_ID_LENGTH = 64  # ids are UUIDs; a longer one in a URL is a 404 recorded as far as it fits
 # A PATCH path's value filter holds values (emails[value eq "jane@..."]): only names are kept.
-_VALUE_FILTER = re.compile(r"\[[^\]]*\]")
+# An attribute name, optionally URN-qualified, with a sub-attribute (RFC 7644 §3.10).
+_PLAIN_NAME = re.compile(
+    r"(?:urn:[A-Za-z0-9:._-]+:)?[A-Za-z$][A-Za-z0-9_$-]*(?:\.[A-Za-z$][A-Za-z0-9_$-]*)?"
+)
+INVALID_NAME = "<invalid path>"
 
 log = logging.getLogger(LOGGER_NAME)
 problems = logging.getLogger(__name__)  # under "app": stderr, with the request id
@@ -157,13 +164,33 @@ def _attribute_names(method: str) -> list[str]:
             path = next((v for k, v in operation.items() if k.lower() == "path"), None)
             value = next((v for k, v in operation.items() if k.lower() == "value"), None)
             if isinstance(path, str) and path.strip():
-                names.append(_VALUE_FILTER.sub("", path.strip()))
+                names.append(_path_name(path))
             elif isinstance(value, dict):
-                names.extend(value)
+                names.extend(_path_name(key) for key in value if isinstance(key, str))
     else:
-        names.extend(key for key in body if key != "schemas")
+        names.extend(_path_name(key) for key in body if isinstance(key, str) and key != "schemas")
     unique = [_clip(name) for name in dict.fromkeys(names) if isinstance(name, str)]
     return unique[:MAX_NAMES]
+
+
+def _path_name(path: str) -> str:
+    """The attribute a path or key names (`emails.value`), through the filter grammar.
+
+    Only what parses as a path is kept, without its value filter: the filter's values, or a
+    "path" that is really some other text, could be anything a client sent.
+    """
+    if _PLAIN_NAME.fullmatch(path):
+        return path
+    try:
+        parsed = parse_path(path)
+    except ScimError:
+        return INVALID_NAME
+    if isinstance(parsed.attr_name, ast.Filter):
+        parsed = parsed.attr_name.namespace
+    name = parsed.attr_name if isinstance(parsed.attr_name, str) else INVALID_NAME
+    if parsed.sub_attr is not None:
+        name += "." + parsed.sub_attr.value
+    return f"{parsed.uri}:{name}" if parsed.uri else name
 
 
 def _clip(text: str) -> str:

@@ -117,6 +117,23 @@ def test_patch_records_paths_without_filter_values_and_pathless_value_keys(
     assert "jane@example.com" not in json.dumps(line) and "Janet" not in json.dumps(line)
 
 
+@pytest.mark.parametrize(
+    ("path", "recorded"),
+    [
+        pytest.param('emails[value eq "a]TOPSECRET"].value', "emails.value", id="bracket-in-value"),
+        pytest.param('userName eq "TOPSECRET"', "<invalid path>", id="not-a-path"),
+    ],
+)
+def test_a_path_never_carries_a_value_into_the_audit(client, capsys, create_user, path, recorded):
+    user = create_user()
+    capsys.readouterr()
+    operations = patch_payload({"op": "replace", "path": path, "value": "x"})
+    send(client, "PATCH", f"{BASE}/Users/{user['id']}", json=operations)
+    (line,) = audit_lines(capsys)
+    assert line["attributes"] == [recorded]
+    assert "TOPSECRET" not in json.dumps(line)
+
+
 def test_refused_and_failed_changes_are_audited_too(client, anonymous, capsys, create_user):
     user = create_user()
     capsys.readouterr()

@@ -346,3 +346,46 @@ def test_user_filter_on_groups_value(client, create_user, create_group):
         f"{BASE}/Users", query_string={"filter": f'groups.value eq "{group["id"]}"'}
     )
     assert [u["id"] for u in response.json["Resources"]] == [jane["id"]]
+
+
+def test_replace_members_with_an_unmatched_filter_is_400_no_target(
+    client, create_user, create_group
+):
+    jane = create_user()
+    group = create_group()
+    body = patch_payload(
+        {"op": "replace", "path": 'members[value eq "absent"]', "value": [{"value": jane["id"]}]}
+    )
+    response = client.patch(f"{BASE}/Groups/{group['id']}", json=body)
+    assert response.json == error(400, "No member matches the filter in the path", "noTarget")
+    assert "members" not in get_group(client, group)
+
+
+def test_a_name_taken_between_check_and_write_is_409_not_500(client, create_group, monkeypatch):
+    from app.store import groups
+
+    create_group("Sales")
+    other = create_group("Marketing")
+    # As if a concurrent request took the name just after this one checked it.
+    monkeypatch.setattr(groups, "_check_display_name_free", lambda *args: None)
+    response = client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "SALES"})
+    assert response.json == error(409, "displayName 'SALES' is already taken", "uniqueness")
+    monkeypatch.undo()
+    rename = patch_payload({"op": "replace", "path": "displayName", "value": "sales"})
+    monkeypatch.setattr(groups, "_check_display_name_free", _free_once())
+    response = client.patch(f"{BASE}/Groups/{other['id']}", json=rename)
+    assert response.json == error(409, "displayName 'sales' is already taken", "uniqueness")
+
+
+def _free_once():
+    """The uniqueness check passes once (the race), then sees the truth on the retry."""
+    from app.store import groups
+
+    real, calls = groups._check_display_name_free, []
+
+    def check(display_name, own_id):
+        calls.append(display_name)
+        if len(calls) > 1:
+            real(display_name, own_id)
+
+    return check

@@ -15,7 +15,15 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app import etags, filters, validate
 from app.db import db, is_retryable, utcnow
-from app.errors import Conflict, InvalidPath, InvalidValue, NotFound, PreconditionFailed, Uniqueness
+from app.errors import (
+    Conflict,
+    InvalidPath,
+    InvalidValue,
+    NoTarget,
+    NotFound,
+    PreconditionFailed,
+    Uniqueness,
+)
 from app.models import Group, GroupMember, Member, Membership, User, new_id
 from app.paging import PageRequest
 from app.patch import Operation
@@ -125,9 +133,10 @@ def create(body: dict[str, Any]) -> Group:
     group.created_at = group.last_modified = utcnow()
     _check_display_name_free(group.display_name, None)
     db.session.add(group)
-    db.session.flush()
-    _add_members(group.id, members)
     try:
+        # PostgreSQL checks the unique index at the INSERT itself, SQLite at commit.
+        _flush_or_race()
+        _add_members(group.id, members)
         _commit()
     except _Race:
         # Another request created the same displayName between our check and our insert.
@@ -215,6 +224,9 @@ def _patch_members(group_id: str, operation: Operation) -> int:
     removed = 0
     if operation.op == "replace":
         removed = _delete_members(GroupMember.group_id == group_id, matched)
+        if matched is not None and removed == 0:
+            # RFC 7644 §3.5.2.3: a replace whose filter matches no member has no target.
+            raise NoTarget("No member matches the filter in the path")
     return removed + _add_members(group_id, members)
 
 
@@ -331,12 +343,24 @@ def _save(group: Group, document: dict[str, Any], *, deleted: bool = False) -> N
     }
     if deleted:
         values["deleted_at"] = now
-    result = db.session.execute(
-        update(Group).where(Group.id == group.id, Group.version == expected).values(**values),
-        execution_options={"synchronize_session": False},
-    )
+    statement = update(Group).where(Group.id == group.id, Group.version == expected)
+    try:
+        result = db.session.execute(
+            statement.values(**values), execution_options={"synchronize_session": False}
+        )
+    except IntegrityError:
+        # A concurrent rename took the name after our check: _write retries, and the re-check
+        # answers 409 uniqueness.
+        raise _Race() from None
     if result.rowcount != 1:
         raise _Stale()
+
+
+def _flush_or_race() -> None:
+    try:
+        db.session.flush()
+    except IntegrityError:
+        raise _Race() from None
 
 
 class _Stale(Exception):

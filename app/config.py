@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -117,8 +118,12 @@ def _secret_key(env: Mapping[str, str]) -> bytes:
         if len(explicit) < 16:
             raise ConfigError("SCIM_SECRET_KEY must be at least 16 characters")
         return explicit.encode()
-    material = "scim-cursor-key:" + env.get("SCIM_TOKEN_HASHES", "")
-    return hashlib.sha256(material.encode()).digest()
+    token_hashes = env.get("SCIM_TOKEN_HASHES", "").strip()
+    if not token_hashes:
+        # Nothing secret to derive from (tokens live only in the database): a key known to
+        # nobody, valid for this process only. Set SCIM_SECRET_KEY to share one.
+        return secrets.token_bytes(32)
+    return hashlib.sha256(("scim-cursor-key:" + token_hashes).encode()).digest()
 
 
 def _session_key(secret_key: bytes) -> str:

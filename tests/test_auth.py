@@ -200,3 +200,13 @@ def test_token_hashes_accept_spaces_and_upper_case():
     raw = f" {token_hash(TOKEN).upper()} , {token_hash(OTHER_TOKEN)} ,"
     hashes = load_config({"SCIM_TOKEN_HASHES": raw})["SCIM_TOKEN_HASHES"]
     assert hashes == (token_hash(TOKEN), token_hash(OTHER_TOKEN))
+
+
+def test_without_secret_key_or_env_tokens_the_key_is_random_not_a_constant():
+    first = load_config({})["SCIM_SECRET_KEY"]
+    second = load_config({})["SCIM_SECRET_KEY"]
+    assert first != second and len(first) == 32
+    same_tokens = {"SCIM_TOKEN_HASHES": "a" * 64}
+    assert (
+        load_config(same_tokens)["SCIM_SECRET_KEY"] == load_config(same_tokens)["SCIM_SECRET_KEY"]
+    )

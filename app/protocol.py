@@ -163,13 +163,14 @@ def if_none_match() -> str | None:
     return request.headers.get("If-None-Match")
 
 
-def resource(body: dict[str, Any], status: int = 200, *, location: bool = False) -> Response:
-    headers = {}
-    meta = body.get("meta", {})
-    if version := meta.get("version"):
-        headers["ETag"] = version
-    if location and meta.get("location"):
-        headers["Location"] = meta["location"]
+def resource(
+    body: dict[str, Any], status: int = 200, *, etag: str, location: str | None = None
+) -> Response:
+    """One resource. ETag and Location come from the caller, not the body, which a projection
+    (attributes=userName) may have stripped of meta.version and meta.location."""
+    headers = {"ETag": etag}
+    if location:
+        headers["Location"] = location
     return scim_response(body, status, headers)
 
 

@@ -63,3 +63,15 @@ def test_if_none_match_on_groups(client, group):
     response = client.get(url, headers={"If-None-Match": 'W/"1"'})
     assert (response.status_code, response.data, response.headers["ETag"]) == (304, b"", 'W/"1"')
     assert client.get(url, headers={"If-None-Match": 'W/"0"'}).status_code == 200
+
+
+def test_projection_keeps_etag_and_location_headers(client):
+    created = client.post(f"{BASE}/Users?attributes=userName", json=user_payload())
+    assert created.status_code == 201
+    assert "meta" in created.json and "location" not in created.json["meta"]
+    assert created.headers["Location"] == f"http://localhost{BASE}/Users/{created.json['id']}"
+    assert created.headers["ETag"] == 'W/"1"'
+    url = f"{BASE}/Users/{created.json['id']}"
+    assert client.get(url, query_string={"attributes": "userName"}).headers["ETag"] == 'W/"1"'
+    patched = client.patch(f"{url}?excludedAttributes=meta", json=RENAME)
+    assert patched.headers["ETag"] == 'W/"2"'

@@ -19,6 +19,16 @@ def render(rows: list[Group], projection: Projection) -> list[dict]:
     return [serialize.group(row, projection, members.get(row.id)) for row in rows]
 
 
+def _one(group: Group, projection: Projection, status: int = 200) -> Response:
+    location = f"{projection.base_url}/Groups/{group.id}"
+    return protocol.resource(
+        render([group], projection)[0],
+        status,
+        etag=etags.etag(group.version),
+        location=location if status == 201 else None,
+    )
+
+
 @bp.get("")
 def list_groups() -> Response:
     return _list(protocol.list_query(GROUP_RESOURCE.id))
@@ -42,7 +52,7 @@ def _list(query: ListQuery) -> Response:
 @bp.post("")
 def create_group() -> Response:
     group = groups.create(protocol.json_body())
-    return protocol.resource(render([group], protocol.projection())[0], 201, location=True)
+    return _one(group, protocol.projection(), 201)
 
 
 @bp.get("/<group_id>")
@@ -50,13 +60,13 @@ def get_group(group_id: str) -> Response:
     group = groups.get(group_id)
     if etags.matches(protocol.if_none_match(), group.version):
         return protocol.not_modified(etags.etag(group.version))
-    return protocol.resource(render([group], protocol.projection())[0])
+    return _one(group, protocol.projection())
 
 
 @bp.put("/<group_id>")
 def replace_group(group_id: str) -> Response:
     group = groups.replace(group_id, protocol.json_body(), if_match=protocol.if_match())
-    return protocol.resource(render([group], protocol.projection())[0])
+    return _one(group, protocol.projection())
 
 
 @bp.patch("/<group_id>")
@@ -67,7 +77,7 @@ def patch_group(group_id: str) -> Response:
     if not projection.attributes and not projection.excluded_attributes:
         # RFC 7644 §3.5.2 allows 204: it spares reading 100,000 members to answer a PATCH.
         return protocol.no_content(etag=etags.etag(group.version))
-    return protocol.resource(render([group], projection)[0])
+    return _one(group, projection)
 
 
 @bp.delete("/<group_id>")

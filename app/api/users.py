@@ -19,6 +19,16 @@ def render(rows: list[User], projection: Projection) -> list[dict]:
     return [serialize.user(rt, row, projection, memberships.get(row.id)) for row in rows]
 
 
+def _one(user: User, projection: Projection, status: int = 200) -> Response:
+    location = f"{projection.base_url}/Users/{user.id}"
+    return protocol.resource(
+        render([user], projection)[0],
+        status,
+        etag=etags.etag(user.version),
+        location=location if status == 201 else None,
+    )
+
+
 @bp.get("")
 def list_users() -> Response:
     return _list(protocol.list_query("User"))
@@ -46,7 +56,7 @@ def _list(query: ListQuery) -> Response:
 @bp.post("")
 def create_user() -> Response:
     user = users.create(protocol.registry().user, protocol.json_body())
-    return protocol.resource(render([user], protocol.projection())[0], 201, location=True)
+    return _one(user, protocol.projection(), 201)
 
 
 @bp.get("/<user_id>")
@@ -54,14 +64,14 @@ def get_user(user_id: str) -> Response:
     user = users.get(user_id)
     if etags.matches(protocol.if_none_match(), user.version):
         return protocol.not_modified(etags.etag(user.version))
-    return protocol.resource(render([user], protocol.projection())[0])
+    return _one(user, protocol.projection())
 
 
 @bp.put("/<user_id>")
 def replace_user(user_id: str) -> Response:
     rt = protocol.registry().user
     user = users.replace(rt, user_id, protocol.json_body(), if_match=protocol.if_match())
-    return protocol.resource(render([user], protocol.projection())[0])
+    return _one(user, protocol.projection())
 
 
 @bp.patch("/<user_id>")
@@ -69,7 +79,7 @@ def patch_user(user_id: str) -> Response:
     rt = protocol.registry().user
     operations = patch.parse(rt, protocol.json_body())
     user = users.patch(rt, user_id, operations, if_match=protocol.if_match())
-    return protocol.resource(render([user], protocol.projection())[0])
+    return _one(user, protocol.projection())
 
 
 @bp.delete("/<user_id>")

@@ -503,3 +503,11 @@ def test_set_password_command_stores_only_a_hash(app, client, anonymous):
     )
     assert result.exit_code == 0, result.output
     assert store.get_admin("ops") is not None
+
+
+@pytest.mark.parametrize("query", ["endpoint=x", "_external=1", "_anchor=zz", "view_args=1"])
+def test_unknown_query_parameters_never_reach_the_page_links(browser, query):
+    response = browser.get(f"/console/users?{query}&q=jane")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "_external" not in page and "_anchor" not in page and "http://localhost" not in page

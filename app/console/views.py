@@ -82,10 +82,16 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
 
+# The query parameters console pages read; nothing else a visitor sends reaches url_for
+# (`?endpoint=` or `?_external=` would otherwise be taken as its own arguments).
+PAGE_PARAMETERS = ("q", "sort", "order", "page")
+
+
 @bp.app_template_global()
 def console_url(**changes: Any) -> str:
     """This page's URL with some query parameters changed (sorting, paging links)."""
-    args = {**request.args.to_dict(), **changes}
+    kept = {k: v for k, v in request.args.items() if k in PAGE_PARAMETERS}
+    args = {**kept, **changes}
     return url_for(request.endpoint or "console.dashboard", **(request.view_args or {}), **args)
 
 

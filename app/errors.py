@@ -17,10 +17,6 @@ class InvalidFilter(ScimError):
     scim_type = "invalidFilter"
 
 
-class TooMany(ScimError):
-    scim_type = "tooMany"
-
-
 class InvalidSyntax(ScimError):
     scim_type = "invalidSyntax"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -37,8 +38,10 @@ def write_env(path: Path, digest: str) -> None:
     for line in template.splitlines():
         name = line.split("=", 1)[0]
         lines.append(f"{name}={fresh[name]}" if name in fresh and "=" in line else line)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    path.chmod(0o600)
+    # Created with mode 0600 from the start: the file holds the cursor and session key.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as env_file:
+        env_file.write("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

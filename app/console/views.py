@@ -142,7 +142,6 @@ def dashboard() -> str:
         counts=store.counts(),
         health=store.health(),
         events=store.recent_events(),
-        audit=store.audit_available(),
     )
 
 
@@ -175,7 +174,6 @@ def user_page(user_id: str) -> str:
         attributes={k: v for k, v in user.document.items() if k != "password"},
         memberships=store.memberships(user.id),
         events=store.timeline("User", user.id),
-        audit=store.audit_available(),
     )
 
 
@@ -199,7 +197,6 @@ def group_page(group_id: str) -> str:
         group=group,
         members=store.members(group.id, page=_page()),
         events=store.timeline("Group", group.id),
-        audit=store.audit_available(),
     )
 
 

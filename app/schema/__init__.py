@@ -6,7 +6,6 @@ validation, serialization, filters, PATCH and the discovery endpoints.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -185,9 +184,6 @@ class ResourceType:
         if sub_attribute is None:
             return None
         return Resolved(schema, attribute, sub_attribute)
-
-    def iter_schemas(self) -> Iterator[Schema]:
-        yield from self.schemas
 
     def to_scim(self, base_url: str) -> dict[str, object]:
         return {

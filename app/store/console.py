@@ -8,14 +8,12 @@ of 100,000 opens as fast as a group of ten. SCIM filters go through app.filters,
 from __future__ import annotations
 
 import functools
-import importlib
 import math
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from types import ModuleType
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, delete, func, inspect, or_, select, text
@@ -37,10 +35,9 @@ from app.models import (
 )
 from app.paging import PageRequest
 from app.schema import ResourceType, fold
-from app.store import groups, pages
+from app.store import audit, groups, pages
 
 PER_PAGE = 50
-AUDIT_MODULE = "app.store.audit"  # being written alongside; the console works without it
 USER_SORTS = {
     "userName": ("userName",),
     "name": ("name.familyName", "name.givenName"),
@@ -368,28 +365,13 @@ def health() -> Health:
     return Health(True, f"{name} {version}".strip(), round_trip, revision)
 
 
-# --- Provisioning events (app/store/audit.py, when it is there) ------------------------------
+# --- Provisioning events (app/store/audit.py) ---------------------------------------------
 
 
 def timeline(resource_type: str, resource_id: str, limit: int = 100) -> list[Any]:
-    """The audit events of one resource, newest first; none while there is no audit store."""
-    audit = _audit()
-    return audit.for_resource(resource_type, resource_id, limit=limit) if audit else []
+    """The audit events of one resource, newest first."""
+    return audit.for_resource(resource_type, resource_id, limit=limit)
 
 
 def recent_events(limit: int = 20) -> list[Any]:
-    audit = _audit()
-    return audit.recent(limit=limit) if audit else []
-
-
-def audit_available() -> bool:
-    return _audit() is not None
-
-
-def _audit() -> ModuleType | None:
-    try:
-        return importlib.import_module(AUDIT_MODULE)
-    except ModuleNotFoundError as e:
-        if e.name != AUDIT_MODULE:
-            raise  # the audit store exists but something it imports does not: a real error
-        return None
+    return audit.recent(limit=limit)

@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, jsonify
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.db import db
 from app.errors import ServiceUnavailable
+from app.store import maintenance
 
 RETRY_AFTER_SECONDS = 5
 
@@ -29,8 +28,7 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     try:
-        with db.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        maintenance.ping()
     except SQLAlchemyError as e:
         # The operator gets the cause in the log; the caller only the fact.
         log.warning("readiness check failed: %s", e.__class__.__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy import Select, delete, func, or_, select, text
 
 from app.db import db, utcnow
 from app.models import AuditEvent, Group, GroupMember, User, UserValue
@@ -17,6 +17,12 @@ CHUNK = 500
 class Purged:
     users: int
     groups: int
+
+
+def ping() -> None:
+    """One round trip on a fresh connection; raises SQLAlchemyError when the database is away."""
+    with db.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
 
 
 def purge_tombstones(older_than_days: int) -> Purged:

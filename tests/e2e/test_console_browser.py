@@ -25,9 +25,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import insert
@@ -63,6 +65,24 @@ PEOPLE = [
     ("edsger.dijkstra@example.com", "Edsger", "Dijkstra", True),
     ("barbara.liskov@example.com", "Barbara", "Liskov", True),
 ]
+
+
+def replaced(element: WebElement) -> Callable[[WebDriver], bool]:
+    """The page that held `element` has been replaced by the next one.
+
+    Like expected_conditions.staleness_of, but chromedriver sometimes reports the detached
+    node as "Node with given id does not belong to the document", a plain WebDriverException
+    (StaleElementReferenceException is one too).
+    """
+
+    def check(driver: WebDriver) -> bool:
+        try:
+            element.is_enabled()
+        except WebDriverException:
+            return True
+        return False
+
+    return check
 
 
 def _browser_or_skip() -> None:
@@ -180,7 +200,7 @@ class Console:
         self.driver.find_element(By.NAME, "password").send_keys(password)
         submit = self.driver.find_element(By.CSS_SELECTOR, "form.login button")
         submit.click()
-        self.wait(expected_conditions.staleness_of(submit))
+        self.wait(replaced(submit))
 
     def search(self, text: str) -> list[str]:
         box = self.driver.find_element(By.NAME, "q")
@@ -188,7 +208,7 @@ class Console:
         box.send_keys(text)
         button = self.driver.find_element(By.CSS_SELECTOR, "form.search button")
         button.click()
-        self.wait(expected_conditions.staleness_of(button))
+        self.wait(replaced(button))
         return self.user_names()
 
     def user_names(self) -> list[str]:
@@ -323,7 +343,7 @@ def test_page_through_1000_users_and_a_1000_member_group(console):
         if not following:
             break
         following[0].click()
-        console.wait(expected_conditions.staleness_of(following[0]))
+        console.wait(replaced(following[0]))
     assert seen == [f"user{n:05d}@example.com" for n in range(1000)]
     assert "page 20 of 20" in console.text(".pager")
 

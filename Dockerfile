@@ -4,8 +4,9 @@
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY requirements.txt /tmp/requirements.txt
-RUN pip wheel --wheel-dir /wheels -r /tmp/requirements.txt
+WORKDIR /srv/scim
+COPY requirements.txt .
+RUN pip wheel --wheel-dir wheels -r requirements.txt
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -16,8 +17,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /srv/scim
 COPY requirements.txt .
 # Installed from the build stage's wheels, which stay out of this image's layers.
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links /wheels -r requirements.txt
+RUN --mount=type=bind,from=build,source=/srv/scim/wheels,target=/srv/scim/wheels \
+    pip install --no-index --find-links wheels -r requirements.txt
 
 COPY app ./app
 COPY migrations ./migrations

@@ -7,13 +7,15 @@ from __future__ import annotations
 import socket
 import threading
 
+from tests.net import free_port
+
 
 class Forwarder:
     """A TCP proxy between the app and PostgreSQL that the test cuts, blackholes and restores."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        self.port = _free_port()
+        self.port = free_port()
         self.mode = "forward"  # or "blackhole": accept connections, never answer
         self._listener: socket.socket | None = None
         self._sockets: list[socket.socket] = []
@@ -73,9 +75,3 @@ def _close(s: socket.socket) -> None:
     except OSError:
         pass
     s.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -35,7 +35,8 @@ from app.models import (
 )
 from app.paging import PageRequest
 from app.schema import ResourceType, fold
-from app.store import audit, groups, pages
+from app.store import audit, groups, maintenance, pages
+from app.store import users as users_store
 
 PER_PAGE = 50
 USER_SORTS = {
@@ -173,7 +174,7 @@ def users(
         for path in USER_SORTS.get(sort, USER_SORTS["userName"])
     ]
     keys += [pages.Key(User.created_at), pages.Key(User.id)]
-    query = _live_users() if where is None else _live_users().where(where)
+    query = users_store.live() if where is None else users_store.live().where(where)
     return _listing(query, keys, page, per_page, mode, note)
 
 
@@ -192,7 +193,7 @@ def groups_listing(
         for path in GROUP_SORTS.get(sort, GROUP_SORTS["displayName"])
     ]
     keys += [pages.Key(Group.created_at), pages.Key(Group.id)]
-    query = _live_groups() if where is None else _live_groups().where(where)
+    query = groups.live() if where is None else groups.live().where(where)
     return _listing(query, keys, page, per_page, mode, note)
 
 
@@ -297,15 +298,6 @@ def _clamp(page: int, total: int, per_page: int) -> int:
     return min(max(page, 1), _page_count(total, per_page))
 
 
-def _live_users() -> Select[tuple[User]]:
-    """Every user read starts here, so a tombstone can never leak into a page."""
-    return select(User).where(User.deleted_at.is_(None))
-
-
-def _live_groups() -> Select[tuple[Group]]:
-    return select(Group).where(Group.deleted_at.is_(None))
-
-
 # --- Dashboard -------------------------------------------------------------------------------
 
 
@@ -326,19 +318,11 @@ class Health:
 
 
 def counts() -> Counts:
-    active, inactive = db.session.execute(
-        select(
-            func.count().filter(User.active.is_(True)), func.count().filter(User.active.is_(False))
-        ).where(User.deleted_at.is_(None))
-    ).one()
-    group_count = db.session.scalar(select(func.count()).select_from(_live_groups().subquery()))
-    memberships = db.session.scalar(
-        select(func.count())
-        .select_from(GroupMember)
-        .join(Group, Group.id == GroupMember.group_id)
-        .where(Group.deleted_at.is_(None))
+    """The dashboard's figures: the ones `flask stats` prints (store/maintenance.py)."""
+    totals = maintenance.counts()
+    return Counts(
+        totals["users_active"], totals["users_inactive"], totals["groups"], totals["memberships"]
     )
-    return Counts(active, inactive, group_count or 0, memberships or 0)
 
 
 def health() -> Health:

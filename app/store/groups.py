@@ -6,7 +6,7 @@ group_members, never loaded and rewritten, and a PATCH never reads the member li
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, insert, literal, select, update
@@ -30,21 +30,20 @@ from app.patch import Operation
 from app.patch import apply as apply_patch
 from app.schema import fold
 from app.schema.core import GROUP_RESOURCE
-from app.store import pages
+from app.store import chunks, pages
 
 WRITE_ATTEMPTS = 5
-CHUNK = 500  # ids per IN (...) list: well under SQLite's bound-parameter limit
 MEMBERS = GROUP_RESOURCE.schema.attribute("members")
 
 
-def _live() -> Select[tuple[Group]]:
+def live() -> Select[tuple[Group]]:
     """Every read starts here, so a tombstone can never leak into an answer."""
     return select(Group).where(Group.deleted_at.is_(None))
 
 
 def get(group_id: str, *, for_update: bool = False) -> Group:
     """A live group; `for_update` locks its row until commit (PostgreSQL; SQLite locks the file)."""
-    query = _live().where(Group.id == group_id)
+    query = live().where(Group.id == group_id)
     if for_update:
         query = query.with_for_update()
     group = db.session.scalars(query).one_or_none()
@@ -65,7 +64,7 @@ def search(
 
     `across_types` (the root /.search): attributes groups lack have no value, not an error.
     """
-    query = _live()
+    query = live()
     if filter_text:
         query = query.where(filters.groups_where(filter_text, unknown_is_missing=across_types))
     keys = []
@@ -78,7 +77,7 @@ def search(
 def members_of(group_ids: list[str]) -> dict[str, list[Member]]:
     """Members of several groups in two queries, with the display name of each member."""
     out: dict[str, list[Member]] = {group_id: [] for group_id in group_ids}
-    for chunk in _chunks(group_ids):
+    for chunk in chunks(group_ids):
         users = (
             select(
                 GroupMember.group_id,
@@ -112,7 +111,7 @@ def members_of(group_ids: list[str]) -> dict[str, list[Member]]:
 def memberships_of(member_ids: list[str]) -> dict[str, list[Membership]]:
     """The live groups each of several users or groups belongs to directly."""
     out: dict[str, list[Membership]] = {member_id: [] for member_id in member_ids}
-    for chunk in _chunks(member_ids):
+    for chunk in chunks(member_ids):
         rows = db.session.execute(
             select(GroupMember.member_id, Group.id, Group.display_name)
             .join(Group, Group.id == GroupMember.group_id)
@@ -217,7 +216,7 @@ def _patch_members(group_id: str, operation: Operation) -> int:
             listed = [m.value for m in _members(_as_list(operation.value), check=False)]
             return sum(
                 _delete_members(GroupMember.group_id == group_id, GroupMember.member_id.in_(chunk))
-                for chunk in _chunks(listed)
+                for chunk in chunks(listed)
             )
         return _delete_members(GroupMember.group_id == group_id, matched)
     members = _members(_as_list(operation.value))
@@ -246,7 +245,7 @@ def _members(values: list[Any], *, check: bool = True) -> list[Member]:
     if not check:
         return [Member(value, kind or "User", None) for value, kind in wanted.items()]
     found: dict[str, str] = {}
-    for chunk in _chunks(list(wanted)):
+    for chunk in chunks(list(wanted)):
         for (user_id,) in db.session.execute(
             select(User.id).where(User.id.in_(chunk), User.deleted_at.is_(None))
         ):
@@ -273,7 +272,7 @@ def _add_members(group_id: str, members: list[Member]) -> int:
             _refuse_cycle(group_id, member.value)
     by_id = {m.value: m for m in members}
     inserted = 0
-    for chunk in _chunks(list(by_id)):
+    for chunk in chunks(list(by_id)):
         present = set(
             db.session.scalars(
                 select(GroupMember.member_id).where(
@@ -396,7 +395,7 @@ class _Race(Exception):
 
 
 def _check_display_name_free(display_name: str, own_id: str | None) -> None:
-    query = _live().where(Group.display_name_key == fold(display_name))
+    query = live().where(Group.display_name_key == fold(display_name))
     if own_id is not None:
         query = query.where(Group.id != own_id)
     if db.session.scalars(query.limit(1)).first() is not None:
@@ -415,8 +414,3 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
-
-
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]

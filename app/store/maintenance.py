@@ -9,8 +9,7 @@ from sqlalchemy import Select, delete, func, or_, select, text
 
 from app.db import db, utcnow
 from app.models import AuditEvent, Group, GroupMember, User, UserValue
-
-CHUNK = 500
+from app.store import chunks
 
 
 @dataclass(frozen=True)
@@ -38,11 +37,11 @@ def purge_tombstones(older_than_days: int) -> Purged:
             select(Group.id).where(Group.deleted_at.is_not(None), Group.deleted_at < cutoff)
         )
     )
-    for chunk in _chunks(user_ids):
+    for chunk in chunks(user_ids):
         db.session.execute(delete(UserValue).where(UserValue.user_id.in_(chunk)))
         db.session.execute(delete(GroupMember).where(GroupMember.member_id.in_(chunk)))
         db.session.execute(delete(User).where(User.id.in_(chunk)))
-    for chunk in _chunks(group_ids):
+    for chunk in chunks(group_ids):
         db.session.execute(
             delete(GroupMember).where(
                 or_(GroupMember.group_id.in_(chunk), GroupMember.member_id.in_(chunk))
@@ -73,7 +72,3 @@ def counts() -> dict[str, int]:
         ),
         "audit_events": count(select(func.count()).select_from(AuditEvent)),
     }
-
-
-def _chunks(items: list[str]) -> list[list[str]]:
-    return [items[start : start + CHUNK] for start in range(0, len(items), CHUNK)]

@@ -25,14 +25,14 @@ from app.store import groups, pages
 WRITE_ATTEMPTS = 5
 
 
-def _live() -> Select[tuple[User]]:
+def live() -> Select[tuple[User]]:
     """Every read starts here, so a tombstone can never leak into an answer."""
     return select(User).where(User.deleted_at.is_(None))
 
 
 def get(user_id: str, *, for_update: bool = False) -> User:
     """A live user; `for_update` locks its row until commit (PostgreSQL; SQLite locks the file)."""
-    query = _live().where(User.id == user_id)
+    query = live().where(User.id == user_id)
     if for_update:
         query = query.with_for_update()
     user = db.session.scalars(query).one_or_none()
@@ -54,7 +54,7 @@ def search(
 
     `across_types` (the root /.search): attributes users lack have no value, not an error.
     """
-    query = _live()
+    query = live()
     if filter_text:
         query = query.where(filters.users_where(filter_text, rt, unknown_is_missing=across_types))
     keys = []

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import pytest
 from app.auth import token_hash
 from tests.conftest import TOKEN, make_app
 from tests.databases import scratch_postgres_database
+from tests.net import free_port
 from tests.payloads import ERROR_URN, GROUP_URN, PATCH_URN, error, user_payload
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,12 +90,6 @@ def _json(response: Any) -> Any:
     raw = response.read()
     is_json = response.headers.get_content_subtype() in ("json", "scim+json")
     return json.loads(raw) if raw.strip() and is_json else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _nginx_or_skip() -> str:
@@ -236,7 +230,7 @@ def running_stack(database_url: str, tmp: Path, **settings: str) -> Iterator[Sta
     on the way out."""
     nginx = _nginx_or_skip()
     _self_signed_certificate(tmp)
-    gunicorn_port, https_port, http_port = _free_port(), _free_port(), _free_port()
+    gunicorn_port, https_port, http_port = free_port(), free_port(), free_port()
     conf = _render_site(
         tmp, https_port=https_port, http_port=http_port, upstream_port=gunicorn_port
     )
@@ -433,7 +427,7 @@ def _access_lines(stack: Stack, request_ids: set[str]) -> list[dict[str, Any]]:
 def test_readyz_fails_without_the_database_and_the_error_log_names_the_request(tmp_path):
     # gunicorn alone, on a database nobody listens for (port 1): alive, not ready, and its
     # stderr line for the failure is JSON carrying the request id.
-    port = _free_port()
+    port = free_port()
     env = _service_env("postgresql+psycopg://scim@127.0.0.1:1/scim", port)
     error_log = tmp_path / "gunicorn-error.log"
     stack = Stack(

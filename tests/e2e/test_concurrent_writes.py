@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,11 @@ import pytest
 
 from app.auth import token_hash
 from tests.conftest import TOKEN, make_app
+from tests.net import free_port
 from tests.payloads import GROUP_URN, PATCH_URN, user_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITERS = 24
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _request(method: str, url: str, body: dict | None = None) -> tuple[int, dict | None]:
@@ -45,15 +39,16 @@ def _request(method: str, url: str, body: dict | None = None) -> tuple[int, dict
 
 
 @pytest.fixture
-def service(database_url: str, tmp_path: Path) -> Iterator[str]:
+def service(fresh_database_url: str, tmp_path: Path) -> Iterator[str]:
     """gunicorn with 3 workers of 4 threads on a migrated database; yields the /scim/v2 URL."""
+    database_url = fresh_database_url
     app = make_app(database_url)
     with app.app_context():
         flask_migrate.upgrade(directory=str(ROOT / "migrations"))
         from app.db import db
 
         db.engine.dispose()
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "gunicorn.log"
     log_file = log.open("wb")
     env = {
@@ -97,13 +92,6 @@ def service(database_url: str, tmp_path: Path) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=30)
         log_file.close()
-        with app.app_context():
-            from app.db import db
-
-            db.drop_all()
-            db.session.execute(db.text("DROP TABLE IF EXISTS alembic_version"))
-            db.session.commit()
-            db.engine.dispose()
 
 
 def test_concurrent_member_adds_to_one_group_lose_none(service):

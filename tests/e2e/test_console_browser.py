@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from app.db import db
 from app.models import GroupMember
 from app.store import console as console_store
 from tests.conftest import TOKEN
+from tests.net import free_port
 from tests.payloads import GROUP_URN, patch_payload, user_payload
 from tests.test_console import PASSWORD, seed_users
 
@@ -97,12 +97,6 @@ def _browser_or_skip() -> None:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _service_env(database_url: str, port: int) -> dict[str, str]:
     # Every variable .env.example names is set, so a developer's .env cannot leak in.
     names = re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
@@ -125,7 +119,7 @@ def server(
 ) -> Iterator[str]:
     """gunicorn on the test database (whose tables the `app` fixture created)."""
     _browser_or_skip()
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("console-gunicorn") / "gunicorn.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

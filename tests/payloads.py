@@ -51,3 +51,12 @@ def without_volatile(resource: dict[str, Any]) -> dict[str, Any]:
         for key in ("created", "lastModified", "location", "version"):
             meta.pop(key, None)
     return out
+
+
+def found(client: Any, filter_text: str) -> set[str]:
+    """The userNames GET /Users?filter= finds, checking that totalResults agrees with the page."""
+    response = client.get("/scim/v2/Users", query_string={"filter": filter_text})
+    assert response.status_code == 200, (filter_text, response.json)
+    names = {resource["userName"] for resource in response.json["Resources"]}
+    assert response.json["totalResults"] == len(names)
+    return names

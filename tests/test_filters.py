@@ -10,21 +10,13 @@ from hypothesis import strategies as st
 
 from app.db import db
 from tests.conftest import BASE
-from tests.payloads import GROUP_URN, LIST_URN, USER_URN, error, user_payload
+from tests.payloads import GROUP_URN, LIST_URN, USER_URN, error, found, user_payload
 
 OPERATORS = "eq, ne, co, sw, ew, gt, ge, lt, le or pr"
 
 
 def search(client, filter_text: str):
     return client.get(f"{BASE}/Users", query_string={"filter": filter_text})
-
-
-def found(client, filter_text: str) -> set[str]:
-    response = search(client, filter_text)
-    assert response.status_code == 200, (filter_text, response.json)
-    names = {resource["userName"] for resource in response.json["Resources"]}
-    assert response.json["totalResults"] == len(names)
-    return names
 
 
 @pytest.mark.parametrize(

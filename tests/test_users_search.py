@@ -13,6 +13,7 @@ from tests.payloads import (
     LIST_URN,
     USER_URN,
     error,
+    found,
     patch_payload,
     without_volatile,
 )
@@ -28,14 +29,6 @@ def search(client, query_string=None, **params):
 def user_names(response) -> list[str]:
     assert response.status_code == 200, response.json
     return [resource["userName"] for resource in response.json["Resources"]]
-
-
-def found(client, filter_text: str) -> set[str]:
-    """The userNames a filter finds, checking that totalResults agrees with the page."""
-    response = search(client, filter=filter_text)
-    names = user_names(response)
-    assert response.json["totalResults"] == len(names)
-    return set(names)
 
 
 @pytest.fixture

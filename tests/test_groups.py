@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import time
+from contextlib import contextmanager
 
+import pytest
+from sqlalchemy import event
+
+from app.db import db
 from tests.conftest import BASE
 from tests.payloads import GROUP_URN, LIST_URN, error, patch_payload, without_volatile
 
@@ -389,3 +394,58 @@ def _free_once():
             real(display_name, own_id)
 
     return check
+
+
+def test_every_membership_change_bumps_last_modified(client, create_user, create_group):
+    jane = create_user()
+    group = create_group()
+    before = group["meta"]["lastModified"]
+    time.sleep(0.002)  # timestamps are shown to the millisecond
+    add = patch_payload({"op": "add", "path": "members", "value": [{"value": jane["id"]}]})
+    assert client.patch(f"{BASE}/Groups/{group['id']}", json=add).status_code == 204
+    after_add = get_group(client, group)["meta"]
+    assert after_add["lastModified"] > before and after_add["version"] == 'W/"2"'
+    time.sleep(0.002)
+    client.delete(f"{BASE}/Users/{jane['id']}")  # a deleted user leaves the group
+    after_delete = get_group(client, group)["meta"]
+    assert after_delete["lastModified"] > after_add["lastModified"]
+    assert after_delete["version"] == 'W/"3"'
+
+
+@contextmanager
+def statements():
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+def test_excluded_members_are_never_read(client, create_user, create_group):
+    jane = create_user()
+    group = create_group(members=[{"value": jane["id"]}])
+    for url in (f"/Groups/{group['id']}", "/Groups", '/Groups?filter=displayName eq "Engineering"'):
+        separator = "&" if "?" in url else "?"
+        with statements() as seen:
+            response = client.get(f"{BASE}{url}{separator}excludedAttributes=members")
+        assert response.status_code == 200
+        assert not [s for s in seen if "group_members" in s], url
+
+
+def test_listing_groups_costs_the_same_statements_whatever_their_number(
+    client, create_user, create_group
+):
+    jane = create_user()
+    counts = []
+    for batch in range(2):
+        for n in range(3 * batch, 3 * batch + 3):
+            create_group(f"Team {n}", members=[{"value": jane["id"]}])
+        with statements() as seen:
+            assert client.get(f"{BASE}/Groups?count=100").status_code == 200
+        counts.append(len(seen))
+    assert counts[0] == counts[1]  # no query per group: members come in one query for the page

@@ -10,6 +10,8 @@ from datetime import timedelta
 
 from limits import parse_many
 
+from app.limits import INDEXABLE_STRING_BYTES, SMALLEST_MEMBER_BYTES, Limits
+
 DEFAULT_DATABASE_URL = "sqlite:///scim.sqlite3"  # relative SQLite paths land in instance/
 
 
@@ -21,12 +23,14 @@ def load_config(env: Mapping[str, str]) -> dict[str, object]:
     database_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
     db_timeout = _int(env, "SCIM_DB_TIMEOUT_SECONDS", 5, minimum=1)
     secret_key = _secret_key(env)
+    limits = _limits(env)
     return {
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url, db_timeout),
         "SCIM_DB_TIMEOUT_SECONDS": db_timeout,
         "SCIM_TOKEN_HASHES": _token_hashes(env.get("SCIM_TOKEN_HASHES", "")),
-        "MAX_CONTENT_LENGTH": _int(env, "SCIM_MAX_BODY_BYTES", 1_048_576, minimum=1024),
+        "MAX_CONTENT_LENGTH": limits.body_bytes,  # Werkzeug refuses a larger body with 413
+        "SCIM_LIMITS": limits,
         "SCIM_MAX_RESULTS": _int(env, "SCIM_MAX_RESULTS", 200, minimum=100),
         "SCIM_DEFAULT_COUNT": _int(env, "SCIM_DEFAULT_COUNT", 100, minimum=1),
         "SCIM_PROXY_HOPS": _int(env, "SCIM_PROXY_HOPS", 0, minimum=0),
@@ -49,6 +53,30 @@ def load_config(env: Mapping[str, str]) -> dict[str, object]:
         "SCIM_CONSOLE_LOGIN_ATTEMPTS": _int(env, "SCIM_CONSOLE_LOGIN_ATTEMPTS", 5, minimum=1),
         "SCIM_CONSOLE_LOCKOUT_SECONDS": _int(env, "SCIM_CONSOLE_LOCKOUT_SECONDS", 900, minimum=1),
     }
+
+
+def _limits(env: Mapping[str, str]) -> Limits:
+    """The bounds of one request (app/limits.py); each SCIM_MAX_* overrides one default."""
+    default = Limits()
+    body = _int(env, "SCIM_MAX_BODY_BYTES", default.body_bytes, minimum=1024)
+    string_bytes = _int(env, "SCIM_MAX_STRING_BYTES", default.string_bytes, minimum=64)
+    if string_bytes > INDEXABLE_STRING_BYTES:
+        raise ConfigError(
+            f"SCIM_MAX_STRING_BYTES must be at most {INDEXABLE_STRING_BYTES} (what a PostgreSQL "
+            f"index entry holds), got {string_bytes}"
+        )
+    return Limits(
+        body_bytes=body,
+        filter_chars=_int(env, "SCIM_MAX_FILTER_CHARS", default.filter_chars, minimum=256),
+        filter_depth=_int(env, "SCIM_MAX_FILTER_DEPTH", default.filter_depth, minimum=2),
+        filter_terms=_int(env, "SCIM_MAX_FILTER_TERMS", default.filter_terms, minimum=2),
+        string_bytes=string_bytes,
+        patch_operations=_int(
+            env, "SCIM_MAX_PATCH_OPERATIONS", default.patch_operations, minimum=1
+        ),
+        # By default whatever member list fits in the body, whatever the body limit is.
+        members=_int(env, "SCIM_MAX_MEMBERS_PER_REQUEST", body // SMALLEST_MEMBER_BYTES, minimum=1),
+    )
 
 
 def _engine_options(url: str, timeout: int) -> dict[str, object]:

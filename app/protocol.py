@@ -21,6 +21,7 @@ from app.errors import (
     ServiceUnavailable,
     UnsupportedMediaType,
 )
+from app.limits import Limits
 from app.paging import Cursor, PageRequest
 from app.schema.core import Registry
 
@@ -62,6 +63,11 @@ class ListQuery:
 def registry() -> Registry:
     """The schema registry of this deployment (core, enterprise and declared extensions)."""
     return current_app.extensions["scim_registry"]
+
+
+def limits() -> Limits:
+    """The bounds of one request in this deployment (SCIM_MAX_*, app/limits.py)."""
+    return current_app.config["SCIM_LIMITS"]
 
 
 def base_url() -> str:

@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import api, audit, auth, cli, console, protocol, ratelimit, requests
 from app.api import health
 from app.config import ConfigError, load_config
-from app.db import db, migrate
+from app.db import db, end_request, migrate
 from app.schema import extensions
 from app.schema.core import Registry, build_registry
 
@@ -37,7 +37,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     console.init_app(app)  # /console/ and `flask console`; off until an admin password is set
     # A request that failed part-way must leave nothing behind: store functions commit once, at
     # the end, and whatever a failed request had flushed is discarded here.
-    app.teardown_request(lambda _error: db.session.rollback())
+    app.teardown_request(lambda _error: end_request(db.session))
     protocol.register_error_handlers(app)
     cli.init_app(app)  # flask tokens ..., flask purge, flask stats
     if hops := app.config["SCIM_PROXY_HOPS"]:  # only behind a proxy we know about

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import time
 from datetime import UTC, datetime
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Connection, DateTime, Engine, MetaData, TypeDecorator, event
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import Connection, DateTime, Engine, MetaData, TypeDecorator, event, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Session
+
+log = logging.getLogger(__name__)
 
 # Explicit constraint names so Alembic migrations diff cleanly on both databases.
 NAMING_CONVENTION = {
@@ -96,3 +100,87 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 def is_retryable(error: DBAPIError) -> bool:
     """A write that lost a serialization conflict or a deadlock, to run again from a fresh read."""
     return getattr(error.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+# SQLSTATE classes and codes after which the same request, sent again, can succeed: the
+# connection broke (08), the server is short of resources or shutting down (53, 57P0x), a
+# statement or lock wait hit SCIM_DB_TIMEOUT_SECONDS (57014, 55P03), a lost race (40xxx).
+_TRANSIENT_CLASSES = ("08", "40", "53")
+_TRANSIENT_SQLSTATES = frozenset({"57014", "57P01", "57P02", "57P03", "55P03", "25P03"})
+# The data itself is what the database refused (class 22, data exception; 54, program limit
+# exceeded, such as an index entry too large): sending it again cannot succeed.
+_DATA_CLASSES = ("22", "54")
+# SQLite says OperationalError for programming errors too; only these mean "unavailable".
+_SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """The database is down, unreachable, overloaded or too slow: a retry can succeed."""
+    original = getattr(error, "orig", None)
+    if isinstance(original, sqlite3.Error):
+        return any(reason in str(original).lower() for reason in _SQLITE_UNAVAILABLE)
+    sqlstate = getattr(original, "sqlstate", None)
+    if sqlstate is None:
+        # No answer from the server at all (a dropped connection, a pool timeout).
+        return isinstance(error, OperationalError | InterfaceError) or original is None
+    return sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith(_TRANSIENT_CLASSES)
+
+
+def is_refused_data(error: BaseException) -> bool:
+    """The database refused a value sent to it (too large, malformed): the client's to fix."""
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
+    return sqlstate.startswith(_DATA_CLASSES)
+
+
+def end_request(session: Session) -> None:
+    """Discard whatever a request left uncommitted; never raise for a connection already gone.
+
+    Runs at teardown, after the response is built: a database that dropped the connection
+    (a restart, pg_terminate_backend) must not turn that response into an HTML 500.
+    """
+    try:
+        session.rollback()
+    except SQLAlchemyError as e:
+        log.warning("rollback at the end of a request failed: %s", type(e).__name__)
+        session.invalidate()  # closes the connection without talking to it
+
+
+def commit(session: Session) -> None:
+    """Commit; on PostgreSQL, a commit whose answer was lost is looked up, not guessed at.
+
+    When the connection breaks during COMMIT, the server may have committed before it could
+    answer. Answering 503 then would make the IdP retry a write that happened (a create would
+    come back 409). pg_xact_status tells, on a fresh connection, what became of the
+    transaction; only a transaction that did not commit raises.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        session.commit()
+        return
+    xid = session.scalar(text("SELECT pg_current_xact_id_if_assigned()::text"))
+    try:
+        session.commit()
+    except (OperationalError, InterfaceError) as e:
+        if xid is None or not is_unavailable(e):
+            raise
+        end_request(session)
+        if _committed(session, xid):
+            log.warning("the commit's answer was lost, but transaction %s committed", xid)
+            return
+        raise
+
+
+def _committed(session: Session, xid: str) -> bool:
+    """Whether transaction `xid` committed, asked on a new connection; False if unknown."""
+    deadline = time.monotonic() + 2
+    while True:
+        try:
+            with session.get_bind().connect() as connection:
+                status = connection.scalar(
+                    text("SELECT pg_xact_status(CAST(:xid AS xid8))"), {"xid": xid}
+                )
+        except SQLAlchemyError:
+            return False  # the database is still unreachable: the caller answers 503
+        # "in progress": the backend has not yet noticed its client is gone.
+        if status != "in progress" or time.monotonic() > deadline:
+            return status == "committed"
+        time.sleep(0.05)

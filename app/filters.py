@@ -51,6 +51,8 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from app.db import UTCDateTime
 from app.errors import InvalidFilter, InvalidPath, InvalidValue
+from app.intake import text_problem
+from app.limits import DEFAULT_LIMITS, Limits
 from app.models import Group, GroupMember, User, UserValue
 from app.schema import Attribute, Resolved, ResourceType, fold, parse_datetime
 from app.schema.core import GROUP_RESOURCE, USER_RESOURCE
@@ -83,6 +85,9 @@ class _Lexer(SCIMLexer):
         if isinstance(t.value.value, str) and "\x00" in t.value.value:
             # No stored value can hold NUL (PostgreSQL text cannot); refuse it on both databases.
             raise ValueError(f"NUL character (\\u0000) in string at position {t.index + 1}")
+        if isinstance(t.value.value, str) and text_problem(t.value.value):
+            # "\ud800" is a JSON escape, but of no Unicode character: no driver can send it.
+            raise ValueError(f"Lone UTF-16 surrogate in string at position {t.index + 1}")
         return t
 
     # RFC 5234 §2.3: ABNF strings are case-insensitive, so `True` and `NULL` are literals too;
@@ -108,10 +113,18 @@ class _Lexer(SCIMLexer):
         raise ValueError(f"Unexpected character {t.value[0]!r} at position {t.index + 1}")
 
 
-def parse(text: str) -> ast.Filter:
+def parse(text: str, limits: Limits = DEFAULT_LIMITS) -> ast.Filter:
     """Parse filter text; every failure is an InvalidFilter naming what went wrong."""
+    if len(text) > limits.filter_chars:
+        raise InvalidFilter(
+            f"Invalid filter: it is {len(text)} characters long; at most {limits.filter_chars} "
+            "are accepted (SCIM_MAX_FILTER_CHARS)"
+        )
+    if problem := text_problem(text):
+        raise InvalidFilter(f"Invalid filter: the filter {problem}")
     try:
         tokens = list(_Lexer().tokenize(text))
+        _check_size(tokens, limits)
         tree = SCIMParser().parse(iter(tokens))
     except ValueError as e:
         raise InvalidFilter(f"Invalid filter: {e}") from None
@@ -122,12 +135,18 @@ def parse(text: str) -> ast.Filter:
     return _reassociate(tree)
 
 
-def parse_path(text: str) -> ast.AttrPath:
+def parse_path(text: str, limits: Limits = DEFAULT_LIMITS) -> ast.AttrPath:
     """Parse a PATCH path (`emails[type eq "work"].value`) with the same grammar as filters."""
+    if len(text) > limits.filter_chars or text_problem(text):
+        raise InvalidPath(f"Invalid path {_clip(text)!r}")
     try:
-        tree = SCIMParser().parse(_Lexer().tokenize(f'{text} eq ""'))
+        tokens = list(_Lexer().tokenize(f'{text} eq ""'))
+        _check_size(tokens, limits)
+        tree = SCIMParser().parse(iter(tokens))
+    except InvalidFilter as e:
+        raise InvalidPath(e.detail.replace("Invalid filter", "Invalid path")) from None
     except (ValueError, SCIMParserError):
-        raise InvalidPath(f"Invalid path {text!r}") from None
+        raise InvalidPath(f"Invalid path {_clip(text)!r}") from None
     if tree is None or not isinstance(tree.expr, ast.AttrExpr):
         raise InvalidPath(f"Invalid path {text!r}")
     path = tree.expr.attr_path
@@ -137,6 +156,40 @@ def parse_path(text: str) -> ast.AttrPath:
 
 
 _OPERATOR_NAMES = "eq, ne, co, sw, ew, gt, ge, lt, le or pr"
+_COMPARISONS = frozenset({"EQ", "NE", "CO", "SW", "EW", "GT", "GE", "LT", "LE", "PR"})
+_OPENING = frozenset({"LPAREN", "LBRACKET"})
+_CLOSING = frozenset({"RPAREN", "RBRACKET"})
+
+
+def _check_size(tokens: list[Any], limits: Limits) -> None:
+    """Refuse a filter nested or chained beyond the limits before the parser sees it.
+
+    The parser and the translation to SQL walk the tree recursively; bounded here, they never
+    run out of stack, and no filter costs the database more than `filter_terms` comparisons.
+    """
+    depth = deepest = terms = 0
+    for token in tokens:
+        if token.type in _OPENING:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token.type in _CLOSING:
+            depth -= 1
+        elif token.type in _COMPARISONS:
+            terms += 1
+    if deepest > limits.filter_depth:
+        raise InvalidFilter(
+            f"Invalid filter: it nests {deepest} levels of ( ) and [ ] deep; at most "
+            f"{limits.filter_depth} are accepted (SCIM_MAX_FILTER_DEPTH)"
+        )
+    if terms > limits.filter_terms:
+        raise InvalidFilter(
+            f"Invalid filter: it has {terms} comparisons; at most {limits.filter_terms} are "
+            "accepted (SCIM_MAX_FILTER_TERMS)"
+        )
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= 100 else text[:100] + "..."
 
 
 def _describe_parser_error(error: SCIMParserError, text: str, tokens: list[Any]) -> str:
@@ -354,10 +407,11 @@ _LOCATION = "meta.location"
 
 
 def users_where(
-    text: str, rt: ResourceType = USER_RESOURCE, *, unknown_is_missing: bool = False
+    filter: str | ast.Filter, rt: ResourceType = USER_RESOURCE, *, unknown_is_missing: bool = False
 ) -> ColumnElement[bool]:
-    """`rt`: the deployment's User resource type, with its declared extensions."""
-    return _Translator(_users(rt), unknown_is_missing=unknown_is_missing).filter(parse(text))
+    """`filter`: text, or a tree `parse` made; `rt`: the deployment's User resource type."""
+    tree = parse(filter) if isinstance(filter, str) else filter
+    return _Translator(_users(rt), unknown_is_missing=unknown_is_missing).filter(tree)
 
 
 @functools.cache
@@ -365,8 +419,11 @@ def _users(rt: ResourceType) -> Target:
     return USERS if rt is USER_RESOURCE else dataclasses.replace(USERS, rt=rt)
 
 
-def groups_where(text: str, *, unknown_is_missing: bool = False) -> ColumnElement[bool]:
-    return _Translator(GROUPS, unknown_is_missing=unknown_is_missing).filter(parse(text))
+def groups_where(
+    filter: str | ast.Filter, *, unknown_is_missing: bool = False
+) -> ColumnElement[bool]:
+    tree = parse(filter) if isinstance(filter, str) else filter
+    return _Translator(GROUPS, unknown_is_missing=unknown_is_missing).filter(tree)
 
 
 def members_where(value_filter: ast.Filter) -> ColumnElement[bool]:

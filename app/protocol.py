@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from dataclasses import dataclass, replace
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
-from sqlalchemy.exc import InterfaceError, OperationalError
+from scim2_filter_parser import ast
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from app import paging
+from app import db, filters, intake, paging
 from app.errors import (
     InvalidSyntax,
     InvalidValue,
@@ -50,6 +50,7 @@ class ListQuery:
 
     resource_type: str
     filter: str | None
+    where: ast.Filter | None  # the filter parsed, within this deployment's limits
     sort_by: str | None
     descending: bool
     page: PageRequest
@@ -75,8 +76,12 @@ def base_url() -> str:
     return current_app.config["SCIM_BASE_URL"] or request.host_url.rstrip("/") + "/scim/v2"
 
 
-def json_body() -> dict[str, Any]:
-    """The request's JSON object; anything else is a SCIM error, never a 500."""
+def json_body(*, checked_elsewhere: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The request's JSON object, every string in it storable and within the limits.
+
+    Anything else is a SCIM error, never a 500. `checked_elsewhere`: top-level keys with rules
+    of their own (a SearchRequest's filter is held to the filter limits instead).
+    """
     mimetype = request.mimetype
     if mimetype and mimetype not in ACCEPTED_BODY_TYPES:
         raise UnsupportedMediaType(
@@ -90,6 +95,7 @@ def json_body() -> dict[str, Any]:
         raise InvalidSyntax("The request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise InvalidSyntax("The request body must be a JSON object")
+    intake.check_body(body, limits(), skip=checked_elsewhere)
     return body
 
 
@@ -108,7 +114,7 @@ def list_query(resource_type: str) -> ListQuery:
 
 def search_query(resource_type: str) -> ListQuery:
     """POST .../.search (RFC 7644 §3.4.3): the same parameters in a SearchRequest body."""
-    body = json_body()
+    body = json_body(checked_elsewhere=frozenset({"filter"}))
     schemas = body.get("schemas")
     if schemas is not None and SEARCH_URN not in (schemas if isinstance(schemas, list) else []):
         raise InvalidSyntax(f"schemas must be [{SEARCH_URN!r}]")
@@ -134,9 +140,12 @@ def _list_query(resource_type: str, params: Any, names: Any) -> ListQuery:
     if order.lower() not in ("ascending", "descending"):
         raise InvalidValue(f"sortOrder must be 'ascending' or 'descending', got {order!r}")
     filter_text = params.get("filter")
+    if not (filter_text and filter_text.strip()):
+        filter_text = None
     query = ListQuery(
         resource_type,
-        filter_text if filter_text and filter_text.strip() else None,
+        filter_text,
+        filters.parse(filter_text, limits()) if filter_text is not None else None,
         params.get("sortBy") or None,
         order.lower() == "descending",
         PageRequest(),
@@ -239,12 +248,20 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
     @app.errorhandler(PoolTimeout)
-    def database_unavailable(e: Exception) -> Response:
+    @app.errorhandler(DataError)
+    def database_error(e: Exception) -> Response:
+        if db.is_refused_data(e):
+            # A value the limits let through but the database cannot hold: a retry cannot
+            # succeed, so no 503. The cause goes to the log, never SQL to the client.
+            log.warning("database refused a value: %s", _cause(e))
+            return scim_error(
+                InvalidValue("A value in the request is too large or malformed to be stored")
+            )
+        if not db.is_unavailable(e):
+            raise e  # a bug (SQLite says OperationalError for "no such table" too): the 500 path
         # The database is down, unreachable, or did not answer within SCIM_DB_TIMEOUT_SECONDS
         # (connect, pool or statement timeout; a lock held too long): the caller should retry,
         # and the pool's pre-ping reconnects by itself once the database is back.
-        if not _unavailable(e):
-            raise e  # a bug (SQLite says OperationalError for "no such table" too): the 500 path
         log.warning("database unavailable: %s", _cause(e))
         g.database_unavailable = True
         return scim_error(
@@ -276,17 +293,6 @@ _HTTP_DETAILS = {
     413: "The request body is larger than this service accepts",
     429: "Too many requests with this token; retry after the seconds given in Retry-After",
 }
-
-
-# SQLite raises OperationalError for programming errors as well; only these mean "unavailable".
-_SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")
-
-
-def _unavailable(e: Exception) -> bool:
-    original = getattr(e, "orig", None)
-    if isinstance(original, sqlite3.Error):
-        return any(reason in str(original).lower() for reason in _SQLITE_UNAVAILABLE)
-    return True
 
 
 def _cause(e: Exception) -> str:

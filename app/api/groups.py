@@ -41,7 +41,7 @@ def search_groups() -> Response:
 
 def _list(query: ListQuery) -> Response:
     page = groups.search(
-        query.filter, query.page, sort_by=query.sort_by, descending=query.descending
+        query.where, query.page, sort_by=query.sort_by, descending=query.descending
     )
     resources = render(page.rows, query.projection)
     return protocol.list_response(

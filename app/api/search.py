@@ -14,7 +14,7 @@ def search_everything() -> Response:
     query = protocol.search_query("*")
     found = search_all(
         protocol.registry(),
-        query.filter,
+        query.where,
         query.page,
         sort_by=query.sort_by,
         descending=query.descending,

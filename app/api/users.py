@@ -42,7 +42,7 @@ def search_users() -> Response:
 def _list(query: ListQuery) -> Response:
     page = users.search(
         protocol.registry().user,
-        query.filter,
+        query.where,
         query.page,
         sort_by=query.sort_by,
         descending=query.descending,

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from scim2_filter_parser import ast
 from sqlalchemy import ColumnElement, Select, and_, func, insert, literal, select, update
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app import etags, filters, validate
-from app.db import db, is_retryable, utcnow
+from app.db import commit, db, is_retryable, utcnow
 from app.errors import (
     Conflict,
     InvalidPath,
@@ -30,7 +31,7 @@ from app.patch import Operation
 from app.patch import apply as apply_patch
 from app.schema import fold
 from app.schema.core import GROUP_RESOURCE
-from app.store import chunks, pages
+from app.store import chunks, could_be_id, pages
 
 WRITE_ATTEMPTS = 5
 MEMBERS = GROUP_RESOURCE.schema.attribute("members")
@@ -43,6 +44,8 @@ def live() -> Select[tuple[Group]]:
 
 def get(group_id: str, *, for_update: bool = False) -> Group:
     """A live group; `for_update` locks its row until commit (PostgreSQL; SQLite locks the file)."""
+    if not could_be_id(group_id):
+        raise NotFound(f"Group {group_id!r} not found")
     query = live().where(Group.id == group_id)
     if for_update:
         query = query.with_for_update()
@@ -53,20 +56,20 @@ def get(group_id: str, *, for_update: bool = False) -> Group:
 
 
 def search(
-    filter_text: str | None,
+    filter: ast.Filter | None,
     page: PageRequest,
     *,
     sort_by: str | None = None,
     descending: bool = False,
     across_types: bool = False,
 ) -> pages.Page:
-    """One page of live groups matching a SCIM filter, and how many match in all.
+    """One page of live groups matching a parsed SCIM filter, and how many match in all.
 
     `across_types` (the root /.search): attributes groups lack have no value, not an error.
     """
     query = live()
-    if filter_text:
-        query = query.where(filters.groups_where(filter_text, unknown_is_missing=across_types))
+    if filter is not None:
+        query = query.where(filters.groups_where(filter, unknown_is_missing=across_types))
     keys = []
     if sort_by and not (across_types and GROUP_RESOURCE.resolve(sort_by) is None):
         keys.append(pages.Key(filters.groups_sort_key(sort_by), descending, nullable=True))
@@ -404,7 +407,7 @@ def _check_display_name_free(display_name: str, own_id: str | None) -> None:
 
 def _commit() -> None:
     try:
-        db.session.commit()
+        commit(db.session)
     except IntegrityError:
         db.session.rollback()
         raise _Race() from None

@@ -6,6 +6,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from scim2_filter_parser import ast
+
 from app.errors import InvalidValue
 from app.paging import PageRequest
 from app.schema.core import Registry
@@ -21,7 +23,7 @@ class Results:
 
 def search_all(
     registry: Registry,
-    filter_text: str | None,
+    filter: ast.Filter | None,
     page: PageRequest,
     *,
     sort_by: str | None,
@@ -44,7 +46,7 @@ def search_all(
         start = max(page.start_index - offset, 1)
         wanted = page.count - len(results.users) - len(results.groups)
         part = search(
-            filter_text,
+            filter,
             PageRequest(start, max(wanted, 0)),
             sort_by=sort_by,
             descending=descending,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from scim2_filter_parser import ast
 from sqlalchemy import Select, select
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -12,14 +13,14 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.security import generate_password_hash
 
 from app import etags, filters, validate
-from app.db import db, is_retryable, utcnow
+from app.db import commit, db, is_retryable, utcnow
 from app.errors import Conflict, NotFound, PreconditionFailed, Uniqueness
 from app.models import User, UserValue, new_id
 from app.paging import PageRequest
 from app.patch import Operation
 from app.patch import apply as apply_patch
 from app.schema import ResourceType, fold
-from app.store import groups, pages
+from app.store import could_be_id, groups, pages
 
 # Concurrent writers to one user: the loser re-reads and re-applies its change this many times.
 WRITE_ATTEMPTS = 5
@@ -32,6 +33,8 @@ def live() -> Select[tuple[User]]:
 
 def get(user_id: str, *, for_update: bool = False) -> User:
     """A live user; `for_update` locks its row until commit (PostgreSQL; SQLite locks the file)."""
+    if not could_be_id(user_id):
+        raise NotFound(f"User {user_id!r} not found")
     query = live().where(User.id == user_id)
     if for_update:
         query = query.with_for_update()
@@ -43,20 +46,20 @@ def get(user_id: str, *, for_update: bool = False) -> User:
 
 def search(
     rt: ResourceType,
-    filter_text: str | None,
+    filter: ast.Filter | None,
     page: PageRequest,
     *,
     sort_by: str | None = None,
     descending: bool = False,
     across_types: bool = False,
 ) -> pages.Page:
-    """One page of live users matching a SCIM filter, and how many match in all.
+    """One page of live users matching a parsed SCIM filter, and how many match in all.
 
     `across_types` (the root /.search): attributes users lack have no value, not an error.
     """
     query = live()
-    if filter_text:
-        query = query.where(filters.users_where(filter_text, rt, unknown_is_missing=across_types))
+    if filter is not None:
+        query = query.where(filters.users_where(filter, rt, unknown_is_missing=across_types))
     keys = []
     if sort_by and not (across_types and rt.resolve(sort_by) is None):
         keys.append(pages.Key(filters.users_sort_key(sort_by, rt), descending, nullable=True))
@@ -206,7 +209,7 @@ def _text(value: Any, *, folded: bool = False) -> str | None:
 
 def _commit(user_name: str) -> None:
     try:
-        db.session.commit()
+        commit(db.session)
     except IntegrityError:
         db.session.rollback()
         raise Uniqueness(f"userName '{user_name}' is already taken") from None

@@ -16,6 +16,7 @@ from scim2_filter_parser import ast
 
 from app.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget
 from app.filters import parse_path
+from app.limits import DEFAULT_LIMITS, Limits
 from app.schema import Attribute, Resolved, ResourceType, fold
 
 PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -37,22 +38,31 @@ class Operation:
     implicit: bool = False  # came from a path-less value object's key, not an explicit path
 
 
-def parse(rt: ResourceType, body: dict[str, Any]) -> list[Operation]:
+def parse(
+    rt: ResourceType, body: dict[str, Any], limits: Limits = DEFAULT_LIMITS
+) -> list[Operation]:
     schemas = body.get("schemas")
     if schemas is not None and (not isinstance(schemas, list) or PATCH_URN not in schemas):
         raise InvalidSyntax(f"schemas must be [{PATCH_URN!r}]")
     raw_operations = body.get("Operations", body.get("operations"))
     if not isinstance(raw_operations, list) or not raw_operations:
         raise InvalidSyntax("Operations must be a non-empty list")
+    if len(raw_operations) > limits.patch_operations:
+        raise InvalidValue(
+            f"Operations has {len(raw_operations)} operations; at most {limits.patch_operations} "
+            "are accepted in one PATCH (SCIM_MAX_PATCH_OPERATIONS)"
+        )
     operations: list[Operation] = []
     for index, raw in enumerate(raw_operations, start=1):
         if not isinstance(raw, dict):
             raise InvalidSyntax(f"Operation {index} must be an object")
-        operations.extend(_normalise(rt, raw, index))
+        operations.extend(_normalise(rt, raw, index, limits))
     return operations
 
 
-def _normalise(rt: ResourceType, raw: dict[str, Any], index: int) -> list[Operation]:
+def _normalise(
+    rt: ResourceType, raw: dict[str, Any], index: int, limits: Limits
+) -> list[Operation]:
     op = raw.get("op")
     # Entra ID capitalises op values ("Replace"); RFC 7644 spells them in lower case.
     if not isinstance(op, str) or op.lower() not in OPS:
@@ -65,7 +75,7 @@ def _normalise(rt: ResourceType, raw: dict[str, Any], index: int) -> list[Operat
     if path:
         if op != "remove" and "value" not in raw:
             raise InvalidValue(f"Operation {index}: {op} requires a value")
-        return [Operation(op, _target(rt, path), value)]
+        return [Operation(op, _target(rt, path, limits), value)]
     if op == "remove":
         raise NoTarget(f"Operation {index}: remove requires a path")
     if not isinstance(value, dict):
@@ -81,15 +91,15 @@ def _normalise(rt: ResourceType, raw: dict[str, Any], index: int) -> list[Operat
             if not isinstance(item, dict):
                 raise InvalidValue(f"Operation {index}: {extension.id} must be an object")
             for sub_key, sub_item in item.items():
-                target = _target(rt, f"{extension.id}:{sub_key}")
+                target = _target(rt, f"{extension.id}:{sub_key}", limits)
                 expanded.append(Operation(op, target, sub_item, implicit=True))
             continue
-        expanded.append(Operation(op, _target(rt, key), item, implicit=True))
+        expanded.append(Operation(op, _target(rt, key, limits), item, implicit=True))
     return expanded
 
 
-def _target(rt: ResourceType, path: str) -> Target:
-    parsed = parse_path(path)
+def _target(rt: ResourceType, path: str, limits: Limits) -> Target:
+    parsed = parse_path(path, limits)
     value_filter = None
     if isinstance(parsed.attr_name, ast.Filter):
         namespace = parsed.attr_name.namespace

@@ -51,7 +51,7 @@ def _list(query: ListQuery) -> Response:
 
 @bp.post("")
 def create_group() -> Response:
-    group = groups.create(protocol.json_body())
+    group = groups.create(protocol.json_body(), max_members=protocol.limits().members)
     return _one(group, protocol.projection(), 201)
 
 
@@ -65,14 +65,21 @@ def get_group(group_id: str) -> Response:
 
 @bp.put("/<group_id>")
 def replace_group(group_id: str) -> Response:
-    group = groups.replace(group_id, protocol.json_body(), if_match=protocol.if_match())
+    group = groups.replace(
+        group_id,
+        protocol.json_body(),
+        if_match=protocol.if_match(),
+        max_members=protocol.limits().members,
+    )
     return _one(group, protocol.projection())
 
 
 @bp.patch("/<group_id>")
 def patch_group(group_id: str) -> Response:
-    operations = patch.parse(GROUP_RESOURCE, protocol.json_body())
-    group = groups.patch(group_id, operations, if_match=protocol.if_match())
+    operations = patch.parse(GROUP_RESOURCE, protocol.json_body(), protocol.limits())
+    group = groups.patch(
+        group_id, operations, if_match=protocol.if_match(), max_members=protocol.limits().members
+    )
     projection = protocol.projection()
     if not projection.attributes and not projection.excluded_attributes:
         # RFC 7644 §3.5.2 allows 204: it spares reading 100,000 members to answer a PATCH.

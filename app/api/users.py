@@ -77,7 +77,7 @@ def replace_user(user_id: str) -> Response:
 @bp.patch("/<user_id>")
 def patch_user(user_id: str) -> Response:
     rt = protocol.registry().user
-    operations = patch.parse(rt, protocol.json_body())
+    operations = patch.parse(rt, protocol.json_body(), protocol.limits())
     user = users.patch(rt, user_id, operations, if_match=protocol.if_match())
     return _one(user, protocol.projection())
 

@@ -25,6 +25,7 @@ from app.errors import (
     PreconditionFailed,
     Uniqueness,
 )
+from app.limits import DEFAULT_LIMITS
 from app.models import Group, GroupMember, Member, Membership, User, new_id
 from app.paging import PageRequest
 from app.patch import Operation
@@ -126,10 +127,10 @@ def memberships_of(member_ids: list[str]) -> dict[str, list[Membership]]:
     return out
 
 
-def create(body: dict[str, Any]) -> Group:
+def create(body: dict[str, Any], *, max_members: int = DEFAULT_LIMITS.members) -> Group:
     checked = validate.resource(GROUP_RESOURCE, body)
     document = checked.document
-    members = _members(document.pop("members", []))
+    members = _existing(_elements(document.pop("members", []), max_members))
     group = Group(id=new_id(), version=1)
     _set_columns(group, document)
     group.created_at = group.last_modified = utcnow()
@@ -146,14 +147,21 @@ def create(body: dict[str, Any]) -> Group:
     return group
 
 
-def replace(group_id: str, body: dict[str, Any], *, if_match: str | None = None) -> Group:
+def replace(
+    group_id: str,
+    body: dict[str, Any],
+    *,
+    if_match: str | None = None,
+    max_members: int = DEFAULT_LIMITS.members,
+) -> Group:
     """PUT: displayName, externalId and the whole member list (Okta's AIW apps send this)."""
     checked = validate.resource(GROUP_RESOURCE, body)
     document = checked.document
-    members = _members(document.pop("members", []))
+    wanted = _elements(document.pop("members", []), max_members)
 
     def change(group: Group) -> None:
         _check_display_name_free(document["displayName"], group.id)
+        members = _existing(wanted)
         db.session.execute(sql_delete(GroupMember).where(GroupMember.group_id == group.id))
         _add_members(group.id, members)
         _save(group, document)
@@ -161,17 +169,30 @@ def replace(group_id: str, body: dict[str, Any], *, if_match: str | None = None)
     return _write(group_id, change, if_match)
 
 
-def patch(group_id: str, operations: list[Operation], *, if_match: str | None = None) -> Group:
+def patch(
+    group_id: str,
+    operations: list[Operation],
+    *,
+    if_match: str | None = None,
+    max_members: int = DEFAULT_LIMITS.members,
+) -> Group:
     """Apply a PatchOp in one transaction: members by SQL, the rest on the small document."""
+    listed = sum(
+        len(_as_list(o.value)) for o in operations if o.target.resolved.attribute is MEMBERS
+    )
+    _check_member_count(listed, max_members)
 
     def change(group: Group) -> None:
         document = _document(group)
+        batch = _MemberBatch(group.id)
         rows_changed = 0
         for operation in operations:
-            if operation.target.resolved.attribute is MEMBERS:
-                rows_changed += _patch_members(group.id, operation)
-            else:
+            if operation.target.resolved.attribute is not MEMBERS:
                 document = apply_patch(document, [operation], resource_id=group.id)
+            elif not batch.take(operation):
+                # Anything but a plain add or remove sees the members as the batch leaves them.
+                rows_changed += batch.apply() + _patch_members(group.id, operation)
+        rows_changed += batch.apply()
         checked = validate.resource(GROUP_RESOURCE, document).document
         if rows_changed == 0 and checked == _document(group):
             return  # nothing changed (an existing member added, say): no new version
@@ -204,8 +225,79 @@ def forget_member(member_id: str) -> None:
     db.session.execute(sql_delete(GroupMember).where(GroupMember.member_id == member_id))
 
 
+class _MemberBatch:
+    """A run of plain member adds and removes, applied as two set operations.
+
+    Okta and Entra ID send one operation per member; applying each with its own statements
+    made a 1,000-operation PATCH cost thousands of round trips. Within a run, a member's last
+    add or remove decides whether it is in the group, so the run equals one DELETE of the
+    members removed last and one INSERT of those added last. Every member added anywhere in
+    the run must exist, as it must when the operations are applied one at a time.
+    """
+
+    def __init__(self, group_id: str):
+        self.group_id = group_id
+        self.added: set[str] = set()
+        self.removed: set[str] = set()
+        self.checked: dict[str, str | None] = {}  # every id added: member id -> declared type
+
+    def take(self, operation: Operation) -> bool:
+        """Fold a plain add or remove into the batch; False for any other members operation."""
+        target = operation.target
+        if target.resolved.sub_attribute is not None:
+            return False
+        if operation.op == "add" and target.value_filter is None:
+            for member_id, declared in _elements(_as_list(operation.value)).items():
+                self.removed.discard(member_id)
+                self.added.add(member_id)
+                self.checked.setdefault(member_id, declared)
+            return True
+        if operation.op != "remove":
+            return False
+        if target.value_filter is None and operation.value is not None:
+            # Entra ID: {"op":"Remove","path":"members","value":[{"value":"<id>"}]} removes
+            # exactly the listed members.
+            gone = list(_elements(_as_list(operation.value)))
+        elif (member_id := _member_id_of(target.value_filter)) is not None:
+            gone = [member_id]  # Okta: {"op":"remove","path":"members[value eq \"<id>\"]"}
+        else:
+            return False
+        self.added.difference_update(gone)
+        self.removed.update(gone)
+        return True
+
+    def apply(self) -> int:
+        """Write the batch and empty it; returns the rows changed."""
+        members = [m for m in _existing(self.checked) if m.value in self.added]
+        changed = sum(
+            _delete_members(GroupMember.group_id == self.group_id, GroupMember.member_id.in_(chunk))
+            for chunk in chunks(sorted(self.removed))
+        )
+        changed += _add_members(self.group_id, members)
+        self.added, self.removed, self.checked = set(), set(), {}
+        return changed
+
+
+def _member_id_of(value_filter: ast.Filter | None) -> str | None:
+    """The id in a `value eq "<id>"` members filter; None for any other filter."""
+    if not isinstance(value_filter, ast.Filter) or value_filter.negated:
+        return None
+    expr = value_filter.expr
+    if not isinstance(expr, ast.AttrExpr) or expr.value.lower() != "eq":
+        return None
+    path = expr.attr_path
+    if not isinstance(path.attr_name, str) or path.attr_name.lower() != "value":
+        return None
+    if path.sub_attr is not None or path.uri is not None:
+        return None
+    literal_value = getattr(expr.comp_value, "value", None)
+    member_id = getattr(literal_value, "value", None)
+    # Member ids are compared folded (filters.py): ids are lower-case UUIDs.
+    return fold(member_id) if isinstance(member_id, str) else None
+
+
 def _patch_members(group_id: str, operation: Operation) -> int:
-    """Apply one members operation with INSERTs and DELETEs; returns the rows changed."""
+    """Apply one members operation that is not a plain add or remove; returns rows changed."""
     target = operation.target
     if target.resolved.sub_attribute is not None:
         raise InvalidPath("members sub-attributes cannot be changed; add or remove members")
@@ -213,16 +305,8 @@ def _patch_members(group_id: str, operation: Operation) -> int:
     if target.value_filter is not None:
         matched = filters.members_where(target.value_filter)
     if operation.op == "remove":
-        if matched is None and operation.value is not None:
-            # Entra ID: {"op":"Remove","path":"members","value":[{"value":"<id>"}]} removes
-            # exactly the listed members.
-            listed = [m.value for m in _members(_as_list(operation.value), check=False)]
-            return sum(
-                _delete_members(GroupMember.group_id == group_id, GroupMember.member_id.in_(chunk))
-                for chunk in chunks(listed)
-            )
         return _delete_members(GroupMember.group_id == group_id, matched)
-    members = _members(_as_list(operation.value))
+    members = _existing(_elements(_as_list(operation.value)))
     removed = 0
     if operation.op == "replace":
         removed = _delete_members(GroupMember.group_id == group_id, matched)
@@ -237,26 +321,43 @@ def _delete_members(*conditions: ColumnElement[bool] | None) -> int:
     return db.session.execute(sql_delete(GroupMember).where(*where)).rowcount
 
 
-def _members(values: list[Any], *, check: bool = True) -> list[Member]:
-    """Validate member elements; with `check`, each must be a live user or group (else 400)."""
+def _check_member_count(count: int, max_members: int) -> None:
+    if count > max_members:
+        raise InvalidValue(
+            f"members: the request lists {count} members; at most {max_members} are accepted "
+            "in one request (SCIM_MAX_MEMBERS_PER_REQUEST)"
+        )
+
+
+def _elements(values: list[Any], max_members: int | None = None) -> dict[str, str | None]:
+    """Member elements, checked in shape: member id -> the type the client declared, if any."""
+    if max_members is not None:
+        _check_member_count(len(values), max_members)
     elements = validate.value(MEMBERS, values, "members") or []
     wanted: dict[str, str | None] = {}
     for element in elements:
         if "value" not in element:
             raise InvalidValue("members: every member needs a value (the member's id)")
         wanted.setdefault(element["value"], element.get("type"))
-    if not check:
-        return [Member(value, kind or "User", None) for value, kind in wanted.items()]
+    return wanted
+
+
+def _existing(wanted: dict[str, str | None]) -> list[Member]:
+    """The members, each a live user or group (else 400), locked until commit.
+
+    FOR KEY SHARE: a concurrent DELETE of that user or group (FOR UPDATE) waits for this
+    transaction, and then removes the membership it made; or this one waits for the DELETE
+    and finds the member gone. Either way no membership outlives its member (PostgreSQL;
+    SQLite runs one writer at a time).
+    """
     found: dict[str, str] = {}
     for chunk in chunks(list(wanted)):
-        for (user_id,) in db.session.execute(
-            select(User.id).where(User.id.in_(chunk), User.deleted_at.is_(None))
-        ):
-            found[user_id] = "User"
-        for (group_id,) in db.session.execute(
-            select(Group.id).where(Group.id.in_(chunk), Group.deleted_at.is_(None))
-        ):
-            found[group_id] = "Group"
+        for kind, model in (("User", User), ("Group", Group)):
+            query = select(model.id).where(model.id.in_(chunk), model.deleted_at.is_(None))
+            for (member_id,) in db.session.execute(
+                query.with_for_update(read=True, key_share=True)
+            ):
+                found[member_id] = kind
     members = []
     for value, declared in wanted.items():
         kind = found.get(value)

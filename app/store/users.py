@@ -31,13 +31,17 @@ def live() -> Select[tuple[User]]:
     return select(User).where(User.deleted_at.is_(None))
 
 
-def get(user_id: str, *, for_update: bool = False) -> User:
-    """A live user; `for_update` locks its row until commit (PostgreSQL; SQLite locks the file)."""
+def get(user_id: str, *, for_update: bool = False, deleting: bool = False) -> User:
+    """A live user; `for_update` locks its row until commit (PostgreSQL; SQLite locks the file).
+
+    Only a DELETE takes the lock that waits for group writers holding the user as a new member
+    (groups._existing, FOR KEY SHARE); other changes leave the key alone and need not wait.
+    """
     if not could_be_id(user_id):
         raise NotFound(f"User {user_id!r} not found")
     query = live().where(User.id == user_id)
     if for_update:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=not deleting)
     user = db.session.scalars(query).one_or_none()
     if user is None:
         raise NotFound(f"User {user_id} not found")
@@ -119,14 +123,16 @@ def delete(user_id: str, *, if_match: str | None = None) -> None:
         user.active = False
         user.last_modified = user.deleted_at
 
-    _update(user_id, change, if_match)
+    _update(user_id, change, if_match, deleting=True)
 
 
-def _update(user_id: str, change: Callable[[User], None], if_match: str | None) -> User:
+def _update(
+    user_id: str, change: Callable[[User], None], if_match: str | None, *, deleting: bool = False
+) -> User:
     for _ in range(WRITE_ATTEMPTS):
         try:
             # Concurrent writers to one user queue on its row lock instead of failing each other.
-            user = get(user_id, for_update=True)
+            user = get(user_id, for_update=True, deleting=deleting)
             if if_match is not None and not etags.matches(if_match, user.version):
                 raise PreconditionFailed(
                     f"User {user_id} has changed (it is now version {user.version})"

@@ -14,7 +14,7 @@ from app import create_app
 from app.auth import token_hash
 from app.db import db
 from tests.databases import scratch_postgres_database
-from tests.payloads import user_payload
+from tests.payloads import GROUP_URN, user_payload
 
 TOKEN = "test-token-0123456789"
 OTHER_TOKEN = "rotated-token-9876543210"
@@ -89,6 +89,19 @@ def create_user(client: FlaskClient) -> Callable[..., dict[str, Any]]:
 
     def create(**overrides: Any) -> dict[str, Any]:
         response = client.post(f"{BASE}/Users", json=user_payload(**overrides))
+        assert response.status_code == 201, response.json
+        return response.json
+
+    return create
+
+
+@pytest.fixture
+def create_group(client: FlaskClient) -> Callable[..., dict[str, Any]]:
+    """POST a group (displayName and any other attributes) and return the created resource."""
+
+    def create(display_name: str = "Engineering", **extra: Any) -> dict[str, Any]:
+        body = {"schemas": [GROUP_URN], "displayName": display_name, **extra}
+        response = client.post(f"{BASE}/Groups", json=body)
         assert response.status_code == 201, response.json
         return response.json
 

@@ -13,17 +13,6 @@ from tests.conftest import BASE
 from tests.payloads import GROUP_URN, LIST_URN, error, patch_payload, without_volatile
 
 
-@pytest.fixture
-def create_group(client):
-    def create(display_name="Engineering", **extra):
-        body = {"schemas": [GROUP_URN], "displayName": display_name, **extra}
-        response = client.post(f"{BASE}/Groups", json=body)
-        assert response.status_code == 201, response.json
-        return response.json
-
-    return create
-
-
 def member(user, kind="User"):
     path = "Users" if kind == "User" else "Groups"
     return {

@@ -11,7 +11,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Connection, DateTime, Engine, MetaData, TypeDecorator, event, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def is_refused_data(error: BaseException) -> bool:
     return sqlstate.startswith(_DATA_CLASSES)
 
 
-def end_request(session: Session) -> None:
+def end_request(session: Session | scoped_session[Session]) -> None:
     """Discard whatever a request left uncommitted; never raise for a connection already gone.
 
     Runs at teardown, after the response is built: a database that dropped the connection
@@ -142,10 +142,11 @@ def end_request(session: Session) -> None:
         session.rollback()
     except SQLAlchemyError as e:
         log.warning("rollback at the end of a request failed: %s", type(e).__name__)
-        session.invalidate()  # closes the connection without talking to it
+        # Close the connections without talking to them; the pool replaces them.
+        (session() if isinstance(session, scoped_session) else session).invalidate()
 
 
-def commit(session: Session) -> None:
+def commit(session: Session | scoped_session[Session]) -> None:
     """Commit; on PostgreSQL, a commit whose answer was lost is looked up, not guessed at.
 
     When the connection breaks during COMMIT, the server may have committed before it could
@@ -169,7 +170,7 @@ def commit(session: Session) -> None:
         raise
 
 
-def _committed(session: Session, xid: str) -> bool:
+def _committed(session: Session | scoped_session[Session], xid: str) -> bool:
     """Whether transaction `xid` committed, asked on a new connection; False if unknown."""
     deadline = time.monotonic() + 2
     while True:

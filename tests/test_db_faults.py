@@ -254,3 +254,114 @@ def test_a_sqlite_programming_error_is_a_500_not_a_503(app, client, monkeypatch)
     finally:
         app.config["PROPAGATE_EXCEPTIONS"] = None
     assert response.status_code == 500
+
+
+class _DriverError(Exception):
+    """A driver exception carrying a SQLSTATE, as psycopg's do."""
+
+    def __init__(self, sqlstate: str | None):
+        super().__init__("driver error")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "status"),
+    [
+        pytest.param("54000", 400, id="index-row-too-large"),
+        pytest.param("22021", 400, id="bad-encoding"),
+        pytest.param("57P01", 503, id="admin-shutdown"),
+        pytest.param("08006", 503, id="connection-failure"),
+        pytest.param("57014", 503, id="statement-timeout"),
+        pytest.param(None, 503, id="connection-dropped"),
+    ],
+)
+def test_only_an_outage_is_503_never_a_value_the_database_refused(
+    app, client, monkeypatch, sqlstate, status
+):
+    """A retry cannot store what the database refused: 400, so the IdP does not retry it."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.store import users
+
+    def refused(*args, **kwargs):
+        raise OperationalError("INSERT", {}, _DriverError(sqlstate))
+
+    monkeypatch.setattr(users, "create", refused)
+    response = client.post(f"{BASE}/Users", json=user_payload())
+    assert response.status_code == status
+    if status == 400:
+        assert response.json == error(
+            400,
+            "A value in the request is too large or malformed to be stored",
+            "invalidValue",
+        )
+        assert "Retry-After" not in response.headers
+    else:
+        assert response.json == UNAVAILABLE and response.headers["Retry-After"] == "5"
+
+
+def test_a_rollback_that_fails_at_teardown_leaves_the_response_alone(app, client, monkeypatch):
+    """A connection the database dropped after the response was built: no HTML 500."""
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    created = client.post(f"{BASE}/Users", json=user_payload())
+
+    def dropped(self):
+        raise OperationalError("ROLLBACK", {}, _DriverError(None))
+
+    monkeypatch.setattr(Session, "rollback", dropped)
+    response = client.get(f"{BASE}/Users/{created.json['id']}")
+    assert response.status_code == 200
+    assert response.json["userName"] == "jane@example.com"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_commit_whose_answer_is_lost_is_answered_as_committed(app, client, monkeypatch):
+    """PostgreSQL committed, then the connection broke before saying so: never a 5xx, since
+    the IdP would retry a write that happened (a create would come back 409)."""
+    import psycopg
+
+    dialect = db.engine.dialect
+    commit = dialect.do_commit
+    lost: list[bool] = []
+
+    def commit_then_lose_the_answer(dbapi_connection):
+        commit(dbapi_connection)
+        if not lost:
+            lost.append(True)
+            dbapi_connection.dbapi_connection.close()  # the driver's, under the pool's wrapper
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(dialect, "do_commit", commit_then_lose_the_answer)
+    created = client.post(f"{BASE}/Users", json=user_payload())
+    assert lost and created.status_code == 201, created.json
+    assert created.json["userName"] == "jane@example.com"
+    assert client.get(f"{BASE}/Users/{created.json['id']}").status_code == 200
+
+    lost.clear()
+    patched = client.patch(
+        f"{BASE}/Users/{created.json['id']}",
+        json=patch_payload({"op": "replace", "value": {"active": False}}),
+    )
+    assert lost and patched.status_code == 200, patched.json
+    assert patched.json["active"] is False and patched.json["meta"]["version"] == 'W/"2"'
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_commit_that_failed_is_503(app, client, monkeypatch):
+    """The connection broke before COMMIT reached the server: nothing was written, retry."""
+    import psycopg
+
+    dialect = db.engine.dialect
+
+    def lose_the_commit(dbapi_connection):
+        dbapi_connection.dbapi_connection.close()
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(dialect, "do_commit", lose_the_commit)
+    response = client.post(f"{BASE}/Users", json=user_payload())
+    monkeypatch.undo()
+    assert (response.status_code, response.json) == (503, UNAVAILABLE)
+    found = client.get(f"{BASE}/Users", query_string={"filter": 'userName eq "jane@example.com"'})
+    assert found.json["totalResults"] == 0

@@ -1,0 +1,828 @@
+"""The OpenAPI 3.1 document of the SCIM API, generated from the schema registry and the limits.
+
+Every resource schema in it is derived from the registry (app/schema): a declared extension
+appears in the document as soon as the service loads it, and no attribute is listed here by
+hand. Requests carry only what a client may write (no readOnly attribute); responses carry what
+the service returns (no `returned: never` attribute, such as the password). Canonical values are
+examples, not enums: validation (app/validate.py) accepts other values, as RFC 7643 §2.3.1 allows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.limits import Limits
+from app.schema import Attribute, ResourceType, Schema
+from app.schema.core import Registry
+
+MEDIA_TYPE = "application/scim+json"
+REQUEST_MEDIA_TYPES = (MEDIA_TYPE, "application/json")  # protocol.json_body accepts both
+
+# The protocol's message URNs (RFC 7644 §3.4.2, §3.4.3, §3.5.2, §3.12), as protocol.py and
+# patch.py send and expect them; those modules import Flask, this one must not.
+ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
+LIST_URN = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+SEARCH_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+SPC_URN = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
+RESOURCE_TYPE_URN = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
+SCHEMA_URN = "urn:ietf:params:scim:schemas:core:2.0:Schema"
+
+# RFC 7644 §3.12, Table 9: every scimType an error may carry.
+SCIM_TYPES = (
+    "invalidFilter", "tooMany", "uniqueness", "mutability", "invalidSyntax", "invalidPath",
+    "noTarget", "invalidValue", "invalidVers", "sensitive",
+)  # fmt: skip
+
+# What any SCIM request may be answered with before its view runs: no or a wrong token (401),
+# plain HTTP where SCIM_REQUIRE_HTTPS is set (403), the rate limit (429), the database
+# unreachable (503).
+ALWAYS = (401, 403, 429, 503)
+WITH_BODY = (400, 413, 415)  # a body that is no JSON object, too large, or of another type
+
+_ERROR_DESCRIPTIONS = {
+    400: "The request is malformed or a value is invalid (scimType says which).",
+    401: "No bearer token, or not a valid one.",
+    403: "Plain HTTP where the service requires HTTPS.",
+    404: "No such resource.",
+    409: "A uniqueness conflict, or a concurrent change that could not be retried.",
+    412: "If-Match does not match the resource's current version.",
+    413: "The request body is larger than the service accepts.",
+    415: "The request body is neither application/scim+json nor application/json.",
+    429: "Too many requests with this token; retry after Retry-After seconds.",
+    501: "The operation is not supported by this service.",
+    503: "The database is unreachable; retry after Retry-After seconds.",
+}
+
+_SCALARS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "reference": {"type": "string"},
+    "boolean": {"type": "boolean"},
+    "integer": {"type": "integer"},
+    "decimal": {"type": "number"},
+    "dateTime": {"type": "string", "format": "date-time"},
+    # validate.py decodes binary values as strict base64.
+    "binary": {
+        "type": "string",
+        "contentEncoding": "base64",
+        "pattern": r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+    },
+}
+
+
+def document(
+    registry: Registry,
+    limits: Limits,
+    *,
+    server_url: str,
+    max_results: int,
+    default_count: int,
+    cursor_timeout: int,
+) -> dict[str, Any]:
+    """The whole document for one deployment: its registry, its limits, its paging settings.
+
+    `server_url` is the absolute or relative URL of /scim/v2; every path is relative to it.
+    """
+    user, group = registry.user, registry.group
+    paths: dict[str, Any] = {}
+    for rt in registry.resource_types:
+        paths.update(_resource_paths(rt))
+    paths.update(_service_paths(registry))
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "SCIM 2.0 service",
+            "version": "2.0",
+            "description": (
+                "Users and Groups provisioning by SCIM 2.0 (RFC 7643, RFC 7644). Every request "
+                "needs a bearer token. Attribute names are case-insensitive in requests. "
+                f"{_string_limit(limits)} The limits of one request are listed in "
+                "x-scim-limits; a request beyond one is refused with a SCIM error naming it."
+            ),
+        },
+        "servers": [{"url": server_url}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A token issued by the operator (RFC 6750).",
+                }
+            },
+            "parameters": _parameters(limits, max_results, default_count, cursor_timeout),
+            "schemas": {
+                **_resource_schemas(user, limits),
+                **_resource_schemas(group, limits),
+                "AnyResourceList": _list_schema(
+                    {"anyOf": [_ref(user.id), _ref(group.id)]}, paged=True
+                ),
+                "PatchOp": _patch_op(limits),
+                "SearchRequest": _search_request(limits),
+                "Error": _error_schema(),
+                "ServiceProviderConfig": _service_provider_config(),
+                "ResourceType": _resource_type(),
+                "ResourceTypeList": _list_schema(_ref("ResourceType"), paged=False),
+                "Schema": _schema_definition(),
+                "SchemaList": _list_schema(_ref("Schema"), paged=False),
+                "SchemaAttribute": _schema_attribute(),
+            },
+            "responses": {f"Error{code}": _error_response(code) for code in _ERROR_DESCRIPTIONS},
+            "headers": {
+                "ETag": {
+                    "description": "The resource's version (meta.version), a weak entity tag.",
+                    "schema": {"type": "string"},
+                },
+                "Location": {
+                    "description": "The URL of the created resource.",
+                    "schema": {"type": "string"},
+                },
+            },
+        },
+        "x-scim-limits": limits.to_openapi(),
+    }
+
+
+# --- paths ---------------------------------------------------------------------------------
+
+
+def _resource_paths(rt: ResourceType) -> dict[str, Any]:
+    """/Users, /Users/{id}, /Users/.search: the same seven operations for every resource type."""
+    plural = rt.endpoint.strip("/")
+    one = _ref(rt.id)
+    request = _ref(f"{rt.id}Request")
+    projection = [_param("attributes"), _param("excludedAttributes")]
+    resource_id = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": f"The {rt.id}'s id.",
+        "schema": {"type": "string", "minLength": 1},
+    }
+    links = {
+        f"{verb}{rt.id}": {
+            "operationId": f"{verb}{rt.id}",
+            "parameters": {"id": "$response.body#/id"},
+        }
+        for verb in ("get", "replace", "patch", "delete")
+    }
+    patched = {"200": _resource_response(one, f"The {rt.id} as patched.")}
+    if rt.id == "Group":
+        # RFC 7644 §3.5.2 allows 204: without attributes or excludedAttributes, a group PATCH
+        # answers 204 rather than read back what may be 100,000 members.
+        patched["204"] = _no_content("Patched; request attributes to have the group returned.")
+    return {
+        f"/{plural}": {
+            "get": _operation(
+                f"list{plural}",
+                f"List or filter {plural} (RFC 7644 §3.4.2).",
+                parameters=[*_list_parameters(), *projection],
+                responses={"200": _json_response(_ref(f"{rt.id}List"), f"A page of {plural}.")},
+                errors=(400,),
+            ),
+            "post": _operation(
+                f"create{rt.id}",
+                f"Create a {rt.id} (RFC 7644 §3.3).",
+                parameters=projection,
+                body=(request, f"The new {rt.id}."),
+                responses={"201": _created_response(one, rt.id, links)},
+                errors=(*WITH_BODY, 409),
+            ),
+        },
+        f"/{plural}/.search": {
+            "post": _operation(
+                f"search{plural}",
+                f"Search {plural} with a SearchRequest body (RFC 7644 §3.4.3).",
+                body=(_ref("SearchRequest"), "Filter, sort, page and projection."),
+                responses={"200": _json_response(_ref(f"{rt.id}List"), f"A page of {plural}.")},
+                errors=WITH_BODY,
+            ),
+        },
+        f"/{plural}/{{id}}": {
+            "parameters": [resource_id],
+            "get": _operation(
+                f"get{rt.id}",
+                f"Retrieve a {rt.id} (RFC 7644 §3.4.1).",
+                parameters=[_param("IfNoneMatch"), *projection],
+                responses={
+                    "200": _resource_response(one, f"The {rt.id}."),
+                    "304": {
+                        "description": "If-None-Match matched the current version.",
+                        "headers": {"ETag": _header("ETag")},
+                    },
+                },
+                errors=(400, 404),
+            ),
+            "put": _operation(
+                f"replace{rt.id}",
+                f"Replace a {rt.id} (RFC 7644 §3.5.1).",
+                parameters=[_param("IfMatch"), *projection],
+                body=(request, f"The {rt.id} as it should be."),
+                responses={"200": _resource_response(one, f"The {rt.id} as replaced.")},
+                errors=(*WITH_BODY, 404, 409, 412),
+            ),
+            "patch": _operation(
+                f"patch{rt.id}",
+                f"Modify a {rt.id} with a PatchOp (RFC 7644 §3.5.2).",
+                parameters=[_param("IfMatch"), *projection],
+                body=(_ref("PatchOp"), "The operations, applied in order, all or none."),
+                responses=patched,
+                errors=(*WITH_BODY, 404, 409, 412),
+            ),
+            "delete": _operation(
+                f"delete{rt.id}",
+                f"Delete a {rt.id} (RFC 7644 §3.6).",
+                parameters=[_param("IfMatch")],
+                responses={"204": _no_content(f"The {rt.id} is deleted.")},
+                errors=(404, 409, 412),
+            ),
+        },
+    }
+
+
+def _service_paths(registry: Registry) -> dict[str, Any]:
+    """The root search, discovery (RFC 7644 §4), this document, and what is not supported."""
+    rt_id = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "examples": [rt.id for rt in registry.resource_types],
+        },
+    }
+    schema_id = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "examples": [s.id for s in registry.schemas]},
+    }
+    return {
+        "/.search": {
+            "post": _operation(
+                "searchAll",
+                "Search users and groups together (RFC 7644 §3.4.3).",
+                body=(_ref("SearchRequest"), "Filter, sort, page and projection."),
+                responses={"200": _json_response(_ref("AnyResourceList"), "A page of resources.")},
+                errors=WITH_BODY,
+            )
+        },
+        "/ServiceProviderConfig": {
+            "get": _operation(
+                "getServiceProviderConfig",
+                "What this service supports (RFC 7644 §4).",
+                responses={"200": _json_response(_ref("ServiceProviderConfig"), "The config.")},
+            )
+        },
+        "/ResourceTypes": {
+            "get": _operation(
+                "listResourceTypes",
+                "The resource types served (RFC 7644 §4).",
+                responses={"200": _json_response(_ref("ResourceTypeList"), "Every type.")},
+            )
+        },
+        "/ResourceTypes/{id}": {
+            "parameters": [rt_id],
+            "get": _operation(
+                "getResourceType",
+                "One resource type.",
+                responses={"200": _json_response(_ref("ResourceType"), "The type.")},
+                errors=(404,),
+            ),
+        },
+        "/Schemas": {
+            "get": _operation(
+                "listSchemas",
+                "The schemas served, declared extensions included (RFC 7644 §4).",
+                responses={"200": _json_response(_ref("SchemaList"), "Every schema.")},
+            )
+        },
+        "/Schemas/{id}": {
+            "parameters": [schema_id],
+            "get": _operation(
+                "getSchema",
+                "One schema, by its URN.",
+                responses={"200": _json_response(_ref("Schema"), "The schema.")},
+                errors=(404,),
+            ),
+        },
+        "/openapi.json": {
+            "get": _operation(
+                "getOpenApi",
+                "This document.",
+                responses={
+                    "200": {
+                        "description": "The OpenAPI 3.1 document of this deployment.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            )
+        },
+        "/Me": {
+            "get": _operation(
+                "getMe",
+                "Not supported: a token names no SCIM resource (RFC 7644 §3.11).",
+                responses={},
+                errors=(501,),
+            )
+        },
+        "/Bulk": {
+            "post": _operation(
+                "postBulk",
+                "Not supported; the ServiceProviderConfig says bulk.supported false.",
+                responses={},
+                errors=(501,),
+            )
+        },
+    }
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    *,
+    responses: dict[str, Any],
+    parameters: list[dict[str, Any]] | None = None,
+    body: tuple[dict[str, Any], str] | None = None,
+    errors: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {"operationId": operation_id, "summary": summary}
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        schema, description = body
+        operation["requestBody"] = {
+            "required": True,
+            "description": description,
+            "content": {media_type: {"schema": schema} for media_type in REQUEST_MEDIA_TYPES},
+        }
+    out = dict(responses)
+    for code in sorted({*errors, *ALWAYS}):
+        out[str(code)] = {"$ref": f"#/components/responses/Error{code}"}
+    operation["responses"] = out
+    return operation
+
+
+def _json_response(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {MEDIA_TYPE: {"schema": schema}}}
+
+
+def _resource_response(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {**_json_response(schema, description), "headers": {"ETag": _header("ETag")}}
+
+
+def _created_response(schema: dict[str, Any], name: str, links: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **_json_response(schema, f"The {name} as created."),
+        "headers": {"ETag": _header("ETag"), "Location": _header("Location")},
+        "links": links,
+    }
+
+
+def _no_content(description: str) -> dict[str, Any]:
+    return {"description": description}
+
+
+def _header(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+def _error_response(code: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "allOf": [_ref("Error"), {"properties": {"status": {"const": str(code)}}}]
+    }
+    response: dict[str, Any] = {
+        "description": _ERROR_DESCRIPTIONS[code],
+        "content": {MEDIA_TYPE: {"schema": schema}},
+    }
+    if code == 401:
+        response["headers"] = {
+            "WWW-Authenticate": {
+                "description": "The Bearer challenge.",
+                "schema": {"type": "string"},
+            }
+        }
+    if code in (429, 503):
+        response["headers"] = {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "string"}}
+        }
+    return response
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _param(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+def _list_parameters() -> list[dict[str, Any]]:
+    names = ("filter", "sortBy", "sortOrder", "startIndex", "count", "cursor")
+    return [_param(name) for name in names]
+
+
+def _parameters(
+    limits: Limits, max_results: int, default_count: int, cursor_timeout: int
+) -> dict[str, Any]:
+    def query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"name": name, "in": "query", "description": description, "schema": schema}
+
+    def header(name: str, description: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "header",
+            "description": description,
+            "schema": {"type": "string"},
+        }
+
+    return {
+        "filter": query(
+            "filter",
+            f"A filter (RFC 7644 §3.4.2.2); at most {limits.filter_chars} characters, "
+            f"{limits.filter_depth} levels of nesting and {limits.filter_terms} comparisons.",
+            {"type": "string", "maxLength": limits.filter_chars},
+        ),
+        "sortBy": query("sortBy", "The attribute to sort by.", {"type": "string"}),
+        "sortOrder": query(
+            "sortOrder",
+            "ascending (the default) or descending.",
+            {"type": "string", "enum": ["ascending", "descending"]},
+        ),
+        "startIndex": query(
+            "startIndex",
+            "1-based index of the first result; values below 1 mean 1. Not with cursor.",
+            {"type": "integer"},
+        ),
+        "count": query(
+            "count",
+            f"Results per page: {default_count} by default, at most {max_results} "
+            "(larger values are reduced to it).",
+            {"type": "integer"},
+        ),
+        "cursor": query(
+            "cursor",
+            "A cursor from nextCursor or previousCursor (RFC 9865), or empty for the first "
+            f"page; valid for {cursor_timeout} seconds. Not with startIndex.",
+            {"type": "string"},
+        ),
+        "attributes": query(
+            "attributes",
+            "Comma-separated attribute names to return (RFC 7644 §3.4.2.5).",
+            {"type": "string"},
+        ),
+        "excludedAttributes": query(
+            "excludedAttributes",
+            "Comma-separated attribute names not to return (RFC 7644 §3.4.2.5).",
+            {"type": "string"},
+        ),
+        "IfMatch": header("If-Match", "Apply only if the resource's version matches (412 else)."),
+        "IfNoneMatch": header("If-None-Match", "Answer 304 if the version still matches."),
+    }
+
+
+# --- schemas -------------------------------------------------------------------------------
+
+
+def _resource_schemas(rt: ResourceType, limits: Limits) -> dict[str, Any]:
+    """`User`, `UserRequest` and `UserList` (and the same for Group) from the registry."""
+    return {
+        rt.id: _resource(rt, limits, request=False),
+        f"{rt.id}Request": _resource(rt, limits, request=True),
+        f"{rt.id}List": _list_schema(_ref(rt.id), paged=True),
+    }
+
+
+def _resource(rt: ResourceType, limits: Limits, *, request: bool) -> dict[str, Any]:
+    properties: dict[str, Any] = {"schemas": _schemas_property(rt, request=request)}
+    required: list[str] = []
+    for attribute in (*rt.common, *rt.schema.attributes):
+        if _included(attribute, request=request):
+            properties[attribute.name] = _attribute(rt, attribute, limits, request=request)
+            if request and attribute.required:
+                required.append(attribute.name)
+    for extension in rt.extensions:
+        properties[extension.id] = _extension(rt, extension, limits, request=request)
+    schema: dict[str, Any] = {
+        "type": "object",
+        "description": rt.schema.description,
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    if request:
+        schema["description"] = (
+            f"{rt.schema.description}: the attributes a client may write. {_string_limit(limits)}"
+        )
+        schema["required"] = required
+    else:
+        # What every response carries, whatever attributes/excludedAttributes ask for.
+        schema["required"] = ["schemas", "id", "meta"]
+    return schema
+
+
+def _schemas_property(rt: ResourceType, *, request: bool) -> dict[str, Any]:
+    urns = [schema.id for schema in rt.schemas]
+    items = {"type": "string", "enum": urns}
+    if request:
+        # validate.py: optional, but when sent it names the core schema and only known ones.
+        return {"type": "array", "items": items, "contains": {"const": rt.schema.id}}
+    return {"type": "array", "items": items, "minItems": 1}
+
+
+def _extension(rt: ResourceType, extension: Schema, limits: Limits, *, request: bool) -> dict:
+    properties = {
+        attribute.name: _attribute(rt, attribute, limits, request=request)
+        for attribute in extension.attributes
+        if _included(attribute, request=request)
+    }
+    schema: dict[str, Any] = {
+        "type": "object",
+        "description": extension.description or extension.name,
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    required = [a.name for a in extension.attributes if request and a.required and a.writable]
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def _included(attribute: Attribute, *, request: bool) -> bool:
+    if request:
+        return attribute.writable  # RFC 7643 §2.2: readOnly values are the service's to set
+    return attribute.returned != "never"
+
+
+def _attribute(rt: ResourceType, attribute: Attribute, limits: Limits, *, request: bool) -> dict:
+    if attribute.is_complex:
+        item: dict[str, Any] = {
+            "type": "object",
+            "properties": {
+                sub.name: _attribute(rt, sub, limits, request=request)
+                for sub in attribute.sub_attributes
+                if _included(sub, request=request)
+            },
+            "additionalProperties": False,
+        }
+    else:
+        item = dict(_SCALARS[attribute.type])
+        if request and attribute.required and item["type"] == "string":
+            item["minLength"] = 1  # validate.py: a required attribute may not be ""
+        if attribute.canonical_values:
+            item["examples"] = list(attribute.canonical_values)
+    description = _describe(attribute)
+    if not attribute.multi_valued:
+        if description:
+            item["description"] = description
+        return item
+    out: dict[str, Any] = {"type": "array", "items": item}
+    if description:
+        out["description"] = description
+    if request and rt.id == "Group" and attribute.name == "members":
+        out["maxItems"] = limits.members
+    return out
+
+
+def _describe(attribute: Attribute) -> str:
+    notes = []
+    if attribute.mutability == "immutable":
+        notes.append("Immutable: may be set once, never changed.")
+    if attribute.mutability == "writeOnly":
+        notes.append("Write-only: never returned.")
+    if attribute.canonical_values:
+        notes.append("Canonical values: " + ", ".join(attribute.canonical_values) + ".")
+    return " ".join([attribute.description, *notes]).strip()
+
+
+def _string_limit(limits: Limits) -> str:
+    return (
+        f"Each string value is limited to {limits.string_bytes} UTF-8 bytes, as sent and "
+        "case-folded, and may not contain NUL characters."
+    )
+
+
+def _list_schema(item: dict[str, Any], *, paged: bool) -> dict[str, Any]:
+    """A ListResponse (RFC 7644 §3.4.2); cursor pages (RFC 9865) carry no startIndex."""
+    properties: dict[str, Any] = {
+        "schemas": {"type": "array", "items": {"const": LIST_URN}, "minItems": 1},
+        "totalResults": {"type": "integer", "minimum": 0},
+        "startIndex": {"type": "integer", "minimum": 1},
+        "itemsPerPage": {"type": "integer", "minimum": 0},
+        "Resources": {"type": "array", "items": item},
+    }
+    if paged:
+        properties["nextCursor"] = {"type": "string"}
+        properties["previousCursor"] = {"type": "string"}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": ["schemas", "totalResults", "itemsPerPage", "Resources"],
+        "additionalProperties": False,
+    }
+
+
+def _patch_op(limits: Limits) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "RFC 7644 §3.5.2; op names are case-insensitive (Entra ID capitalises).",
+        "properties": {
+            "schemas": {
+                "type": "array",
+                "items": {"type": "string"},
+                "contains": {"const": PATCH_URN},
+            },
+            "Operations": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": limits.patch_operations,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "op": {
+                            "type": "string",
+                            "enum": ["add", "remove", "replace", "Add", "Remove", "Replace"],
+                        },
+                        "path": {
+                            "type": "string",
+                            "description": "An attribute path (RFC 7644 §3.5.2).",
+                        },
+                        "value": {
+                            "description": "The value; any JSON, checked by the path's attribute."
+                        },
+                    },
+                    "required": ["op"],
+                },
+            },
+        },
+        "required": ["Operations"],
+    }
+
+
+def _search_request(limits: Limits) -> dict[str, Any]:
+    names = {"type": "array", "items": {"type": "string"}}
+    return {
+        "type": "object",
+        "description": "RFC 7644 §3.4.3: list parameters in a body (not startIndex with cursor).",
+        "properties": {
+            "schemas": {
+                "type": "array",
+                "items": {"type": "string"},
+                "contains": {"const": SEARCH_URN},
+            },
+            "attributes": names,
+            "excludedAttributes": names,
+            "filter": {"type": "string", "maxLength": limits.filter_chars},
+            "sortBy": {"type": "string"},
+            "sortOrder": {"type": "string", "enum": ["ascending", "descending"]},
+            "startIndex": {"type": "integer"},
+            "count": {"type": "integer"},
+            "cursor": {"type": "string"},
+        },
+        "additionalProperties": False,
+    }
+
+
+def _error_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "RFC 7644 §3.12: status is the HTTP status code as a string.",
+        "properties": {
+            "schemas": {"type": "array", "items": {"const": ERROR_URN}, "minItems": 1},
+            "status": {"type": "string", "pattern": "^[1-5][0-9][0-9]$"},
+            "scimType": {"type": "string", "enum": list(SCIM_TYPES)},
+            "detail": {"type": "string"},
+        },
+        "required": ["schemas", "status", "detail"],
+        "additionalProperties": False,
+    }
+
+
+def _meta(resource_type: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "resourceType": {"const": resource_type},
+            "location": {"type": "string"},
+        },
+        "required": ["resourceType", "location"],
+    }
+
+
+def _service_provider_config() -> dict[str, Any]:
+    supported = {
+        "type": "object",
+        "properties": {"supported": {"type": "boolean"}},
+        "required": ["supported"],
+    }
+    return {
+        "type": "object",
+        "description": "RFC 7643 §5.",
+        "properties": {
+            "schemas": {"type": "array", "items": {"const": SPC_URN}, "minItems": 1},
+            "documentationUri": {"type": "string"},
+            "patch": supported,
+            "bulk": {
+                "allOf": [supported],
+                "properties": {
+                    "maxOperations": {"type": "integer"},
+                    "maxPayloadSize": {"type": "integer"},
+                },
+            },
+            "filter": {
+                "allOf": [supported],
+                "properties": {"maxResults": {"type": "integer"}},
+            },
+            "changePassword": supported,
+            "sort": supported,
+            "etag": supported,
+            "pagination": {"type": "object"},
+            "authenticationSchemes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"type": "string"},
+                        "name": {"type": "string"},
+                        "description": {"type": "string"},
+                    },
+                    "required": ["type", "name", "description"],
+                },
+            },
+            "meta": _meta("ServiceProviderConfig"),
+        },
+        "required": [
+            "schemas",
+            "patch",
+            "bulk",
+            "filter",
+            "changePassword",
+            "sort",
+            "etag",
+            "authenticationSchemes",
+        ],
+    }
+
+
+def _resource_type() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "RFC 7643 §6.",
+        "properties": {
+            "schemas": {"type": "array", "items": {"const": RESOURCE_TYPE_URN}, "minItems": 1},
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "endpoint": {"type": "string"},
+            "description": {"type": "string"},
+            "schema": {"type": "string"},
+            "schemaExtensions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"schema": {"type": "string"}, "required": {"type": "boolean"}},
+                    "required": ["schema", "required"],
+                },
+            },
+            "meta": _meta("ResourceType"),
+        },
+        "required": ["schemas", "id", "name", "endpoint", "schema"],
+    }
+
+
+def _schema_definition() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "RFC 7643 §7.",
+        "properties": {
+            "schemas": {"type": "array", "items": {"const": SCHEMA_URN}, "minItems": 1},
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "attributes": {"type": "array", "items": _ref("SchemaAttribute")},
+            "meta": _meta("Schema"),
+        },
+        "required": ["schemas", "id", "attributes"],
+    }
+
+
+def _schema_attribute() -> dict[str, Any]:
+    strings = {"type": "array", "items": {"type": "string"}}
+    return {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "type": {"type": "string", "enum": list(_SCALARS) + ["complex"]},
+            "multiValued": {"type": "boolean"},
+            "description": {"type": "string"},
+            "required": {"type": "boolean"},
+            "caseExact": {"type": "boolean"},
+            "canonicalValues": strings,
+            "referenceTypes": strings,
+            "mutability": {"enum": ["readOnly", "readWrite", "immutable", "writeOnly"]},
+            "returned": {"enum": ["always", "never", "default", "request"]},
+            "uniqueness": {"enum": ["none", "server", "global"]},
+            "subAttributes": {"type": "array", "items": _ref("SchemaAttribute")},
+        },
+        "required": ["name", "type", "multiValued", "required", "mutability", "returned"],
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Iterator
@@ -107,6 +108,70 @@ def test_body_within_the_limit_is_served(small_app):
     response = client.post(f"{BASE}/Users", json=user_payload(), headers=AUTH)
     assert response.status_code == 201
     client.delete(f"{BASE}/Users/{response.json['id']}", headers=AUTH)
+
+
+def streamed(client, method: str, path: str, body: bytes, headers: dict[str, str] | None = None):
+    """A chunked request as gunicorn hands it to the app: no Content-Length, the body read from
+    wsgi.input until its last chunk, and wsgi.input_terminated set (gunicorn/http/wsgi.py)."""
+    return client.open(
+        f"{BASE}{path}",
+        method=method,
+        content_type="application/scim+json",
+        headers={"Transfer-Encoding": "chunked", **(headers or {})},
+        environ_overrides={"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True},
+    )
+
+
+def padded(body: dict, size: int) -> bytes:
+    """The body as JSON, padded with trailing spaces to exactly `size` bytes."""
+    raw = json.dumps(body).encode()
+    assert len(raw) <= size
+    return raw + b" " * (size - len(raw))
+
+
+AT_THE_LIMIT = padded(user_payload(userName="streamed@example.com"), 1024)  # small_app's limit
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # What a truncating read would take for a whole valid body, then more.
+        pytest.param(AT_THE_LIMIT + b"{}", id="valid-prefix"),
+        pytest.param(AT_THE_LIMIT + b" ", id="one-byte-over"),
+        pytest.param(b'{"userName": "' + b"x" * 20_000 + b'"}', id="far-over"),
+    ],
+)
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_streamed_body_over_the_limit_is_413_never_a_truncated_read(
+    small_app, client, create_user, method, body
+):
+    user = create_user()
+    path = "/Users" if method == "POST" else f"/Users/{user['id']}"
+    response = streamed(small_app.test_client(), method, path, body, AUTH)
+    assert response.status_code == 413
+    assert response.mimetype == "application/scim+json"
+    assert response.json == error(413, "The request body is larger than this service accepts")
+    assert client.get(f"{BASE}/Users").json["Resources"] == [user]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(json.dumps(user_payload()).encode(), id="small"),
+        pytest.param(AT_THE_LIMIT, id="at-the-limit"),
+    ],
+)
+def test_streamed_body_within_the_limit_is_served(small_app, client, body):
+    response = streamed(small_app.test_client(), "POST", "/Users", body, AUTH)
+    assert response.status_code == 201, response.json
+    assert response.json["userName"] == json.loads(body)["userName"]
+
+
+def test_streamed_body_without_a_token_is_401_before_it_is_read(small_app):
+    body = b'{"userName": "' + b"x" * 20_000 + b'"}'
+    response = streamed(small_app.test_client(), "POST", "/Users", body)
+    assert response.status_code == 401
+    assert response.json == error(401, "Authorization: Bearer <token> is required")
 
 
 @pytest.mark.parametrize(

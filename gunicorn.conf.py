@@ -57,6 +57,21 @@ control_socket_disable = True
 # scheme; gunicorn would otherwise trust X-Forwarded-Proto from any local peer by itself.
 secure_scheme_headers: dict[str, str] = {}
 
+# The request line and header fields. gunicorn refuses what is over its limits with an HTML
+# page, so behind a proxy (SCIM_PROXY_HOPS; gunicorn is then reachable by the proxy only) it
+# takes whatever the proxy passes on, and the proxy refuses what is larger with a SCIM error:
+# deploy/nginx/scim.conf's large_client_header_buffers 4 32k (a request line or a header line
+# of up to 32 KiB, some 128 KiB in all). gunicorn has no request-line limit between 8,190 bytes
+# and none (0); headers go up to 32,768 lines, 64 KiB a line leaving room for what nginx adds
+# (X-Forwarded-For). Reached directly, gunicorn keeps bounds of its own, since unbounded a single
+# connection could grow a worker's memory at will: its largest bounded request line, and its
+# default 100 header lines of 8,190 bytes.
+_HOPS = (_ENV.get("SCIM_PROXY_HOPS") or "").strip()  # app/config.py refuses a bad value
+_BEHIND_PROXY = _HOPS.isdigit() and int(_HOPS) > 0
+limit_request_line = 0 if _BEHIND_PROXY else 8190
+limit_request_fields = 32768 if _BEHIND_PROXY else 100
+limit_request_field_size = 65536 if _BEHIND_PROXY else 8190
+
 accesslog = "-"
 errorlog = "-"
 loglevel = (_ENV.get("SCIM_LOG_LEVEL") or "info").lower()

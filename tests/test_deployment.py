@@ -247,3 +247,24 @@ def test_gunicorn_conf_rejects_a_bad_worker_count(monkeypatch):
     monkeypatch.setenv("SCIM_WORKERS", "many")
     with pytest.raises(SystemExit, match="SCIM_WORKERS must be a positive integer"):
         runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+
+@pytest.mark.parametrize("hops", ["1", "2"])
+def test_gunicorn_behind_a_proxy_takes_whatever_nginx_passes_on(monkeypatch, hops):
+    # Its refusals are HTML pages: nginx must be the one to refuse, with a SCIM error.
+    monkeypatch.setenv("SCIM_PROXY_HOPS", hops)
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    site = (ROOT / "deploy" / "nginx" / "scim.conf").read_text()
+    count, size = re.search(r"^\s*large_client_header_buffers (\d+) (\d+)k;", site, re.M).groups()
+    line_bytes, all_bytes = int(size) * 1024, int(count) * int(size) * 1024
+    assert conf["limit_request_line"] == 0  # unlimited: gunicorn has nothing between 8190 and it
+    assert conf["limit_request_field_size"] > line_bytes  # with room for X-Forwarded-For
+    assert conf["limit_request_fields"] >= all_bytes // len("a:\r\n")  # the most nginx passes
+
+
+@pytest.mark.parametrize("hops", ["", "0"])
+def test_gunicorn_reached_directly_keeps_bounded_request_lines_and_headers(monkeypatch, hops):
+    monkeypatch.setenv("SCIM_PROXY_HOPS", hops)  # the environment wins over a .env
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert conf["limit_request_line"] == 8190  # gunicorn's largest bounded value
+    assert (conf["limit_request_fields"], conf["limit_request_field_size"]) == (100, 8190)

@@ -9,17 +9,22 @@ running_stack() also serves tests/e2e/test_production_proof.py (audit, rate limi
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
 import os
 import re
+import select
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +42,14 @@ from tests.payloads import ERROR_URN, GROUP_URN, PATCH_URN, error, user_payload
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "deploy" / "nginx" / "scim.conf"
 TOO_LARGE = error(413, "The request body is larger than this service accepts")
+LIMIT = 1_048_576  # SCIM_MAX_BODY_BYTES and client_max_body_size 1m
+URI_TOO_LONG = error(
+    414,
+    "The request line is longer than this service accepts: send a long filter in the body of "
+    "a POST .search request (RFC 7644 §3.4.3)",
+)
+HEADERS_TOO_LARGE = error(400, "The request header fields are larger than this service accepts")
+BAD_REQUEST = error(400, "The request is not valid HTTP/1.1")
 
 
 @dataclass
@@ -90,6 +103,62 @@ def _json(response: Any) -> Any:
     raw = response.read()
     is_json = response.headers.get_content_subtype() in ("json", "scim+json")
     return json.loads(raw) if raw.strip() and is_json else None
+
+
+def raw_request(
+    url: str, head: str, chunks: Sequence[bytes] = (), *, tls: ssl.SSLContext | None = None
+) -> tuple[int, dict[str, str], Any]:
+    """Send `head` (request line and headers, without the blank line) as it is, then `chunks`
+    as a chunked body when there are any; (status, headers, parsed JSON body or None).
+
+    The connection is closed after the response (Connection: close). The response is read while
+    the request is still being sent: a server may answer (413, 414) and close before it has read
+    everything, and a client that only reads once it has sent all would see a reset instead."""
+    parts = urllib.parse.urlsplit(url)
+    framing = "Transfer-Encoding: chunked\r\n" if chunks else ""
+    wire = f"{head}\r\nConnection: close\r\n{framing}\r\n".encode("latin-1")
+    if chunks:
+        wire += b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks)
+        wire += b"0\r\n\r\n"
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+    if tls is not None:
+        sock = tls.wrap_socket(sock, server_hostname=parts.hostname)
+    unsent, received = memoryview(wire), bytearray()
+    deadline = time.monotonic() + 60
+    with sock:
+        sock.setblocking(False)
+        while time.monotonic() < deadline:
+            readable, writable, _ = select.select([sock], [sock] if unsent else [], [], 1)
+            if unsent and writable:
+                try:
+                    unsent = unsent[sock.send(unsent) :]
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    pass
+                except OSError:
+                    unsent = unsent[:0]  # closed by the server, which has answered
+            if readable or (tls is not None and sock.pending()):
+                try:
+                    data = sock.recv(65_536)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    continue
+                except OSError:
+                    break  # reset after the answer: what was received is all there is
+                if not data:
+                    break
+                received += data
+    response = http.client.HTTPResponse(_Received(bytes(received)))  # type: ignore[arg-type]
+    response.begin()
+    return response.status, dict(response.headers), _json(response)
+
+
+class _Received:
+    """What http.client.HTTPResponse needs of a socket, over bytes already received."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def makefile(self, _mode: str) -> io.BytesIO:
+        return io.BytesIO(self._data)
 
 
 def _nginx_or_skip() -> str:
@@ -365,6 +434,142 @@ def test_oversized_body_gets_a_scim_413_from_nginx(stack):
     status, _, created = stack.request("POST", f"{stack.https}/scim/v2/Users", at_limit)
     assert status == 201, created
     assert stack.request("DELETE", f"{stack.https}/scim/v2/Users/{created['id']}")[0] == 204
+
+
+def _in_chunks(body: bytes, size: int = 65_536) -> list[bytes]:
+    return [body[i : i + size] for i in range(0, len(body), size)]
+
+
+def _padded(body: dict[str, Any], size: int) -> bytes:
+    raw = json.dumps(body).encode()
+    return raw + b" " * (size - len(raw))
+
+
+def _head(method: str, path: str, *extra: str) -> str:
+    return "\r\n".join(
+        [
+            f"{method} {path} HTTP/1.1",
+            "Host: 127.0.0.1",
+            f"Authorization: Bearer {TOKEN}",
+            "Content-Type: application/scim+json",
+            *extra,
+        ]
+    )
+
+
+def _user_names(stack: Stack, user_name: str) -> list[str]:
+    query = urllib.parse.quote(f'userName eq "{user_name}"')
+    status, _, found = stack.request("GET", f"{stack.https}/scim/v2/Users?filter={query}")
+    assert status == 200, found
+    return [r["userName"] for r in found["Resources"]]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # A valid SCIM body up to the limit, then more: once served (201), cut at the limit.
+        pytest.param(
+            _padded(user_payload(userName="chunked@example.com"), LIMIT) + b"{}", id="valid-prefix"
+        ),
+        # Once "not valid JSON" (400): the first MiB of it.
+        pytest.param(b'{"userName": "' + b"x" * 20_000_000 + b'"}', id="20-MB"),
+    ],
+)
+def test_chunked_body_over_the_limit_straight_to_gunicorn_is_a_scim_413(stack, body):
+    # Straight to gunicorn, as when nothing is in front of it (scripts/serve, a tunnel): nginx
+    # itself buffers a chunked body and sends it on with a Content-Length. X-Forwarded-Proto
+    # stands in for nginx's, for SCIM_REQUIRE_HTTPS.
+    head = _head("POST", "/scim/v2/Users", "X-Forwarded-Proto: https")
+    status, headers, answer = raw_request(stack.gunicorn, head, _in_chunks(body))
+    assert (status, answer) == (413, TOO_LARGE)
+    assert headers["Content-Type"] == "application/scim+json"
+    assert _user_names(stack, "chunked@example.com") == []
+
+
+def test_chunked_body_within_the_limit_straight_to_gunicorn_is_served(stack):
+    head = _head("POST", "/scim/v2/Users", "X-Forwarded-Proto: https")
+    body = _padded(user_payload(userName="chunked@example.com"), LIMIT)
+    status, _, created = raw_request(stack.gunicorn, head, _in_chunks(body))
+    assert status == 201, created
+    assert stack.request("DELETE", f"{stack.https}/scim/v2/Users/{created['id']}")[0] == 204
+
+
+def test_chunked_body_over_the_limit_gets_a_scim_413_from_nginx(stack):
+    body = _padded(user_payload(userName="chunked@example.com"), LIMIT) + b"{}" + b" " * LIMIT
+    head = _head("POST", "/scim/v2/Users")
+    status, headers, answer = raw_request(stack.https, head, _in_chunks(body), tls=stack.tls)
+    assert (status, answer) == (413, TOO_LARGE)
+    assert headers["Content-Type"] == "application/scim+json"
+    assert "X-Request-ID" not in headers  # nginx answered: the app never saw the body
+    assert _user_names(stack, "chunked@example.com") == []
+
+    # Within the limit, nginx passes a chunked body on (with a Content-Length) and it is served.
+    body = _padded(user_payload(userName="chunked@example.com"), LIMIT)
+    status, _, created = raw_request(stack.https, head, _in_chunks(body), tls=stack.tls)
+    assert status == 201, created
+    assert stack.request("DELETE", f"{stack.https}/scim/v2/Users/{created['id']}")[0] == 204
+
+
+def test_a_long_filter_in_a_get_is_served_end_to_end(stack):
+    # A request line of some 23 KB: beyond gunicorn's defaults (4,094 bytes) and nginx's (8 KiB),
+    # within deploy/nginx/scim.conf's 32 KiB and the filter limits (characters, terms).
+    users = f"{stack.https}/scim/v2/Users"
+    status, _, user = stack.request("POST", users, user_payload(userName="long-filter@example.com"))
+    assert status == 201, user
+    names = [f"someone-{n:03}-{'é' * 10}@example.com" for n in range(200)]
+    filter_text = " or ".join(f'userName eq "{name}"' for name in [*names, user["userName"]])
+    path = f"/scim/v2/Users?filter={urllib.parse.quote(filter_text)}"
+    assert 20_000 < len(f"GET {path} HTTP/1.1") < 32_768
+    status, _, found = stack.request("GET", f"{stack.https}{path}")
+    assert status == 200, found
+    assert [r["id"] for r in found["Resources"]] == [user["id"]]
+    assert stack.request("DELETE", f"{users}/{user['id']}")[0] == 204
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"X-Padding": "x" * 20_000}, id="a-20-KB-header"),
+        pytest.param({f"X-Extra-{n}": "x" for n in range(200)}, id="200-headers"),
+    ],
+)
+def test_headers_within_nginx_limits_reach_the_app(stack, headers):
+    # gunicorn's defaults would refuse these with an HTML page (431): a header line over 8,190
+    # bytes, more than 100 header lines.
+    status, _, body = stack.request("GET", f"{stack.https}/scim/v2/Users?count=0", headers=headers)
+    assert status == 200, body
+
+
+def test_a_request_line_over_nginx_limit_is_a_scim_414(stack):
+    head = _head("GET", f"/scim/v2/Users?filter={'x' * 40_000}")
+    status, headers, body = raw_request(stack.https, head, tls=stack.tls)
+    assert (status, body) == (414, URI_TOO_LONG)
+    assert headers["Content-Type"] == "application/scim+json"
+
+
+def test_a_header_over_nginx_limit_is_a_scim_400(stack):
+    # nginx's 494 (Request Header Too Large), which it answers as 400.
+    head = _head("GET", "/scim/v2/Users", f"X-Padding: {'x' * 40_000}")
+    status, headers, body = raw_request(stack.https, head, tls=stack.tls)
+    assert (status, body) == (400, HEADERS_TOO_LARGE)
+    assert headers["Content-Type"] == "application/scim+json"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param("GET /scim/v2/Users HTTP/1.1", id="no-host"),
+        pytest.param(
+            "GET /scim/v2/Users HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: many",
+            id="bad-content-length",
+        ),
+        pytest.param("NOT HTTP AT ALL", id="no-request-line"),
+    ],
+)
+def test_a_malformed_request_is_a_scim_400_from_nginx(stack, head):
+    status, headers, body = raw_request(stack.https, head, tls=stack.tls)
+    assert (status, body) == (400, BAD_REQUEST)
+    assert headers["Content-Type"] == "application/scim+json"
 
 
 def test_request_id_round_trips_into_the_access_log(stack):

@@ -9,6 +9,7 @@ examples, not enums: validation (app/validate.py) accepts other values, as RFC 7
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from app.limits import Limits
@@ -28,10 +29,10 @@ SPC_URN = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 RESOURCE_TYPE_URN = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
 SCHEMA_URN = "urn:ietf:params:scim:schemas:core:2.0:Schema"
 
-# RFC 7644 §3.12, Table 9: every scimType an error may carry.
+# Every scimType an error may carry: RFC 7644 §3.12 (Table 9), then RFC 9865 §6's cursor errors.
 SCIM_TYPES = (
     "invalidFilter", "tooMany", "uniqueness", "mutability", "invalidSyntax", "invalidPath",
-    "noTarget", "invalidValue", "invalidVers", "sensitive",
+    "noTarget", "invalidValue", "invalidVers", "sensitive", "invalidCursor", "expiredCursor",
 )  # fmt: skip
 
 # What any SCIM request may be answered with before its view runs: no or a wrong token (401),
@@ -111,15 +112,20 @@ def document(
                     "description": "A token issued by the operator (RFC 6750).",
                 }
             },
-            "parameters": _parameters(limits, max_results, default_count, cursor_timeout),
+            "parameters": {
+                **_parameters(max_results, default_count, cursor_timeout),
+                **_named_parameters(user, limits),
+                **_named_parameters(group, limits),
+            },
             "schemas": {
                 **_resource_schemas(user, limits),
                 **_resource_schemas(group, limits),
                 "AnyResourceList": _list_schema(
                     {"anyOf": [_ref(user.id), _ref(group.id)]}, paged=True
                 ),
-                "PatchOp": _patch_op(limits),
-                "SearchRequest": _search_request(limits),
+                "SearchRequest": _search_request(
+                    [*_attribute_paths(user), *_attribute_paths(group)], limits
+                ),
                 "Error": _error_schema(),
                 "ServiceProviderConfig": _service_provider_config(),
                 "ResourceType": _resource_type(),
@@ -152,7 +158,7 @@ def _resource_paths(rt: ResourceType) -> dict[str, Any]:
     plural = rt.endpoint.strip("/")
     one = _ref(rt.id)
     request = _ref(f"{rt.id}Request")
-    projection = [_param("attributes"), _param("excludedAttributes")]
+    projection = [_param(f"{rt.id}Attributes"), _param(f"{rt.id}ExcludedAttributes")]
     resource_id = {
         "name": "id",
         "in": "path",
@@ -177,7 +183,7 @@ def _resource_paths(rt: ResourceType) -> dict[str, Any]:
             "get": _operation(
                 f"list{plural}",
                 f"List or filter {plural} (RFC 7644 §3.4.2).",
-                parameters=[*_list_parameters(), *projection],
+                parameters=[*_list_parameters(rt), *projection],
                 responses={"200": _json_response(_ref(f"{rt.id}List"), f"A page of {plural}.")},
                 errors=(400,),
             ),
@@ -194,7 +200,7 @@ def _resource_paths(rt: ResourceType) -> dict[str, Any]:
             "post": _operation(
                 f"search{plural}",
                 f"Search {plural} with a SearchRequest body (RFC 7644 §3.4.3).",
-                body=(_ref("SearchRequest"), "Filter, sort, page and projection."),
+                body=(_ref(f"{rt.id}SearchRequest"), "Filter, sort, page and projection."),
                 responses={"200": _json_response(_ref(f"{rt.id}List"), f"A page of {plural}.")},
                 errors=WITH_BODY,
             ),
@@ -226,7 +232,7 @@ def _resource_paths(rt: ResourceType) -> dict[str, Any]:
                 f"patch{rt.id}",
                 f"Modify a {rt.id} with a PatchOp (RFC 7644 §3.5.2).",
                 parameters=[_param("IfMatch"), *projection],
-                body=(_ref("PatchOp"), "The operations, applied in order, all or none."),
+                body=(_ref(f"{rt.id}PatchOp"), "The operations, applied in order, all or none."),
                 responses=patched,
                 errors=(*WITH_BODY, 404, 409, 412),
             ),
@@ -320,22 +326,16 @@ def _service_paths(registry: Registry) -> dict[str, Any]:
                 },
             )
         },
-        "/Me": {
-            "get": _operation(
-                "getMe",
-                "Not supported: a token names no SCIM resource (RFC 7644 §3.11).",
-                responses={},
-                errors=(501,),
-            )
-        },
-        "/Bulk": {
-            "post": _operation(
-                "postBulk",
-                "Not supported; the ServiceProviderConfig says bulk.supported false.",
-                responses={},
-                errors=(501,),
-            )
-        },
+        "/Me": _not_supported("Me", "a token names no SCIM resource (RFC 7644 §3.11)"),
+        "/Bulk": _not_supported("Bulk", "ServiceProviderConfig says bulk.supported false"),
+    }
+
+
+def _not_supported(name: str, why: str) -> dict[str, Any]:
+    """Every method on /Me and /Bulk answers 501, after the bearer check."""
+    return {
+        method: _operation(f"{method}{name}", f"Not supported: {why}.", responses={}, errors=(501,))
+        for method in ("get", "post", "put", "patch", "delete")
     }
 
 
@@ -419,16 +419,39 @@ def _param(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/parameters/{name}"}
 
 
-def _list_parameters() -> list[dict[str, Any]]:
-    names = ("filter", "sortBy", "sortOrder", "startIndex", "count", "cursor")
-    return [_param(name) for name in names]
+def _list_parameters(rt: ResourceType) -> list[dict[str, Any]]:
+    return [
+        _param(f"{rt.id}Filter"),
+        _param(f"{rt.id}SortBy"),
+        *(_param(name) for name in ("sortOrder", "startIndex", "count", "cursor")),
+    ]
 
 
-def _parameters(
-    limits: Limits, max_results: int, default_count: int, cursor_timeout: int
-) -> dict[str, Any]:
-    def query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-        return {"name": name, "in": "query", "description": description, "schema": schema}
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "description": description, "schema": schema}
+
+
+def _named_parameters(rt: ResourceType, limits: Limits) -> dict[str, Any]:
+    """filter, sortBy, attributes and excludedAttributes, steered to this type's attributes."""
+    paths = _attribute_paths(rt)
+    return {
+        f"{rt.id}Filter": _query("filter", _filter_description(limits), _filter(paths, limits)),
+        f"{rt.id}SortBy": _query("sortBy", "The attribute to sort by.", _names(paths)),
+        f"{rt.id}Attributes": _query(
+            "attributes",
+            "Comma-separated attribute names to return (RFC 7644 §3.4.2.5).",
+            _names(paths, separated=True),
+        ),
+        f"{rt.id}ExcludedAttributes": _query(
+            "excludedAttributes",
+            "Comma-separated attribute names not to return (RFC 7644 §3.4.2.5).",
+            _names(paths, separated=True),
+        ),
+    }
+
+
+def _parameters(max_results: int, default_count: int, cursor_timeout: int) -> dict[str, Any]:
+    query = _query
 
     def header(name: str, description: str) -> dict[str, Any]:
         return {
@@ -439,13 +462,6 @@ def _parameters(
         }
 
     return {
-        "filter": query(
-            "filter",
-            f"A filter (RFC 7644 §3.4.2.2); at most {limits.filter_chars} characters, "
-            f"{limits.filter_depth} levels of nesting and {limits.filter_terms} comparisons.",
-            {"type": "string", "maxLength": limits.filter_chars},
-        ),
-        "sortBy": query("sortBy", "The attribute to sort by.", {"type": "string"}),
         "sortOrder": query(
             "sortOrder",
             "ascending (the default) or descending.",
@@ -468,16 +484,6 @@ def _parameters(
             f"page; valid for {cursor_timeout} seconds. Not with startIndex.",
             {"type": "string"},
         ),
-        "attributes": query(
-            "attributes",
-            "Comma-separated attribute names to return (RFC 7644 §3.4.2.5).",
-            {"type": "string"},
-        ),
-        "excludedAttributes": query(
-            "excludedAttributes",
-            "Comma-separated attribute names not to return (RFC 7644 §3.4.2.5).",
-            {"type": "string"},
-        ),
         "IfMatch": header("If-Match", "Apply only if the resource's version matches (412 else)."),
         "IfNoneMatch": header("If-None-Match", "Answer 304 if the version still matches."),
     }
@@ -487,12 +493,59 @@ def _parameters(
 
 
 def _resource_schemas(rt: ResourceType, limits: Limits) -> dict[str, Any]:
-    """`User`, `UserRequest` and `UserList` (and the same for Group) from the registry."""
+    """`User`, `UserRequest`, `UserList`, `UserPatchOp`, `UserSearchRequest` (and Group's)."""
     return {
         rt.id: _resource(rt, limits, request=False),
         f"{rt.id}Request": _resource(rt, limits, request=True),
         f"{rt.id}List": _list_schema(_ref(rt.id), paged=True),
+        f"{rt.id}PatchOp": _patch_op(rt, limits),
+        f"{rt.id}SearchRequest": _search_request(_attribute_paths(rt), limits),
     }
+
+
+def _attribute_paths(rt: ResourceType) -> list[str]:
+    """Every attribute path of a type: `userName`, `name.givenName`, `urn:...:User:department`."""
+    groups = [("", rt.common), ("", rt.schema.attributes)]
+    groups += [(f"{extension.id}:", extension.attributes) for extension in rt.extensions]
+    paths = []
+    for prefix, attributes in groups:
+        for attribute in attributes:
+            paths.append(prefix + attribute.name)
+            paths += [f"{prefix}{attribute.name}.{sub.name}" for sub in attribute.sub_attributes]
+    return paths
+
+
+# Generated requests should reach past the parsers, so the text parameters below offer the
+# registry's attribute names first. Each such schema still accepts any string ({} in anyOf):
+# the names steer generation and tell a reader what is known, they restrict nothing.
+
+
+def _names(paths: list[str], *, separated: bool = False) -> dict[str, Any]:
+    if not separated:
+        return {"type": "string", "anyOf": [{"enum": paths}, {}]}
+    name = _alternatives(paths)
+    return {"type": "string", "anyOf": [{"pattern": f"^{name}(?:,{name})*$"}, {}]}
+
+
+def _filter(paths: list[str], limits: Limits) -> dict[str, Any]:
+    value = r'(?:"[^"\\]*"|true|false|null|-?[0-9]{1,12})'
+    comparison = f"{_alternatives(paths)} (?:pr|(?:eq|ne|co|sw|ew|gt|ge|lt|le) {value})"
+    return {
+        "type": "string",
+        "maxLength": limits.filter_chars,
+        "anyOf": [{"pattern": f"^{comparison}(?: (?:and|or) {comparison})*$"}, {}],
+    }
+
+
+def _filter_description(limits: Limits) -> str:
+    return (
+        f"A filter (RFC 7644 §3.4.2.2); at most {limits.filter_chars} characters, "
+        f"{limits.filter_depth} levels of nesting and {limits.filter_terms} comparisons."
+    )
+
+
+def _alternatives(paths: list[str]) -> str:
+    return "(?:" + "|".join(re.escape(path) for path in paths) + ")"
 
 
 def _resource(rt: ResourceType, limits: Limits, *, request: bool) -> dict[str, Any]:
@@ -623,7 +676,32 @@ def _list_schema(item: dict[str, Any], *, paged: bool) -> dict[str, Any]:
     }
 
 
-def _patch_op(limits: Limits) -> dict[str, Any]:
+def _patch_op(rt: ResourceType, limits: Limits) -> dict[str, Any]:
+    """RFC 7644 §3.5.2. One operation shape per writable attribute, typed by the registry, then
+    the general shape: the typed ones steer generated requests and show what each path takes."""
+    set_ops = {"enum": ["add", "replace", "Add", "Replace"]}
+    typed: list[dict[str, Any]] = []
+    targets = [("", a) for a in rt.schema.attributes]
+    targets += [(f"{e.id}:", a) for e in rt.extensions for a in e.attributes]
+    for prefix, attribute in targets:
+        if not attribute.writable:
+            continue
+        path = prefix + attribute.name
+        value = _attribute(rt, attribute, limits, request=True)
+        typed.append(_object({"op": set_ops, "path": {"const": path}, "value": value}))
+    partial = _resource(rt, limits, request=True)
+    partial["properties"].pop("schemas")
+    partial.pop("required")
+    typed.append(_object({"op": set_ops, "value": partial}))  # path-less: value names the paths
+    general = {
+        "type": "object",
+        "properties": {
+            "op": {"enum": ["add", "remove", "replace", "Add", "Remove", "Replace"]},
+            "path": {"type": "string", "description": "An attribute path (RFC 7644 §3.5.2)."},
+            "value": {"description": "Any JSON, checked against the path's attribute."},
+        },
+        "required": ["op"],
+    }
     return {
         "type": "object",
         "description": "RFC 7644 §3.5.2; op names are case-insensitive (Entra ID capitalises).",
@@ -637,31 +715,24 @@ def _patch_op(limits: Limits) -> dict[str, Any]:
                 "type": "array",
                 "minItems": 1,
                 "maxItems": limits.patch_operations,
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "op": {
-                            "type": "string",
-                            "enum": ["add", "remove", "replace", "Add", "Remove", "Replace"],
-                        },
-                        "path": {
-                            "type": "string",
-                            "description": "An attribute path (RFC 7644 §3.5.2).",
-                        },
-                        "value": {
-                            "description": "The value; any JSON, checked by the path's attribute."
-                        },
-                    },
-                    "required": ["op"],
-                },
+                "items": {"anyOf": [*typed, general]},
             },
         },
         "required": ["Operations"],
     }
 
 
-def _search_request(limits: Limits) -> dict[str, Any]:
-    names = {"type": "array", "items": {"type": "string"}}
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def _search_request(paths: list[str], limits: Limits) -> dict[str, Any]:
+    names = {"type": "array", "items": _names(paths)}
     return {
         "type": "object",
         "description": "RFC 7644 §3.4.3: list parameters in a body (not startIndex with cursor).",
@@ -673,8 +744,8 @@ def _search_request(limits: Limits) -> dict[str, Any]:
             },
             "attributes": names,
             "excludedAttributes": names,
-            "filter": {"type": "string", "maxLength": limits.filter_chars},
-            "sortBy": {"type": "string"},
+            "filter": {**_filter(paths, limits), "description": _filter_description(limits)},
+            "sortBy": _names(paths),
             "sortOrder": {"type": "string", "enum": ["ascending", "descending"]},
             "startIndex": {"type": "integer"},
             "count": {"type": "integer"},

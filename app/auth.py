@@ -45,8 +45,19 @@ def identify() -> None:
     Refusing is left to require_bearer, after the rate limit, so that guessing tokens is
     limited too (per remote address).
     """
-    if "scim" in request.blueprints:
+    if is_scim_request():
         g.token_name = _token_name()
+
+
+def is_scim_request() -> bool:
+    """A request for a SCIM route, or for a path under /scim/v2 that matches no route: that one
+    is refused (401) and rate limited like the routes, before its 404 or 405."""
+    if "scim" in request.blueprints:
+        return True
+    if request.url_rule is not None:
+        return False
+    prefix = current_app.blueprints["scim"].url_prefix  # app/api/__init__.py: /scim/v2
+    return request.path == prefix or request.path.startswith(f"{prefix}/")
 
 
 def require_bearer() -> None:

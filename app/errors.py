@@ -68,6 +68,12 @@ class Conflict(ScimError):
     status = 409
 
 
+class NotSupported(ScimError):
+    """A SCIM feature this service provider does not offer (RFC 7644 §3.12: 501 Not Implemented)."""
+
+    status = 501
+
+
 class ServiceUnavailable(ScimError):
     """A dependency (the database) is unreachable; callers should retry after Retry-After."""
 

@@ -2,10 +2,11 @@
 
 The key is the caller's token name (`g.token_name`, set by auth.identify just before), or its
 remote address when it presents no valid token, so that guessing tokens is limited too. Only
-SCIM routes count; the probes never do. A refusal is a SCIM 429 error with Retry-After.
-Storage is in-process (memory://, per gunicorn worker) unless SCIM_RATE_LIMIT_STORAGE_URI names a
-Redis that several instances share. If that Redis is unreachable, requests are let through
-(and the failure logged): provisioning matters more than the limit.
+/scim/v2 counts (its routes, and paths there that match none); the probes never do. A refusal
+is a SCIM 429 error with Retry-After. Storage is in-process (memory://, per gunicorn worker)
+unless SCIM_RATE_LIMIT_STORAGE_URI names a Redis that several instances share. If that Redis is
+unreachable, requests are let through (and the failure logged): provisioning matters more than
+the limit.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from flask import Flask, Response, g, request
 from flask_limiter import Limiter, RequestLimit
 
+from app import auth
+
 
 def init_app(app: Flask) -> None:
     """Must run after auth.init_app, so that the caller is identified when the limit counts."""
@@ -23,6 +26,7 @@ def init_app(app: Flask) -> None:
         return
     limiter = Limiter(
         key_func=_key,
+        request_identifier=_endpoint,
         application_limits=[config["SCIM_RATE_LIMIT"]],
         storage_uri=config["SCIM_RATE_LIMIT_STORAGE_URI"],
         key_prefix=config["SCIM_RATE_LIMIT_KEY_PREFIX"],
@@ -41,8 +45,16 @@ def _key() -> str:
     return f"token:{name}" if name else f"address:{request.remote_addr or 'unknown'}"
 
 
+def _endpoint() -> str:
+    # Flask-Limiter counts no request without an endpoint; a /scim/v2 path that matches no route
+    # has none, and must count all the same (a caller could guess tokens there).
+    if request.endpoint is None and auth.is_scim_request():
+        return "scim.no_route"
+    return request.endpoint or ""
+
+
 def _exempt() -> bool:
-    return "scim" not in request.blueprints
+    return not auth.is_scim_request()
 
 
 def _too_many(limit: RequestLimit) -> Response:

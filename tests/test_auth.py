@@ -50,6 +50,16 @@ ENDPOINTS = [
     pytest.param("GET", "/Schemas", None, id="schemas"),
     pytest.param("GET", f"/Schemas/{USER_URN}", None, id="schema-user"),
     pytest.param("GET", f"/Schemas/{ENTERPRISE_URN}", None, id="schema-enterprise"),
+    pytest.param("POST", "/.search", {}, id="search-everything"),
+    # What is not supported, does not exist or takes another method says so only to a caller
+    # with a valid token (and is rate limited like the rest, so that guessing tokens is too).
+    pytest.param("GET", "/Me", None, id="me"),
+    pytest.param("POST", "/Bulk", {}, id="bulk"),
+    pytest.param("GET", "/Nope", None, id="unknown-resource"),
+    pytest.param("DELETE", "/Users/some-id/extra", None, id="below-a-user"),
+    pytest.param("GET", "", None, id="root"),
+    pytest.param("DELETE", "/Users", None, id="wrong-method"),
+    pytest.param("PROPFIND", "/Users", None, id="unknown-method"),
 ]
 
 

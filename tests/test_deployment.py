@@ -66,8 +66,9 @@ def test_readyz_is_503_with_retry_after_when_the_database_is_unreachable(tmp_pat
         db.engine.dispose()
 
 
-def test_probes_are_not_under_scim_v2_and_take_no_other_methods(anonymous):
-    assert anonymous.get(f"{BASE}/healthz").status_code == 404
+def test_probes_are_not_under_scim_v2_and_take_no_other_methods(client, anonymous):
+    assert client.get(f"{BASE}/healthz").status_code == 404
+    assert anonymous.get(f"{BASE}/healthz").status_code == 401  # like any /scim/v2 path
     assert anonymous.post("/healthz").status_code == 405
 
 

@@ -41,21 +41,99 @@ def quiet_app(app: Flask, database_url: str) -> Iterator[Flask]:
 
 # --- Routing -------------------------------------------------------------------------------
 
+NOT_IMPLEMENTED = {
+    "/Me": error(
+        501,
+        "/Me is not supported: this service does not map a bearer token to a User "
+        "(RFC 7644 §3.11); use /Users/{id}",
+    ),
+    "/Bulk": error(
+        501,
+        "Bulk operations are not supported (RFC 7644 §3.7; ServiceProviderConfig says "
+        "bulk.supported false): send each operation as a request of its own",
+    ),
+}
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
 
 @pytest.mark.parametrize(
     "path",
     [
         pytest.param("/Nope", id="unknown-resource"),
         pytest.param("/Users/some-id/extra", id="below-a-user"),
-        pytest.param("/Bulk", id="bulk-unsupported"),
-        pytest.param("/Me", id="me-unsupported"),
+        pytest.param("/Groups/some-id/members", id="below-a-group"),
+        pytest.param("/Users/", id="trailing-slash"),
+        pytest.param("/Me/some-id", id="below-me"),
+        pytest.param("", id="root"),
+        pytest.param("/", id="root-slash"),
     ],
 )
-def test_unknown_route_is_404_scim_error(client, path):
-    response = client.get(f"{BASE}{path}")
+@pytest.mark.parametrize("method", METHODS)
+def test_unknown_route_is_404_scim_error(client, method, path):
+    response = client.open(f"{BASE}{path}", method=method, json={})
     assert response.status_code == 404
     assert response.mimetype == "application/scim+json"
     assert response.json == error(404, "No such endpoint")
+
+
+@pytest.mark.parametrize("path", ["/Me", "/Bulk"])
+@pytest.mark.parametrize("method", METHODS)
+def test_me_and_bulk_are_501_not_implemented(client, method, path):
+    response = client.open(f"{BASE}{path}", method=method, json={})
+    assert response.status_code == 501
+    assert response.mimetype == "application/scim+json"
+    assert response.json == NOT_IMPLEMENTED[path]
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        pytest.param("/Users", {"GET", "HEAD", "OPTIONS", "POST"}, id="users"),
+        pytest.param(
+            "/Users/some-id", {"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"}, id="user"
+        ),
+    ],
+)
+def test_options_lists_only_the_methods_of_the_endpoint(client, path, allowed):
+    response = client.options(f"{BASE}{path}")
+    assert response.status_code == 200
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
+
+
+def test_bulk_is_consistent_with_service_provider_config(client):
+    assert client.get(f"{BASE}/ServiceProviderConfig").json["bulk"]["supported"] is False
+    assert client.post(f"{BASE}/Bulk", json={}).status_code == 501
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        pytest.param("POST", "/Bulk", 501, id="bulk"),
+        pytest.param("PATCH", "/Me", 501, id="me"),
+        pytest.param("DELETE", "/Users/some-id/extra", 404, id="below-a-user"),
+        pytest.param("PUT", "/Groups/some-id/members", 404, id="below-a-group"),
+    ],
+)
+def test_unsupported_and_unknown_writes_carry_a_request_id_and_are_not_audited(
+    client, capsys, method, path, status
+):
+    capsys.readouterr()
+    response = client.open(
+        f"{BASE}{path}", method=method, json={}, headers={"X-Request-ID": "okta-7"}
+    )
+    assert response.status_code == status
+    assert response.headers["X-Request-ID"] == "okta-7"
+    assert '"type": "audit"' not in capsys.readouterr().out  # nothing was changed or refused
+
+
+def test_unknown_routes_count_against_the_rate_limit(database_url):
+    # Guessing tokens is limited on every /scim/v2 path, not only on the ones that exist.
+    app = make_app(database_url, SCIM_RATE_LIMIT="2 per minute")
+    client = app.test_client()
+    statuses = [client.get(f"{BASE}{path}").status_code for path in ("/Nope", "/Me", "/Nope")]
+    assert statuses == [401, 401, 429]
+    with app.app_context():
+        db.engine.dispose()
 
 
 @pytest.mark.parametrize(
@@ -73,6 +151,7 @@ def test_unknown_route_is_404_scim_error(client, path):
             "POST", "/ServiceProviderConfig", {"GET", "HEAD", "OPTIONS"}, id="post-config"
         ),
         pytest.param("DELETE", "/Schemas", {"GET", "HEAD", "OPTIONS"}, id="delete-schemas"),
+        pytest.param("PROPFIND", "/Users", {"GET", "HEAD", "OPTIONS", "POST"}, id="propfind"),
     ],
 )
 def test_wrong_method_is_405_scim_error_with_allow(client, method, path, allowed):

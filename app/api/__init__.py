@@ -3,9 +3,9 @@
 from flask import Blueprint
 
 from app import auth
-from app.api import discovery, groups, openapi, search, users
+from app.api import discovery, groups, openapi, search, unsupported, users
 
 scim = Blueprint("scim", __name__, url_prefix="/scim/v2")
 scim.before_request(auth.require_bearer)  # every SCIM route, discovery included
-for child in (users.bp, groups.bp, search.bp, discovery.bp, openapi.bp):
+for child in (users.bp, groups.bp, search.bp, discovery.bp, openapi.bp, unsupported.bp):
     scim.register_blueprint(child)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import ParamSpec, TypeVar
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -14,6 +17,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # Explicit constraint names so Alembic migrations diff cleanly on both databases.
 NAMING_CONVENTION = {
@@ -29,7 +34,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)
+# Objects keep their values after commit: the response to a write is built from what was
+# written, so no read-back after COMMIT can fail a write that already happened.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 
 
@@ -168,6 +175,26 @@ def commit(session: Session | scoped_session[Session]) -> None:
             log.warning("the commit's answer was lost, but transaction %s committed", xid)
             return
         raise
+
+
+def read_again_on_outage(read: Callable[P, T]) -> Callable[P, T]:
+    """A read outside any write, run once more on a new connection when the database dropped it.
+
+    The reads that complete a response after its write committed (a user's groups, a group's
+    members) must not turn that write into a 503 because a connection broke in between.
+    """
+
+    @functools.wraps(read)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return read(*args, **kwargs)
+        except (OperationalError, InterfaceError) as e:
+            if not is_unavailable(e) or db.session.new or db.session.dirty:
+                raise
+            end_request(db.session)  # a fresh connection, pre-pinged, for the second try
+            return read(*args, **kwargs)
+
+    return wrapper
 
 
 def _committed(session: Session | scoped_session[Session], xid: str) -> bool:

@@ -19,6 +19,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 import uuid
@@ -78,11 +79,12 @@ def median_ms(action: Callable[[], object], repeat: int) -> float:
 
 
 @contextmanager
-def counting_statements() -> Iterator[list[str]]:
-    statements: list[str] = []
+def counting_statements() -> Iterator[list[tuple[int, str]]]:
+    """The statements run meanwhile, each with the thread that ran it."""
+    statements: list[tuple[int, str]] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
-        statements.append(statement)
+        statements.append((threading.get_ident(), statement))
 
     event.listen(db.engine, "before_cursor_execute", record)
     try:

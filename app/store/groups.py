@@ -13,9 +13,10 @@ from scim2_filter_parser import ast
 from sqlalchemy import ColumnElement, Select, and_, func, insert, literal, select, update
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app import etags, filters, validate
-from app.db import commit, db, is_retryable, utcnow
+from app.db import commit, db, is_retryable, read_again_on_outage, utcnow
 from app.errors import (
     Conflict,
     InvalidPath,
@@ -78,6 +79,7 @@ def search(
     return pages.fetch(query, keys, page)
 
 
+@read_again_on_outage
 def members_of(group_ids: list[str]) -> dict[str, list[Member]]:
     """Members of several groups in two queries, with the display name of each member."""
     out: dict[str, list[Member]] = {group_id: [] for group_id in group_ids}
@@ -112,6 +114,7 @@ def members_of(group_ids: list[str]) -> dict[str, list[Member]]:
     return out
 
 
+@read_again_on_outage
 def memberships_of(member_ids: list[str]) -> dict[str, list[Membership]]:
     """The live groups each of several users or groups belongs to directly."""
     out: dict[str, list[Membership]] = {member_id: [] for member_id in member_ids}
@@ -457,6 +460,8 @@ def _save(group: Group, document: dict[str, Any], *, deleted: bool = False) -> N
         raise _Race() from None
     if result.rowcount != 1:
         raise _Stale()
+    for key, value in values.items():  # the object shows what was written, without a read-back
+        set_committed_value(group, key, value)
 
 
 def _flush_or_race() -> None:
@@ -489,7 +494,6 @@ def _write(group_id: str, change: Callable[[Group], None], if_match: str | None)
                 raise
             db.session.rollback()  # a serialization failure or deadlock: run it again
             continue
-        db.session.expire(group)
         return group
     raise Conflict(f"Group {group_id} is being changed concurrently; retry the request")
 

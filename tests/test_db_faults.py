@@ -276,7 +276,7 @@ class _DriverError(Exception):
     ],
 )
 def test_only_an_outage_is_503_never_a_value_the_database_refused(
-    app, client, monkeypatch, sqlstate, status
+    slow_app, monkeypatch, sqlstate, status
 ):
     """A retry cannot store what the database refused: 400, so the IdP does not retry it."""
     from sqlalchemy.exc import OperationalError
@@ -287,7 +287,11 @@ def test_only_an_outage_is_503_never_a_value_the_database_refused(
         raise OperationalError("INSERT", {}, _DriverError(sqlstate))
 
     monkeypatch.setattr(users, "create", refused)
-    response = client.post(f"{BASE}/Users", json=user_payload())
+    # An app of its own: tests share the session app's context, and with it `g`, across requests.
+    client = slow_app.test_client()
+    response = client.post(
+        f"{BASE}/Users", json=user_payload(), headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     assert response.status_code == status
     if status == 400:
         assert response.json == error(
@@ -349,18 +353,22 @@ def test_a_commit_whose_answer_is_lost_is_answered_as_committed(app, client, mon
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_commit_that_failed_is_503(app, client, monkeypatch):
+def test_a_commit_that_failed_is_503(client, slow_app, monkeypatch):
     """The connection broke before COMMIT reached the server: nothing was written, retry."""
     import psycopg
 
-    dialect = db.engine.dialect
+    with slow_app.app_context():
+        dialect = db.engine.dialect
 
     def lose_the_commit(dbapi_connection):
         dbapi_connection.dbapi_connection.close()
         raise psycopg.OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(dialect, "do_commit", lose_the_commit)
-    response = client.post(f"{BASE}/Users", json=user_payload())
+    # An app of its own: tests share the session app's context, and with it `g`, across requests.
+    response = slow_app.test_client().post(
+        f"{BASE}/Users", json=user_payload(), headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     monkeypatch.undo()
     assert (response.status_code, response.json) == (503, UNAVAILABLE)
     found = client.get(f"{BASE}/Users", query_string={"filter": 'userName eq "jane@example.com"'})

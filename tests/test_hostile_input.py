@@ -22,6 +22,7 @@ statuses issue 12 promises, with the detail checked for the attribute or limit i
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -236,15 +237,21 @@ class Many(list):
         return f"Many([{self[0]!r}, ...] {len(self)} elements)" if self else "Many([])"
 
 
+def noise(length: int) -> str:
+    """`length` characters no compressor shrinks (hex digests). PostgreSQL compresses an index
+    entry before it checks its size, so "x" * 3000 fits in a B-tree and hides the limit."""
+    digests = (hashlib.sha256(str(i).encode()).hexdigest() for i in range(length // 64 + 1))
+    return "".join(digests)[:length]
+
+
 # Every code point: controls, NUL and lone surrogates (category Cs) included.
 ANY_CHARACTER = st.characters(exclude_categories=())
 RANDOM_TEXT = st.text(ANY_CHARACTER, max_size=8)
 # What a valid value looks like: a few letters, some of them outside ASCII.
 PLAIN = st.text("abcxyzABCXYZ019 .-_@éßΣ", min_size=1, max_size=10).filter(str.strip)
 
-HOSTILE_STRINGS = (
-    "",
-    " ",
+# Text no database can store: lone surrogates (JSON escapes of no character) and NUL.
+UNSTORABLE_STRINGS = (
     "x\ud800",
     "\ud800",
     "\udfff",
@@ -252,23 +259,29 @@ HOSTILE_STRINGS = (
     "\ud83d",  # the first half of an emoji, alone
     "a\x00b",
     "\x00",
-    "\u2028\u2029\ufeff",
-    "\U0010ffff",
-    "%_\\\"'",
-    "'; DROP TABLE users; --",
-    Long("x" * 2048),  # at the limit: accepted
-    Long("ß" * 1024),  # 2,048 bytes, folded "ss" * 1024: at the limit as well
+)
+# Around SCIM_MAX_STRING_BYTES (2,048), as sent and case-folded; the first three are accepted.
+SIZED_STRINGS = (
+    Long("x" * 2048),
+    Long("ß" * 1024),  # 2,048 bytes, folded "ss" * 1024: 2,048 as well
     "ΐ" * 341,  # 682 bytes, folded 2,046
-    Long("x" * 2049),
-    Long("x" * 3000),
-    Long("x" * 10_000),
+    Long(noise(2049)),
+    Long(noise(3000)),
+    Long(noise(10_000)),
     Long("é" * 1025),  # 2,050 bytes
     "ΐ" * 342,  # 684 bytes, folded 2,052
     Long("ΐ" * 700),  # 1,400 bytes, folded 4,200
     Long("İ" * 700),  # 1,400 bytes, folded 2,100
     Long("😀" * 600),
 )
-STRINGS = mostly(st.sampled_from(HOSTILE_STRINGS), st.one_of(RANDOM_TEXT, st.text(max_size=12)), 3)
+ODD_STRINGS = ("", " ", "\u2028\u2029\ufeff", "\U0010ffff", "%_\\\"'", "'; DROP TABLE users; --")
+STRINGS = st.one_of(
+    st.sampled_from(UNSTORABLE_STRINGS),
+    st.sampled_from(SIZED_STRINGS),
+    st.sampled_from(ODD_STRINGS),
+    RANDOM_TEXT,
+    st.text(max_size=12),
+)
 SCALARS = st.one_of(
     st.none(),
     st.booleans(),
@@ -391,10 +404,12 @@ USER_NAMES = mostly(
     PLAIN,
     3,
 )
+# A string attribute's value: valid, or a hostile string (some of which are valid too).
+TEXT = st.one_of(PLAIN, STRINGS)
 EMAILS = st.one_of(
     st.lists(
         st.fixed_dictionaries(
-            {"value": st.one_of(PLAIN, st.sampled_from(["a@example.com", "A@EXAMPLE.COM"]))},
+            {"value": st.one_of(TEXT, st.sampled_from(["a@example.com", "A@EXAMPLE.COM"]))},
             optional={"type": st.sampled_from(["work", "home", "Work"]), "primary": st.booleans()},
         ),
         max_size=3,
@@ -405,18 +420,18 @@ USER_DOCUMENTS = st.fixed_dictionaries(
     {"schemas": st.just([USER_URN]), "userName": USER_NAMES},
     optional={
         "name": st.fixed_dictionaries(
-            {}, optional={"givenName": PLAIN, "familyName": PLAIN, "formatted": PLAIN}
+            {}, optional={"givenName": TEXT, "familyName": TEXT, "formatted": TEXT}
         ),
-        "displayName": PLAIN,
+        "displayName": TEXT,
         "emails": EMAILS,
-        "externalId": PLAIN,
+        "externalId": TEXT,
         "active": st.one_of(st.booleans(), st.sampled_from(["True", "false"])),
-        "title": PLAIN,
-        "password": PLAIN,
+        "title": TEXT,
+        "password": TEXT,
         ENTERPRISE_URN: st.fixed_dictionaries(
             {},
             optional={
-                "department": PLAIN,
+                "department": TEXT,
                 "manager": st.fixed_dictionaries({"value": st.sampled_from(MARKERS)}),
             },
         ),
@@ -425,13 +440,13 @@ USER_DOCUMENTS = st.fixed_dictionaries(
 MEMBERS = st.lists(
     st.fixed_dictionaries(
         {"value": st.sampled_from(MARKERS)},
-        optional={"type": st.sampled_from(["User", "Group"]), "display": PLAIN},
+        optional={"type": st.sampled_from(["User", "Group"]), "display": TEXT},
     ),
     max_size=3,
 )
 GROUP_DOCUMENTS = st.fixed_dictionaries(
-    {"schemas": st.just([GROUP_URN]), "displayName": PLAIN},
-    optional={"members": MEMBERS, "externalId": PLAIN},
+    {"schemas": st.just([GROUP_URN]), "displayName": TEXT},
+    optional={"members": MEMBERS, "externalId": TEXT},
 )
 USER_BODIES = mostly(spoiled(USER_DOCUMENTS), NOT_OBJECTS, 8)
 GROUP_BODIES = mostly(spoiled(GROUP_DOCUMENTS), NOT_OBJECTS, 8)
@@ -786,7 +801,7 @@ def list_calls(filter_text: str) -> list[Call]:
 def test_random_filters_are_200_or_400_invalid_filter(service):
     world = reset(service)
 
-    @settings(HOSTILE, max_examples=300)
+    @settings(HOSTILE, max_examples=200)
     @given(filter_text=FILTERS)
     def run(filter_text: str) -> None:
         for call in list_calls(filter_text):
@@ -922,24 +937,24 @@ WILD_OPERATIONS = (
     ),
 )
 USER_OPERATIONS = st.one_of(
-    operation(OPS, st.sampled_from(("displayName", "name.familyName", "title")), PLAIN),
+    operation(OPS, st.sampled_from(("displayName", "name.familyName", "title")), TEXT),
     operation(OPS, "userName", USER_NAMES),
     operation("add", "emails", EMAILS),
-    operation("replace", 'emails[type eq "work"].value', PLAIN),
+    operation("replace", 'emails[type eq "work"].value', TEXT),
     operation("remove", 'emails[type eq "work"]', None),
     operation("Replace", "active", st.sampled_from((True, False, "False"))),
-    operation("replace", f"{ENTERPRISE_URN}:department", PLAIN),
+    operation("replace", f"{ENTERPRISE_URN}:department", TEXT),
     operation(
-        "replace", None, st.fixed_dictionaries({"displayName": PLAIN, "name.familyName": PLAIN})
+        "replace", None, st.fixed_dictionaries({"displayName": TEXT, "name.familyName": TEXT})
     ),
     *WILD_OPERATIONS,
 )
 GROUP_OPERATIONS = st.one_of(
-    operation(OPS, st.sampled_from(("displayName", "externalId")), PLAIN),
+    operation(OPS, st.sampled_from(("displayName", "externalId")), TEXT),
     operation(OPS, "members", MEMBERS),
     operation("remove", st.sampled_from(('members[value eq "<spare>"]', "members")), None),
     operation("remove", "members", [{"value": "<user>"}]),
-    operation("replace", None, st.fixed_dictionaries({"displayName": PLAIN})),
+    operation("replace", None, st.fixed_dictionaries({"displayName": TEXT})),
     operation("add", None, st.fixed_dictionaries({"members": MEMBERS})),
     *WILD_OPERATIONS,
 )
@@ -971,7 +986,7 @@ def patch_bodies(operations: st.SearchStrategy[dict[str, Any]]) -> st.SearchStra
     return mostly(valid, st.one_of(MANY_OPERATIONS, NOT_OBJECTS), 6)
 
 
-@settings(HOSTILE, max_examples=100)
+@settings(HOSTILE, max_examples=80)
 @given(user_patch=patch_bodies(USER_OPERATIONS), group_patch=patch_bodies(GROUP_OPERATIONS))
 def test_random_patch_documents_are_answered_without_5xx(service, user_patch, group_patch):
     world = reset(service)
@@ -1006,7 +1021,7 @@ STEPS = st.one_of(
 )
 
 
-@settings(HOSTILE, max_examples=80)
+@settings(HOSTILE, max_examples=60)
 @given(steps=st.lists(STEPS, min_size=1, max_size=4))
 def test_random_bodies_are_answered_without_5xx_and_leave_the_data_whole(service, steps):
     world = reset(service)
@@ -1351,7 +1366,7 @@ def test_filter_at_a_limit_is_served(client, method, path, filter_text):
     check_list(response, call)
 
 
-LONG = "x" * 3000
+LONG = noise(3000)  # over SCIM_MAX_STRING_BYTES, and over what a PostgreSQL index entry holds
 WORK = 'emails[type eq "work"].value'
 
 
@@ -1390,7 +1405,7 @@ def long_string_cases() -> list[Any]:
     }
     cases.append(pytest.param("PATCH", "Users", pathless, "displayName", id="patch-pathless"))
     variants = {
-        "10k-userName": ({"userName": "x" * 10_240}, "userName"),
+        "10k-userName": ({"userName": noise(10_240)}, "userName"),
         "folded-3x-userName": ({"userName": "ΐ" * 700}, "userName"),  # 1,400 bytes, folded 4,200
         "folded-userName-just-over": ({"userName": "ΐ" * 342}, "userName"),  # folded 2,052
         "folded-emails-value": ({"emails": [{"value": "İ" * 700}]}, "emails"),  # folded 2,100
@@ -1450,6 +1465,7 @@ def test_string_over_the_byte_limit_is_400_invalid_value_naming_it(
     ("fields", "kind"),
     [
         pytest.param({"userName": "x" * 2048}, "Users", id="userName-2048-bytes"),
+        pytest.param({"userName": noise(2048)}, "Users", id="userName-2048-incompressible-bytes"),
         pytest.param({"userName": "ΐ" * 341}, "Users", id="userName-folded-2046-bytes"),
         pytest.param({"userName": "ß" * 1024}, "Users", id="userName-2048-bytes-folded-too"),
         pytest.param({"displayName": "é" * 1024}, "Users", id="displayName-2048-bytes"),

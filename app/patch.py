@@ -381,6 +381,8 @@ def _identity(attribute: Attribute, element: Any) -> Any:
         value = element["value"]
         sub = attribute.sub("value")
         folds = isinstance(value, str) and sub is not None and not sub.case_exact
+        if isinstance(value, list | dict):
+            return repr(value)  # not a value a client may send; validation refuses it after
         return fold(value) if folds else value
     return repr(element)
 

@@ -355,12 +355,14 @@ def _existing(wanted: dict[str, str | None]) -> list[Member]:
     """
     found: dict[str, str] = {}
     for chunk in chunks(list(wanted)):
+        missing = chunk
         for kind, model in (("User", User), ("Group", Group)):
-            query = select(model.id).where(model.id.in_(chunk), model.deleted_at.is_(None))
-            for (member_id,) in db.session.execute(
-                query.with_for_update(read=True, key_share=True)
-            ):
-                found[member_id] = kind
+            query = select(model.id).where(model.id.in_(missing), model.deleted_at.is_(None))
+            locked = db.session.scalars(query.with_for_update(read=True, key_share=True))
+            found.update((member_id, kind) for member_id in locked)
+            missing = [member_id for member_id in missing if member_id not in found]
+            if not missing:
+                break  # all found among the users: none to look for among the groups
     members = []
     for value, declared in wanted.items():
         kind = found.get(value)

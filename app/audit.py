@@ -143,7 +143,10 @@ def _resource_id(response: Response) -> str | None:
         body = response.get_json(silent=True)
         if isinstance(body, dict) and isinstance(body.get("id"), str):
             resource_id = body["id"]
-    return resource_id[:MAX_ID_LENGTH] if resource_id is not None else None
+    if resource_id is None:
+        return None
+    # PostgreSQL's text cannot hold NUL (`PUT /Users/%00`): the row is kept, without that id.
+    return resource_id[:MAX_ID_LENGTH] if "\x00" not in resource_id else None
 
 
 def _attribute_names(method: str) -> list[str]:

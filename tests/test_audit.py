@@ -222,3 +222,11 @@ def test_an_audit_store_failure_never_breaks_the_response(client, capsys, monkey
     response = send(client, "POST", f"{BASE}/Users", json=user_payload())
     assert response.status_code == 201
     assert len(audit_lines(capsys)) == 1  # the line is the record when the row cannot be
+
+
+def test_a_change_to_an_id_holding_nul_is_audited_without_it(client, capsys):
+    """PUT /Users/%00 is a 404, recorded as such; PostgreSQL's text cannot hold the NUL."""
+    response = send(client, "PUT", f"{BASE}/Users/%00", json=user_payload())
+    assert response.status_code == 404
+    assert [(r.operation, r.status, r.resource_id) for r in rows()] == [("replace", 404, None)]
+    assert audit_lines(capsys)[-1]["resource_id"] is None

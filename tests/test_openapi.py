@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from flask import Flask
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
+from app import openapi
 from tests.conftest import BASE, TOKEN, make_app
 from tests.payloads import ENTERPRISE_URN, ERROR_URN, USER_URN
 
@@ -268,3 +270,14 @@ def test_created_resources_link_to_their_operations(document):
         if method != "parameters"
     }
     assert {link["operationId"] for link in links.values()} <= operation_ids
+
+
+def test_the_generator_is_pure():
+    # app/openapi.py takes the registry, limits and settings as arguments: no request, no app.
+    tree = ast.parse(Path(openapi.__file__).read_text(encoding="utf-8"))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert {name.split(".")[0] for name in imported} <= {"__future__", "re", "typing", "app"}
+    assert {name for name in imported if name.startswith("app")} == {
+        "app.limits", "app.schema", "app.schema.core",
+    }  # fmt: skip

@@ -146,9 +146,10 @@ def seeded(client: FlaskClient) -> Iterator[Seeded]:
 @pytest.fixture
 def served(app: Flask) -> Iterator[Flask]:
     """The app with unhandled errors answered as 500s, which not_a_server_error reports."""
+    before = app.config["PROPAGATE_EXCEPTIONS"]
     app.config["PROPAGATE_EXCEPTIONS"] = False
     yield app
-    app.config["PROPAGATE_EXCEPTIONS"] = None
+    app.config["PROPAGATE_EXCEPTIONS"] = before
 
 
 @schema.parametrize()
@@ -172,6 +173,7 @@ def test_generated_requests_conform(case: schemathesis.Case, served: Flask, seed
 
 
 def test_the_fuzzed_document_is_the_served_one(client: FlaskClient) -> None:
+    """So the operations fuzzed and checked for auth here are every one the app documents."""
     served = client.get(f"{BASE}/openapi.json").json
     assert served["servers"] == [{"url": f"http://localhost{BASE}"}]
     assert {**served, "servers": DOCUMENT["servers"]} == DOCUMENT
@@ -191,14 +193,6 @@ def _operations() -> list[tuple[str, str]]:
 
 
 OPERATIONS = _operations()
-
-
-def test_every_served_operation_is_checked_for_auth(client: FlaskClient) -> None:
-    served = client.get(f"{BASE}/openapi.json").json["paths"]
-    assert sorted(
-        (method.upper(), path) for path, item in served.items() for method in item
-        if method != "parameters"
-    ) == sorted(OPERATIONS)  # fmt: skip
 
 
 @pytest.mark.parametrize(

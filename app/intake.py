@@ -26,20 +26,30 @@ def text_problem(text: str) -> str | None:
     return None
 
 
-def check_string(text: str, where: str, limits: Limits) -> None:
+def check_string(text: str, where: str | Location, limits: Limits) -> None:
     """One string value: storable, and within SCIM_MAX_STRING_BYTES as sent and case-folded."""
-    if problem := text_problem(text):
-        raise InvalidValue(f"{where} {problem}")
-    size = len(text.encode("utf-8"))
-    # Case folding at most triples the UTF-8 length ("ΐ" is 2 bytes, folded 6), so the folded
-    # form needs counting only when it could exceed the limit.
-    if size * 3 > limits.string_bytes:
-        size = max(size, len(text.casefold().encode("utf-8")))
+    if text.isascii():  # most strings: no surrogate, and folding keeps the length
+        size = len(text)
+        if "\x00" in text:
+            raise InvalidValue(f"{_named(where)} must not contain NUL characters")
+    elif problem := text_problem(text):
+        raise InvalidValue(f"{_named(where)} {problem}")
+    else:
+        size = len(text.encode("utf-8"))
+        # Case folding at most triples the UTF-8 length ("ΐ" is 2 bytes, folded 6), so the
+        # folded form needs counting only when it could exceed the limit.
+        if size * 3 > limits.string_bytes:
+            size = max(size, len(text.casefold().encode("utf-8")))
     if size > limits.string_bytes:
         raise InvalidValue(
-            f"{where} is {size} bytes long in UTF-8 (or case-folded); at most "
+            f"{_named(where)} is {size} bytes long in UTF-8 (or case-folded); at most "
             f"{limits.string_bytes} are accepted (SCIM_MAX_STRING_BYTES)"
         )
+
+
+# Where a value sits in the body, kept as (parent, step) links and spelled out only for an
+# error message: a 20,000-member list costs no 20,000 location strings.
+Location = tuple["Location | None", str] | None
 
 
 def check_body(body: Any, limits: Limits, *, skip: frozenset[str] = frozenset()) -> None:
@@ -48,18 +58,18 @@ def check_body(body: Any, limits: Limits, *, skip: frozenset[str] = frozenset())
     `skip`: top-level keys checked elsewhere by rules of their own (a SearchRequest's filter).
     Iterative, so that no nesting depth can exhaust the stack.
     """
-    pending: list[tuple[Any, str, int]] = [(body, "", 0)]
+    pending: list[tuple[Any, Location, int]] = [(body, None, 0)]
     while pending:
         value, where, depth = pending.pop()
         if isinstance(value, str):
-            check_string(value, where or "The request body", limits)
+            check_string(value, where, limits)
         elif isinstance(value, dict | list):
             if depth >= limits.json_depth:
                 raise InvalidSyntax(
                     f"The request body nests deeper than {limits.json_depth} levels"
                 )
             if isinstance(value, list):
-                pending.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+                pending.extend((item, (where, f"[{i}]"), depth + 1) for i, item in enumerate(value))
                 continue
             path = _patch_path(value)
             for key, item in value.items():
@@ -67,10 +77,19 @@ def check_body(body: Any, limits: Limits, *, skip: frozenset[str] = frozenset())
                     raise InvalidValue(f"An attribute name in the request body {problem}")
                 if depth == 0 and key in skip:
                     continue
-                name = f"{where}.{key}" if where else key
-                if path is not None and key.lower() == "value":
-                    name = f"{where} ({path})"  # a PATCH operation's value: named by its path
-                pending.append((item, name, depth + 1))
+                step = f" ({path})" if path is not None and key.lower() == "value" else f".{key}"
+                pending.append((item, (where, step), depth + 1))
+
+
+def _named(where: str | Location) -> str:
+    """`emails[0].value`, `Operations[0] (name.familyName)`: a location as a client reads it."""
+    if isinstance(where, str):
+        return where
+    steps: list[str] = []
+    while where is not None:
+        where, step = where
+        steps.append(step)
+    return "".join(reversed(steps)).lstrip(".") or "The request body"
 
 
 def _patch_path(value: dict[str, Any]) -> str | None:

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from scim2_filter_parser import ast
-from sqlalchemy import ColumnElement, Select, and_, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, literal, select, text, update
 from sqlalchemy import delete as sql_delete
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -33,7 +34,7 @@ from app.patch import Operation
 from app.patch import apply as apply_patch
 from app.schema import fold
 from app.schema.core import GROUP_RESOURCE
-from app.store import chunks, could_be_id, pages
+from app.store import chunks, could_be_id, one_of, pages
 
 WRITE_ATTEMPTS = 5
 MEMBERS = GROUP_RESOURCE.schema.attribute("members")
@@ -273,7 +274,9 @@ class _MemberBatch:
         """Write the batch and empty it; returns the rows changed."""
         members = [m for m in _existing(self.checked) if m.value in self.added]
         changed = sum(
-            _delete_members(GroupMember.group_id == self.group_id, GroupMember.member_id.in_(chunk))
+            _delete_members(
+                GroupMember.group_id == self.group_id, one_of(GroupMember.member_id, chunk)
+            )
             for chunk in chunks(sorted(self.removed))
         )
         changed += _add_members(self.group_id, members)
@@ -357,7 +360,7 @@ def _existing(wanted: dict[str, str | None]) -> list[Member]:
     for chunk in chunks(list(wanted)):
         missing = chunk
         for kind, model in (("User", User), ("Group", Group)):
-            query = select(model.id).where(model.id.in_(missing), model.deleted_at.is_(None))
+            query = select(model.id).where(one_of(model.id, missing), model.deleted_at.is_(None))
             locked = db.session.scalars(query.with_for_update(read=True, key_share=True))
             found.update((member_id, kind) for member_id in locked)
             missing = [member_id for member_id in missing if member_id not in found]
@@ -379,25 +382,36 @@ def _add_members(group_id: str, members: list[Member]) -> int:
     for member in members:
         if member.type == "Group":
             _refuse_cycle(group_id, member.value)
-    by_id = {m.value: m for m in members}
-    inserted = 0
-    for chunk in chunks(list(by_id)):
-        present = set(
-            db.session.scalars(
-                select(GroupMember.member_id).where(
-                    GroupMember.group_id == group_id, GroupMember.member_id.in_(chunk)
-                )
+    unique = list({m.value: m for m in members}.values())
+    # ON CONFLICT DO NOTHING skips the members already there, and RETURNING names the rows
+    # that were new: one statement, on PostgreSQL and SQLite (3.35+) alike.
+    if db.session.get_bind().dialect.name == "postgresql":
+        # The rows as two arrays: two parameters however many members (see store.one_of).
+        return sum(
+            len(
+                db.session.execute(
+                    _INSERT_UNNESTED,
+                    {
+                        "group_id": group_id,
+                        "ids": [m.value for m in chunk],
+                        "types": [m.type for m in chunk],
+                    },
+                ).all()
             )
+            for chunk in chunks(unique)
         )
-        rows = [
-            {"group_id": group_id, "member_id": value, "member_type": by_id[value].type}
-            for value in chunk
-            if value not in present
-        ]
-        if rows:
-            db.session.execute(insert(GroupMember), rows)
-            inserted += len(rows)
-    return inserted
+    table = GroupMember.__table__
+    new = sqlite.insert(table).on_conflict_do_nothing().returning(table.c.member_id)
+    rows = [{"group_id": group_id, "member_id": m.value, "member_type": m.type} for m in unique]
+    return sum(len(db.session.execute(new, chunk).all()) for chunk in chunks(rows))
+
+
+_INSERT_UNNESTED = text(
+    "INSERT INTO group_members (group_id, member_id, member_type) "
+    "SELECT :group_id, member.id, member.type "
+    "FROM unnest(CAST(:ids AS varchar[]), CAST(:types AS varchar[])) AS member (id, type) "
+    "ON CONFLICT DO NOTHING RETURNING member_id"
+)
 
 
 def _refuse_cycle(group_id: str, member_group_id: str) -> None:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event
 
-from app.db import db
-from tests.conftest import BASE
+from tests.conftest import BASE, statements
 from tests.payloads import GROUP_URN, LIST_URN, error, patch_payload, without_volatile
 
 
@@ -399,20 +396,6 @@ def test_every_membership_change_bumps_last_modified(client, create_user, create
     after_delete = get_group(client, group)["meta"]
     assert after_delete["lastModified"] > after_add["lastModified"]
     assert after_delete["version"] == 'W/"3"'
-
-
-@contextmanager
-def statements():
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
 
 
 def test_excluded_members_are_never_read(client, create_user, create_group):

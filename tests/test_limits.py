@@ -9,11 +9,10 @@ from contextlib import contextmanager
 
 import pytest
 from flask import Flask
-from sqlalchemy import event
 
 from app.config import ConfigError, load_config
 from app.db import db
-from tests.conftest import BASE, TOKEN, make_app
+from tests.conftest import BASE, TOKEN, make_app, statements
 from tests.payloads import GROUP_URN, error, patch_payload, user_payload
 
 SEARCH_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
@@ -313,20 +312,6 @@ def test_by_default_any_member_list_that_fits_in_the_body_is_accepted():
     # The shortest member elements there are: one more than the limit no longer fits the body.
     beyond = json.dumps([{"value": "0" * 36}] * (limits.members + 1), separators=(",", ":"))
     assert len(beyond) > limits.body_bytes
-
-
-@contextmanager
-def statements() -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
 
 
 @pytest.mark.parametrize(

@@ -15,13 +15,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, insert
 
+from app import models
 from app.config import load_config
 from app.db import db, utcnow
 from app.models import ConsoleAdmin, GroupMember, User, UserValue
 from app.schema import fold
 from app.store import console as store
 from tests.conftest import BASE, TOKEN, make_app
-from tests.payloads import GROUP_URN, patch_payload, user_payload
+from tests.payloads import GROUP_URN, error, patch_payload, user_payload
 
 PASSWORD = "correct horse battery staple"
 
@@ -134,21 +135,71 @@ def scim(client: FlaskClient, method: str, path: str, body: Any = None) -> Any:
 
 # --- switched on and off -------------------------------------------------------------------
 
+ENABLE_COMMAND = "flask --app wsgi console set-password"
+NOT_SET_UP_PATHS = [
+    "/console/",
+    "/console/login",
+    "/console/users",
+    "/console/users/no-such-user",
+    "/console/logout",
+    "/console/no-such-page",
+]
 
-def test_console_is_404_until_an_admin_password_is_set(client, anonymous):
-    for path in ("/", "/console/", "/console/login", "/console/static/console.css"):
-        assert anonymous.get(path).status_code == 404, path
-    store.set_password("admin", PASSWORD)
-    assert anonymous.get("/").headers["Location"] == "/console/"
-    assert anonymous.get("/console/login").status_code == 200
+
+def not_found_in_scim_json(response: Any) -> None:
+    """What any path outside the console and the API answers: the app's SCIM 404."""
+    assert response.status_code == 404
+    assert response.mimetype == "application/scim+json"
+    assert response.json == error(404, "No such endpoint")
+    assert "Set-Cookie" not in response.headers
+
+
+def test_before_a_password_is_set_console_pages_are_an_html_404_naming_the_command(
+    client, anonymous
+):
+    for path in NOT_SET_UP_PATHS:
+        for method in ("GET", "POST"):
+            response = anonymous.open(path, method=method)
+            assert response.status_code == 404, (method, path)
+            assert response.mimetype == "text/html", (method, path)
+            assert "The console is not switched on" in response.text, (method, path)
+            assert ENABLE_COMMAND in response.text, (method, path)
+            assert "Set-Cookie" not in response.headers, (method, path)
+    assert anonymous.get("/console/").headers["Cache-Control"] == "no-store"
+    # `/` sends a person to the console, which says what to do; the API is still SCIM JSON.
+    root = anonymous.get("/")
+    assert (root.status_code, root.headers["Location"]) == (302, "/console/")
+    assert client.get(f"{BASE}/NoSuchResource").json == error(404, "No such endpoint")
     with anonymous.get("/console/static/console.css") as stylesheet:
-        assert stylesheet.status_code == 200  # public: the login page needs it
+        assert stylesheet.status_code == 200  # the page is styled; the stylesheet tells nothing
+
+    store.set_password("admin", PASSWORD)
+    root = anonymous.get("/")
+    assert (root.status_code, root.headers["Location"]) == (302, "/console/")
+    login = anonymous.get("/console/login")
+    assert login.status_code == 200
+    assert "The console is not switched on" not in login.text
 
 
-def test_console_is_404_when_switched_off_even_with_a_password(switched_off, admin):
+def test_console_switched_off_does_not_exist_even_with_a_password(switched_off, admin):
     visitor = switched_off.test_client()
-    for path in ("/", "/console/", "/console/login", "/console/users"):
-        assert visitor.get(path).status_code == 404, path
+    for path in ("/", "/console", "/console/", "/console/login", "/console/users"):
+        not_found_in_scim_json(visitor.get(path))
+    not_found_in_scim_json(visitor.get("/console/static/console.css"))
+    not_found_in_scim_json(visitor.post("/console/login", data={"password": PASSWORD}))
+    # Its commands still work, so a password can be set before the console is switched on.
+    result = switched_off.test_cli_runner().invoke(args=["console", "logout-all"])
+    assert result.exit_code == 0, result.output
+
+
+def test_an_unknown_console_path_is_an_html_404_and_a_wrong_method_an_html_405(anonymous, browser):
+    for visitor in (anonymous, browser):
+        missing = visitor.get("/console/no-such-page")
+        assert (missing.status_code, missing.mimetype) == (404, "text/html")
+        assert missing.headers["X-Frame-Options"] == "DENY"
+        wrong = visitor.post("/console/users")
+        assert (wrong.status_code, wrong.mimetype) == (405, "text/html")
+        assert wrong.headers["Allow"] == "GET, HEAD, OPTIONS"
 
 
 ANONYMOUS_PAGES = [
@@ -284,10 +335,148 @@ def test_repeated_failures_lock_out_that_address_and_username(app, admin):
     assert log_in(app.test_client(), PASSWORD, REMOTE_ADDR="203.0.113.9").status_code == 302
 
 
+def cookie_of(browser: FlaskClient) -> str:
+    cookie = browser.get_cookie("scim_console", path="/console")
+    assert cookie is not None
+    return cookie.value
+
+
+def holding(app: Flask, cookie: str) -> FlaskClient:
+    """Another client that sends a copy of a session cookie (as a thief, or a second tab)."""
+    copy = app.test_client()
+    copy.set_cookie("scim_console", cookie, path="/console")
+    return copy
+
+
+def signed_in(visitor: FlaskClient) -> bool:
+    response = visitor.get("/console/users")
+    assert response.status_code in (200, 302)
+    if response.status_code == 302:
+        assert response.headers["Location"] == "/console/login?next=/console/users"
+    return response.status_code == 200
+
+
+def log_out(browser: FlaskClient) -> Any:
+    return browser.post("/console/logout", data={"csrf": csrf_of(browser.get("/console/").text)})
+
+
+def test_logout_ends_the_session_for_every_copy_of_its_cookie(app, browser, create_user):
+    user = create_user()
+    copy = cookie_of(browser)
+    assert signed_in(holding(app, copy))  # the copy works while the session lives...
+    token = csrf_of(browser.get("/console/").text)
+    response = browser.post("/console/logout", data={"csrf": token})
+    assert (response.status_code, response.headers["Location"]) == (302, "/console/login")
+    stale = holding(app, copy)
+    for path in ANONYMOUS_PAGES:  # ...and opens nothing once it has ended
+        path = path.format(user_id=user["id"], group_id="no-such-group")
+        response = stale.get(path)
+        assert response.status_code == 302, path
+        assert response.headers["Location"].startswith("/console/login?next="), path
+        stale = holding(app, copy)  # the refusal cleared the cookie: send the copy again
+    assert stale.post("/console/logout", data={"csrf": token}).status_code == 302
+    assert not signed_in(holding(app, copy))
+    assert log_in(browser).status_code == 302  # logging in again opens a new session
+    assert signed_in(browser)
+    assert not signed_in(holding(app, copy))
+
+
+def test_logout_ends_only_that_session(app, admin):
+    first, second = app.test_client(), app.test_client()
+    assert log_in(first).status_code == 302 and log_in(second).status_code == 302
+    assert log_out(first).status_code == 302
+    assert not signed_in(first)
+    assert signed_in(second)
+
+
+def test_logout_on_one_instance_ends_the_session_on_every_other(database_url, app, browser):
+    """Sessions live in the database: any gunicorn worker or instance sees a logout at once."""
+    other = make_app(database_url)
+    try:
+        copy = cookie_of(browser)
+        assert signed_in(holding(other, copy))
+        assert log_out(browser).status_code == 302
+        assert not signed_in(holding(other, copy))
+    finally:
+        with other.app_context():
+            db.engine.dispose()
+
+
+def test_get_logout_is_an_html_page_that_offers_the_button_and_ends_nothing(anonymous, browser):
+    response = anonymous.get("/console/logout")
+    assert (response.status_code, response.headers["Location"]) == (302, "/console/login")
+    page = browser.get("/console/logout")
+    assert (page.status_code, page.mimetype) == (200, "text/html")
+    assert '<form class="logout-confirm" method="post" action="/console/logout">' in page.text
+    assert signed_in(browser)
+    assert browser.post("/console/logout", data={"csrf": csrf_of(page.text)}).status_code == 302
+    assert not signed_in(browser)
+
+
 def test_a_new_password_ends_existing_sessions(browser):
     assert browser.get("/console/users").status_code == 200
     store.set_password("admin", "another long password")
     assert browser.get("/console/users").status_code == 302
+
+
+def test_a_new_password_ends_every_session_of_that_admin_and_only_those(app, admin):
+    store.set_password("ops", "the ops admin password")
+    laptop, phone, ops = app.test_client(), app.test_client(), app.test_client()
+    for visitor in (laptop, phone):
+        assert log_in(visitor).status_code == 302
+    page = ops.get("/console/login")
+    ops.post(
+        "/console/login",
+        data={"csrf": csrf_of(page.text), "username": "ops", "password": "the ops admin password"},
+    )
+    copy = cookie_of(laptop)
+    result = app.test_cli_runner().invoke(
+        args=["console", "set-password", "--password-stdin"], input="a brand new password\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert not signed_in(laptop) and not signed_in(phone) and not signed_in(holding(app, copy))
+    assert signed_in(ops)
+    assert log_in(laptop, "a brand new password").status_code == 302
+
+
+def test_logout_all_command_ends_every_session(app, admin):
+    store.set_password("ops", "the ops admin password")
+    visitors = [app.test_client() for _ in range(3)]
+    for visitor in visitors[:2]:
+        assert log_in(visitor).status_code == 302
+    page = visitors[2].get("/console/login")
+    visitors[2].post(
+        "/console/login",
+        data={"csrf": csrf_of(page.text), "username": "ops", "password": "the ops admin password"},
+    )
+    assert all(signed_in(visitor) for visitor in visitors)
+    assert log_out(visitors[0]).status_code == 302  # already ended: not counted again
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["console", "logout-all"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "Ended 2 console session(s); the admins' passwords are unchanged.\n"
+    assert not any(signed_in(visitor) for visitor in visitors)
+    assert runner.invoke(args=["console", "logout-all"]).output.startswith("Ended 0 console")
+    assert log_in(visitors[1]).status_code == 302
+    assert signed_in(visitors[1])
+
+
+def test_a_session_idle_longer_than_its_lifetime_is_ended_on_the_server(app, browser):
+    """The cookie's own expiry is the browser's business; a copy replayed later is refused."""
+    idle = app.config["PERMANENT_SESSION_LIFETIME"]
+    copy = cookie_of(browser)
+    sessions = models.ConsoleSession.__table__
+    db.session.execute(
+        sessions.update().values(last_seen_at=utcnow() - idle + timedelta(minutes=2))
+    )
+    db.session.commit()
+    assert signed_in(holding(app, copy))  # used within the lifetime: still open, and seen now
+    db.session.execute(
+        sessions.update().values(last_seen_at=utcnow() - idle - timedelta(minutes=1))
+    )
+    db.session.commit()
+    assert not signed_in(holding(app, copy))
+    assert not signed_in(browser)
 
 
 def test_session_key_is_derived_from_but_not_equal_to_the_secret_key():

@@ -31,11 +31,11 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
-from sqlalchemy import insert
+from sqlalchemy import delete, insert
 
 from app.auth import token_hash
 from app.db import db
-from app.models import GroupMember
+from app.models import ConsoleAdmin, GroupMember
 from app.store import console as console_store
 from tests.conftest import TOKEN
 from tests.net import free_port
@@ -269,6 +269,49 @@ def test_log_in_and_watch_a_user_created_through_the_scim_api_appear(console):
     console.wait(expected_conditions.url_contains("/console/login"))
     console.open("/console/users")
     assert "/console/login" in console.driver.current_url
+
+
+def test_logout_ends_the_session_even_for_a_copy_of_its_cookie(console):
+    console.log_in()
+    copy = console.driver.get_cookie("scim_console")
+    assert copy is not None
+    console.driver.find_element(By.CSS_SELECTOR, "form.logout button").click()
+    console.wait(expected_conditions.url_contains("/console/login"))
+    # Put the cookie from before the logout back, as someone who had copied it would.
+    console.driver.add_cookie({k: copy[k] for k in ("name", "value", "path", "httpOnly")})
+    console.open("/console/users")
+    assert console.driver.current_url.startswith(f"{console.base}/console/login")
+    assert console.driver.find_element(By.NAME, "password").is_displayed()
+    assert "Users" not in console.text("h1")
+
+
+def test_the_logout_address_opened_by_hand_offers_the_button(console):
+    console.log_in()
+    console.open("/console/logout")
+    assert console.text("h1") == "Log out"
+    console.screenshot("logout")
+    button = console.driver.find_element(By.CSS_SELECTOR, "main form.logout-confirm button")
+    button.click()
+    console.wait(replaced(button))
+    assert console.driver.current_url == f"{console.base}/console/login"
+    console.open("/console/logout")  # signed out: the login page, never an API error
+    assert console.driver.current_url == f"{console.base}/console/login"
+
+
+def test_before_a_password_is_set_the_console_says_how_to_switch_it_on(console):
+    db.session.execute(delete(ConsoleAdmin))
+    db.session.commit()
+    console.open("/")
+    assert console.driver.current_url == f"{console.base}/console/"
+    assert console.text("h1") == "The console is not switched on"
+    assert "flask --app wsgi console set-password" in console.text()
+    assert "/scim/v2" in console.text()
+    console.screenshot("not-set-up")
+    console.open("/console/users")
+    assert console.text("h1") == "The console is not switched on"
+    console_store.set_password("admin", PASSWORD)
+    console.open("/")
+    assert console.driver.current_url.startswith(f"{console.base}/console/login")
 
 
 def test_search_users_by_text_and_by_scim_filter(console):

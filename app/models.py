@@ -169,6 +169,22 @@ class ConsoleAdmin(db.Model):
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ConsoleSession(db.Model):
+    """A console login, so that logging out, a new password or `flask console logout-all` ends
+    it on every worker and instance: the signed cookie alone could not be taken back."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (Index("ix_console_sessions_username", "username"),)
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie's id
+    username: Mapped[str] = mapped_column(
+        String(64), ForeignKey("console_admins.username", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # to the minute
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # logout, password, logout-all
+
+
 class ConsoleLoginFailure(db.Model):
     """Failed console logins per client address and username, for the lockout."""
 

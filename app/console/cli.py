@@ -1,10 +1,11 @@
-"""`flask console ...`: set the admin password that switches the console on."""
+"""`flask console ...`: set the admin password that switches the console on; end sessions."""
 
 from __future__ import annotations
 
 import sys
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from app.store import console as store
@@ -35,3 +36,10 @@ def set_password(username: str, password_stdin: bool) -> None:
         raise click.ClickException("the username must not be empty")
     admin = store.set_password(username, password)
     click.echo(f"Console password set for {admin.username!r}; its earlier sessions have ended.")
+
+
+@group.command("logout-all")
+def logout_all() -> None:
+    """End every console session of every admin (a lost laptop, a departing operator)."""
+    ended = store.end_sessions(idle=current_app.permanent_session_lifetime)
+    click.echo(f"Ended {ended} console session(s); the admins' passwords are unchanged.")

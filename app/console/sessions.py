@@ -1,10 +1,12 @@
-"""The console's session: a signed cookie under /console only, its admin, and CSRF tokens."""
+"""The console's session: a signed cookie under /console only naming a session the database
+keeps (app/store/console.py), its admin, and CSRF tokens."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+from datetime import timedelta
 
 from flask import Flask, abort, current_app, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
@@ -26,12 +28,12 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
     """
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if not _is_console(request.path):
+        if not is_console(request.path):
             return self.make_null_session(app)
         return super().open_session(app, request)
 
     def save_session(self, app: Flask, session: SecureCookieSession, response: Response) -> None:
-        if _is_console(request.path):
+        if is_console(request.path):
             super().save_session(app, session, response)
 
     def get_cookie_secure(self, app: Flask) -> bool:
@@ -39,7 +41,7 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
         return request.is_secure
 
 
-def _is_console(path: str) -> bool:
+def is_console(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 
@@ -47,25 +49,32 @@ def log_in(admin: ConsoleAdmin) -> None:
     """A fresh session for the admin: nothing from before the login survives (no fixation)."""
     session.clear()
     session.permanent = True  # expires after SCIM_CONSOLE_SESSION_MINUTES without a request
-    session["admin"] = admin.username
-    session["stamp"] = _stamp(admin)
+    session_id = secrets.token_urlsafe(32)
+    store.start_session(admin.username, _hash(session_id), idle=_lifetime())
+    session["id"] = session_id
     session["csrf"] = secrets.token_urlsafe(32)
 
 
 def log_out() -> None:
+    """End the session in the database, so a copy of the cookie opens nothing either."""
+    if session_id := session.get("id"):
+        store.end_session(_hash(session_id))
     session.clear()
 
 
 def current_admin() -> ConsoleAdmin | None:
-    """The signed-in admin, if the session names one whose password has not changed since."""
+    """The signed-in admin, if the session's record says it is still open.
+
+    The cookie only names the session; whether it is open is in the database, where a logout,
+    a new password or `flask console logout-all` ends it for every worker and instance.
+    """
     if CACHE in request.environ:  # per request (an app context may outlive one, as in tests)
         return request.environ[CACHE]
     admin = None
-    if name := session.get("admin"):
-        admin = store.get_admin(name)
-        if admin is None or not hmac.compare_digest(session.get("stamp", ""), _stamp(admin)):
+    if session_id := session.get("id"):
+        admin = store.session_admin(_hash(session_id), idle=_lifetime())
+        if admin is None:
             session.clear()
-            admin = None
     request.environ[CACHE] = admin
     return admin
 
@@ -83,8 +92,10 @@ def check_csrf() -> None:
         abort(400, "The form has expired or did not come from this console: reload and retry.")
 
 
-def _stamp(admin: ConsoleAdmin) -> str:
-    """Ties a session to the password it was opened with: a new password ends every session,
-    and a forged cookie would need the stored hash as well as the signing key."""
-    key = current_app.config["SECRET_KEY"].encode()
-    return hmac.new(key, admin.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
+def _hash(session_id: str) -> str:
+    """What the database keeps: reading the table gives no cookie's session id."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def _lifetime() -> timedelta:
+    return current_app.permanent_session_lifetime

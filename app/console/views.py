@@ -7,14 +7,14 @@ from typing import Any
 
 from flask import (
     Blueprint,
-    abort,
     current_app,
+    make_response,
     redirect,
     render_template,
     request,
     url_for,
 )
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Response
 
 from app.console import sessions
@@ -43,18 +43,42 @@ SECURITY_HEADERS = {
 }
 
 
-def enabled() -> bool:
-    """On unless SCIM_CONSOLE_ENABLED is false, and only once an admin password is set."""
-    return bool(current_app.config["SCIM_CONSOLE_ENABLED"]) and store.admin_exists()
-
-
 @bp.before_request
-def _gate() -> Response | None:
-    if not enabled():
-        abort(404)
+def _gate() -> Response | tuple[str, int] | None:
+    if request.endpoint == "console.static":
+        return None  # the stylesheet and script tell nothing, and style the page below
+    if not store.admin_exists():
+        return not_set_up()
     if request.endpoint in PUBLIC or sessions.current_admin() is not None:
         return None
-    return redirect(url_for("console.login", next=_here()))
+    # After logging in, the admin goes where they were going, but never to the logout page.
+    target = None if request.endpoint == "console.logout" else _here()
+    return redirect(url_for("console.login", next=target))
+
+
+def not_set_up() -> tuple[str, int]:
+    """Every console page until an admin password is set: what to run to switch it on.
+
+    404, not 503: nothing is failing and nothing will change by retrying; a 5xx would count
+    against the service's error rate and could take it out of a load balancer's rotation.
+    """
+    return render_template("console/not_set_up.html"), 404
+
+
+def unrouted(error: HTTPException) -> Response:
+    """A /console path that no page answers, or not with that method: HTML like the pages
+    (the app's own 404 and 405 are SCIM JSON, for the API)."""
+    if not store.admin_exists():
+        response = make_response(not_set_up())
+    else:
+        status = error.code or 404
+        page = render_template(
+            "console/error.html", status=status, detail=error.description, **_globals()
+        )
+        response = make_response(page, status)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
+    return _headers(response)
 
 
 @bp.after_request
@@ -128,8 +152,12 @@ def login() -> Response | str | tuple[str, int]:
     return redirect(target)
 
 
-@bp.post("/logout")
-def logout() -> Response:
+@bp.route("/logout", methods=["GET", "POST"])
+def logout() -> Response | str:
+    """POST logs out; GET (the address typed, or a bookmark) offers the button, ending nothing:
+    a link elsewhere must not be able to log the admin out."""
+    if request.method == "GET":
+        return render_template("console/logout.html")
     sessions.check_csrf()
     sessions.log_out()
     return redirect(url_for("console.login"))

@@ -1,4 +1,5 @@
-"""Every SQL statement of the operator console: its admins, lockouts, listings and dashboard.
+"""Every SQL statement of the operator console: its admins, sessions, lockouts, listings and
+dashboard.
 
 Read-only towards users and groups: listings page in SQL (LIMIT/OFFSET after a COUNT), a
 group's members are read one page at a time in the order of the membership key, so that a group
@@ -13,10 +14,22 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, inspect, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Update,
+    and_,
+    delete,
+    func,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import aliased
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -27,6 +40,7 @@ from app.errors import InvalidFilter, InvalidPath, InvalidValue
 from app.models import (
     ConsoleAdmin,
     ConsoleLoginFailure,
+    ConsoleSession,
     Group,
     GroupMember,
     Membership,
@@ -72,14 +86,15 @@ def get_admin(username: str) -> ConsoleAdmin | None:
 
 
 def set_password(username: str, password: str) -> ConsoleAdmin:
-    """Create the admin or change its password; every session it had ends (see sessions.py)."""
-    key = _username_key(username)
+    """Create the admin or change its password; every session it had ends with it."""
+    key, now = _username_key(username), utcnow()
     admin = db.session.get(ConsoleAdmin, key)
     if admin is None:
         admin = ConsoleAdmin(username=key)
         db.session.add(admin)
     admin.password_hash = generate_password_hash(password)
-    admin.password_changed_at = utcnow()
+    admin.password_changed_at = now
+    db.session.execute(_end(now).where(ConsoleSession.username == key))
     db.session.commit()
     return admin
 
@@ -123,6 +138,70 @@ def log_in(
     except IntegrityError:
         db.session.rollback()  # a concurrent first failure of the same pair inserted the row
     return Login(None)
+
+
+# --- Sessions (app/console/sessions.py keeps the id in the cookie, only its hash is here) ---
+
+SEEN_EVERY = timedelta(minutes=1)  # last_seen_at is written at most once a minute per session
+
+
+def start_session(username: str, id_hash: str, *, idle: timedelta) -> None:
+    """Record a new session of the admin, and forget every session unused for `idle`."""
+    now = utcnow()
+    db.session.execute(delete(ConsoleSession).where(ConsoleSession.last_seen_at < now - idle))
+    db.session.add(
+        ConsoleSession(
+            id_hash=id_hash, username=_username_key(username), created_at=now, last_seen_at=now
+        )
+    )
+    db.session.commit()
+
+
+def session_admin(id_hash: str, *, idle: timedelta) -> ConsoleAdmin | None:
+    """The admin of a session that has neither ended nor gone unused for `idle`; marks it seen.
+
+    Idleness is checked here, not only by the cookie's expiry: a copy of the cookie kept
+    refreshed by its holder opens nothing once the server has not seen the session for that long.
+    """
+    now = utcnow()
+    row = db.session.execute(
+        select(ConsoleSession.last_seen_at, ConsoleAdmin)
+        .join(ConsoleAdmin, ConsoleAdmin.username == ConsoleSession.username)
+        .where(
+            ConsoleSession.id_hash == id_hash,
+            ConsoleSession.ended_at.is_(None),
+            ConsoleSession.last_seen_at > now - idle,
+        )
+    ).first()
+    if row is None:
+        return None
+    last_seen, admin = row
+    if now - last_seen >= SEEN_EVERY:
+        db.session.execute(
+            update(ConsoleSession)
+            .where(ConsoleSession.id_hash == id_hash, ConsoleSession.ended_at.is_(None))
+            .values(last_seen_at=now)
+        )
+        db.session.commit()
+    return admin
+
+
+def end_session(id_hash: str) -> None:
+    """Logout: this session ends for good, whoever holds a copy of its cookie."""
+    db.session.execute(_end(utcnow()).where(ConsoleSession.id_hash == id_hash))
+    db.session.commit()
+
+
+def end_sessions(*, idle: timedelta) -> int:
+    """End every admin's open sessions (`flask console logout-all`); returns how many there were."""
+    now = utcnow()
+    ended = db.session.execute(_end(now).where(ConsoleSession.last_seen_at > now - idle))
+    db.session.commit()
+    return ended.rowcount
+
+
+def _end(now: datetime) -> Update:
+    return update(ConsoleSession).where(ConsoleSession.ended_at.is_(None)).values(ended_at=now)
 
 
 def _username_key(username: str) -> str:

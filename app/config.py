@@ -9,10 +9,14 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from limits import parse_many
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from app.limits import INDEXABLE_STRING_BYTES, SMALLEST_MEMBER_BYTES, Limits
 
 DEFAULT_DATABASE_URL = "sqlite:///scim.sqlite3"  # relative SQLite paths land in instance/
+POSTGRESQL_DRIVER = "postgresql+psycopg"  # psycopg 3, the driver requirements.txt installs
+DATABASE_DRIVERS = frozenset({"sqlite", "sqlite+pysqlite", POSTGRESQL_DRIVER})
 
 
 class ConfigError(ValueError):
@@ -20,7 +24,7 @@ class ConfigError(ValueError):
 
 
 def load_config(env: Mapping[str, str]) -> dict[str, object]:
-    database_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    database_url = _database_url(env.get("DATABASE_URL", ""))
     db_timeout = _int(env, "SCIM_DB_TIMEOUT_SECONDS", 5, minimum=1)
     secret_key = _secret_key(env)
     limits = _limits(env)
@@ -77,6 +81,29 @@ def _limits(env: Mapping[str, str]) -> Limits:
         # By default whatever member list fits in the body, whatever the body limit is.
         members=_int(env, "SCIM_MAX_MEMBERS_PER_REQUEST", body // SMALLEST_MEMBER_BYTES, minimum=1),
     )
+
+
+def _database_url(raw: str) -> str:
+    """DATABASE_URL with psycopg 3 named: hosting platforms hand out postgres://... URLs.
+
+    SQLAlchemy reads `postgres://` as no dialect at all and `postgresql://` as psycopg2, which
+    is not installed; both mean the PostgreSQL this service runs on, through psycopg 3.
+    """
+    raw = raw.strip()
+    if not raw:
+        return DEFAULT_DATABASE_URL
+    scheme, separator, rest = raw.partition("://")
+    if separator and scheme.lower() in ("postgres", "postgresql"):
+        raw = f"{POSTGRESQL_DRIVER}://{rest}"
+    example = f"{POSTGRESQL_DRIVER}://user:password@host:5432/database or sqlite:///file.sqlite3"
+    try:
+        driver = make_url(raw).drivername
+    except ArgumentError:
+        # The value itself is never echoed: it may hold a password.
+        raise ConfigError(f"DATABASE_URL is not a URL; it must look like {example}") from None
+    if driver not in DATABASE_DRIVERS:
+        raise ConfigError(f"DATABASE_URL must look like {example}, got {driver!r}")
+    return raw
 
 
 def _engine_options(url: str, timeout: int) -> dict[str, object]:

@@ -6,18 +6,24 @@ flask tokens rotate NAME [--keep-old]
 flask tokens revoke NAME [--old]
 flask purge [--tombstones-older-than DAYS] [--audit-older-than DAYS]
 flask stats
+
+Every command of the app, `flask db ...` included, reports a database it cannot use in one line
+naming it (host, port, database, user) and the cause, instead of a traceback.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from datetime import datetime
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
 from app import auth
+from app.db import db, describe_failure
 from app.store import audit, maintenance, tokens
 
 # Names appear in audit lines and rate-limit keys: short, printable, and never "env-N", which
@@ -27,9 +33,41 @@ _ENV_NAME = re.compile(r"env-\d+")
 
 
 def init_app(app: Flask) -> None:
+    """Runs last in create_app, so that it also wraps Flask-Migrate's and the console's commands."""
     app.cli.add_command(tokens_group)
     app.cli.add_command(purge)
     app.cli.add_command(stats)
+    for name, command in list(app.cli.commands.items()):
+        app.cli.add_command(_reporting_database_failures(command, app), name)
+
+
+def _reporting_database_failures(command: click.Command, app: Flask) -> click.Command:
+    """The same command (a copy: Flask-Migrate's `db` group is shared by every app), whose
+    database failures end it with one line, `Error: cannot use the database ...`, and status 1."""
+    wrapped = copy.copy(command)
+
+    def invoke(ctx: click.Context) -> object:
+        try:
+            return command.invoke(ctx)
+        except (OperationalError, InterfaceError, ProgrammingError) as e:
+            missing_table = _is_missing_table(e)
+            if isinstance(e, ProgrammingError) and not missing_table:
+                raise  # a bug, not the database: the traceback is what helps
+            with app.app_context():
+                line = describe_failure(e, db.engine.url)
+            hint = " (run `flask db upgrade` first)" if missing_table else ""
+            raise click.ClickException(
+                f"cannot use the database (DATABASE_URL): {line}{hint}"
+            ) from None
+
+    wrapped.invoke = invoke  # type: ignore[method-assign]
+    return wrapped
+
+
+def _is_missing_table(error: Exception) -> bool:
+    """The migrations have not run: SQLite's "no such table", PostgreSQL's undefined_table."""
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) == "42P01" or "no such table" in str(original)
 
 
 @click.group("tokens", cls=AppGroup)  # its commands run in an app context

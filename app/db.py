@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import ParamSpec, TypeVar
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Connection, DateTime, Engine, MetaData, TypeDecorator, event, text
+from sqlalchemy import URL, Connection, DateTime, Engine, MetaData, TypeDecorator, event, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 
@@ -137,6 +138,51 @@ def is_refused_data(error: BaseException) -> bool:
     """The database refused a value sent to it (too large, malformed): the client's to fix."""
     sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
     return sqlstate.startswith(_DATA_CLASSES)
+
+
+def describe_failure(error: BaseException, url: URL) -> str:
+    """One line for the operator: which database (host, port, name, user) and what went wrong.
+
+    For connection failures and outages (`is_unavailable`), whose driver messages carry no SQL
+    and no values; a value the database refused is logged by class and SQLSTATE only. Never the
+    password: the URL's is not shown, and scrubbed from the driver's text should it appear.
+    """
+    return f"{_database_name(url)}: {_failure_cause(error, url.password)}"
+
+
+def _database_name(url: URL) -> str:
+    if url.get_backend_name() == "sqlite":
+        return f'SQLite database "{url.database or ":memory:"}"'
+    host = url.host or url.query.get("host") or "localhost"  # no host: the local socket
+    where = f'PostgreSQL database "{url.database}" on {host}:{url.port or 5432}'
+    return f'{where} as user "{url.username}"' if url.username else where
+
+
+# libpq's wording around the reason: 'connection failed: connection to server at "127.0.0.1",
+# port 1 failed: Connection refused', 'FATAL:  database "x" does not exist'.
+_LIBPQ_NOISE = re.compile(
+    r'^(connection failed: )?(connection to server (at|on socket) "[^"]*"( \([^)]*\))?'
+    r"(, port \d+)? failed: )?((FATAL|ERROR): +)?"
+)
+_MAX_CAUSE_CHARS = 300
+
+
+def _failure_cause(error: BaseException, password: str | None) -> str:
+    original = getattr(error, "orig", None) or error
+    diagnostic = getattr(original, "diag", None)
+    text = getattr(diagnostic, "message_primary", None) or str(original)
+    # psycopg lists every address it tried after the first failure; the first says it.
+    text = text.split("\nMultiple connection attempts failed", 1)[0]
+    # SQLAlchemy's own errors (a pool timeout) end with a link to its documentation.
+    text = text.split(" (Background on this error at:", 1)[0]
+    lines = [_LIBPQ_NOISE.sub("", line.strip()) for line in text.splitlines()]
+    cause = "; ".join(line for line in lines if line) or type(original).__name__
+    if len(cause) > _MAX_CAUSE_CHARS:
+        cause = cause[: _MAX_CAUSE_CHARS - 3] + "..."
+    if password:
+        cause = cause.replace(password, "***")
+    sqlstate = getattr(original, "sqlstate", None)
+    return f"{cause} (SQLSTATE {sqlstate})" if sqlstate else cause
 
 
 def end_request(session: Session | scoped_session[Session]) -> None:

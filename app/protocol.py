@@ -262,7 +262,8 @@ def register_error_handlers(app: Flask) -> None:
         # The database is down, unreachable, or did not answer within SCIM_DB_TIMEOUT_SECONDS
         # (connect, pool or statement timeout; a lock held too long): the caller should retry,
         # and the pool's pre-ping reconnects by itself once the database is back.
-        log.warning("database unavailable: %s", _cause(e))
+        # One line naming the database (host, port, name) and the cause; never the password.
+        log.warning("database unavailable: %s", db.describe_failure(e, db.db.engine.url))
         g.database_unavailable = True
         return scim_error(
             ServiceUnavailable(

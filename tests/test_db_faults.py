@@ -3,9 +3,15 @@ or a 500; recovery without a restart; serialization failures and deadlocks retri
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -13,8 +19,13 @@ from sqlalchemy.engine import make_url
 
 from app.db import db
 from tests.conftest import BASE, TOKEN, make_app
+from tests.databases import postgres_admin_url
 from tests.payloads import GROUP_URN, error, patch_payload, user_payload
 from tests.tcp_forwarder import Forwarder
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "s3cret-pw"  # in every URL below: it must never appear in a message
+CLOSED_PORT_URL = f"postgresql+psycopg://scim:{PASSWORD}@127.0.0.1:1/scimdb"  # nothing on port 1
 
 UNAVAILABLE = error(503, "The service cannot reach its database; retry later")
 TIMEOUT = 2  # SCIM_DB_TIMEOUT_SECONDS in these tests (libpq's connect_timeout is at least 2)
@@ -104,7 +115,7 @@ def slow_app(app, database_url: str) -> Iterator[object]:
 
 
 def test_a_write_stuck_behind_a_lock_is_503_within_the_timeout(
-    client, create_user, slow_app, database_url
+    client, create_user, slow_app, database_url, caplog
 ):
     """PostgreSQL: a row lock held too long hits statement_timeout; SQLite: the busy timeout."""
     user = create_user()
@@ -119,6 +130,17 @@ def test_a_write_stuck_behind_a_lock_is_503_within_the_timeout(
         assert response.headers["Retry-After"] == "5"
         assert took < 1 + SLACK
     assert scim.patch(url, json=body).json["displayName"] == "Locked out"
+    # The log names the database and why, in one line.
+    [line] = [r.getMessage() for r in caplog.records if r.name == "app.protocol"]
+    name = make_url(database_url).database
+    if database_url.startswith("sqlite"):
+        assert line == f'database unavailable: SQLite database "{name}": database is locked'
+    else:
+        url = make_url(database_url)
+        assert line == (
+            f'database unavailable: PostgreSQL database "{name}" on {url.host}:{url.port} as user '
+            f'"{url.username}": canceling statement due to statement timeout (SQLSTATE 57014)'
+        )
 
 
 class _lock_held:
@@ -146,6 +168,100 @@ class _lock_held:
         self.connection.rollback()
         self.connection.close()
         self.engine.dispose()
+
+
+# --- One line naming the database and the cause, never the password ----------------------
+
+
+def test_an_outage_is_logged_naming_host_port_database_and_cause(caplog):
+    app = make_app(CLOSED_PORT_URL, SCIM_DB_TIMEOUT_SECONDS=str(TIMEOUT))
+    with caplog.at_level(logging.WARNING, logger="app"):
+        response = app.test_client().get(
+            f"{BASE}/Users", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+    assert (response.status_code, response.json) == (503, UNAVAILABLE)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "app.protocol"]
+    assert line.startswith(
+        'database unavailable: PostgreSQL database "scimdb" on 127.0.0.1:1 as user "scim": '
+        "Connection refused"
+    ), line
+    assert "\n" not in line
+    assert PASSWORD not in caplog.text
+    with app.app_context():
+        db.engine.dispose()
+
+
+def flask_db_upgrade(database_url: str) -> tuple[int, list[str]]:
+    """`flask --app wsgi db upgrade` as the service's directory runs it: exit code and output."""
+    names = re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env.update(dict.fromkeys(names, ""))  # a developer's .env cannot leak in
+    env.update(DATABASE_URL=database_url, SCIM_DB_TIMEOUT_SECONDS="2")
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, [line for line in (done.stdout + done.stderr).splitlines() if line]
+
+
+def local_postgres(**parts: str) -> str:
+    admin = postgres_admin_url()
+    if admin is None:
+        pytest.skip("PostgreSQL not reachable at TEST_DATABASE_URL or 127.0.0.1:5432")
+    return make_url(admin).set(password=PASSWORD, **parts).render_as_string(hide_password=False)
+
+
+@pytest.mark.parametrize(
+    ("url", "cause"),
+    [
+        pytest.param(lambda: CLOSED_PORT_URL, "Connection refused", id="closed-port"),
+        pytest.param(
+            lambda: local_postgres(database="scim_missing_db"),
+            'database "scim_missing_db" does not exist',
+            id="missing-database",
+        ),
+        pytest.param(
+            lambda: local_postgres(username="scim_no_such_role"),
+            '"scim_no_such_role"',  # "role ... does not exist", or a failed password check
+            id="wrong-credentials",
+        ),
+    ],
+)
+def test_flask_db_upgrade_names_the_database_and_the_cause_in_one_line(url, cause):
+    database_url = url()
+    target = make_url(database_url)
+    code, output = flask_db_upgrade(database_url)
+    assert code == 1
+    assert len(output) == 1, output  # no traceback
+    [line] = output
+    assert line.startswith(
+        f'Error: cannot use the database (DATABASE_URL): PostgreSQL database "{target.database}" '
+        f'on {target.host}:{target.port} as user "{target.username}": '
+    ), line
+    assert cause in line and PASSWORD not in line
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["tokens", "list"], ["tokens", "create", "okta"], ["stats"], ["purge"]],
+    ids=" ".join,
+)
+def test_management_commands_name_an_unreachable_database_in_one_line(command):
+    app = make_app(CLOSED_PORT_URL, SCIM_DB_TIMEOUT_SECONDS=str(TIMEOUT))
+    with app.app_context():  # not the session app's, which the `app` fixture keeps pushed
+        result = app.test_cli_runner().invoke(args=command)
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        'Error: cannot use the database (DATABASE_URL): PostgreSQL database "scimdb" on '
+        '127.0.0.1:1 as user "scim": Connection refused'
+    ), result.output
+    assert result.output.count("\n") == 1 and PASSWORD not in result.output
+    with app.app_context():
+        db.engine.dispose()
 
 
 @pytest.fixture

@@ -214,7 +214,11 @@ def list_response(
 
 
 def no_content(*, etag: str | None = None) -> Response:
-    return Response(status=204, headers={"ETag": etag} if etag else None)
+    response = Response(status=204, headers={"ETag": etag} if etag else None)
+    # RFC 9110 §8.3: Content-Type describes content, and a 204 has none (Werkzeug adds
+    # text/html to every response; a 304 is stripped of it by Werkzeug itself).
+    del response.headers["Content-Type"]
+    return response
 
 
 def not_modified(version: str) -> Response:

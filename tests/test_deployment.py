@@ -15,7 +15,7 @@ from app.config import ConfigError, load_config
 from app.db import db
 from app.requests import RequestIdFilter
 from tests.conftest import BASE, TOKEN, make_app
-from tests.payloads import error, user_payload
+from tests.payloads import error, patch_payload, user_payload
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -70,6 +70,28 @@ def test_probes_are_not_under_scim_v2_and_take_no_other_methods(client, anonymou
     assert client.get(f"{BASE}/healthz").status_code == 404
     assert anonymous.get(f"{BASE}/healthz").status_code == 401  # like any /scim/v2 path
     assert anonymous.post("/healthz").status_code == 405
+
+
+# --- Answers without a body ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("answer", ["delete-user", "delete-group", "patch-group", "not-modified"])
+def test_answers_without_a_body_carry_no_content_type(client, create_user, create_group, answer):
+    # RFC 9110 §8.3: Content-Type describes content; a 204 or 304 has none (it was text/html).
+    user, group = create_user(), create_group()
+    if answer == "delete-user":
+        response = client.delete(f"{BASE}/Users/{user['id']}")
+    elif answer == "delete-group":
+        response = client.delete(f"{BASE}/Groups/{group['id']}")
+    elif answer == "patch-group":
+        add = {"op": "add", "path": "members", "value": [{"value": user["id"]}]}
+        response = client.patch(f"{BASE}/Groups/{group['id']}", json=patch_payload(add))
+    else:
+        version = user["meta"]["version"]
+        response = client.get(f"{BASE}/Users/{user['id']}", headers={"If-None-Match": version})
+    assert response.status_code == (304 if answer == "not-modified" else 204)
+    assert response.data == b""
+    assert "Content-Type" not in response.headers, response.headers
 
 
 # --- X-Request-ID --------------------------------------------------------------------------

@@ -14,8 +14,16 @@ from typing import Any
 
 from app.errors import InvalidSyntax, InvalidValue, Mutability
 from app.schema import Attribute, ResourceType, parse_datetime
+from app.schema.core import GROUP_URN
 
 Document = dict[str, Any]
+
+# Schema URNs a request body may list for a resource type without their being schemas of ours:
+# accepted, then dropped with the rest of `schemas` (the registry says what a response lists).
+IGNORED_SCHEMAS: dict[str, tuple[str, ...]] = {
+    # Entra ID's tutorial Group bodies carry Microsoft's legacy Group schema beside the core one.
+    GROUP_URN: ("http://schemas.microsoft.com/2006/11/resourcemanagement/adscim/2.0/group",),
+}
 
 
 @dataclass(frozen=True)
@@ -95,8 +103,9 @@ def _check_schemas(rt: ResourceType, body: dict[str, Any]) -> None:
     if rt.schema.id.lower() not in (s.lower() for s in schemas):
         raise InvalidSyntax(f"schemas must include {rt.schema.id}")
     known = {schema.id.lower() for schema in rt.schemas}
+    ignored = IGNORED_SCHEMAS.get(rt.schema.id, ())
     for urn in schemas:
-        if urn.lower() not in known:
+        if urn.lower() not in known and urn.lower() not in ignored:
             raise InvalidValue(
                 f"Unknown schema {urn!r}: declare it in SCIM_SCHEMA_EXTENSIONS to use it"
             )

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
 from tests.conftest import BASE, statements
-from tests.payloads import GROUP_URN, LIST_URN, error, patch_payload, without_volatile
+from tests.payloads import (
+    GROUP_URN,
+    LIST_URN,
+    USER_URN,
+    error,
+    patch_payload,
+    without_volatile,
+)
 
 
 def member(user, kind="User"):
@@ -421,3 +429,74 @@ def test_listing_groups_costs_the_same_statements_whatever_their_number(
             assert client.get(f"{BASE}/Groups?count=100").status_code == 200
         counts.append(len(seen))
     assert counts[0] == counts[1]  # no query per group: members come in one query for the page
+
+
+# --- Entra ID's legacy Group schema URN: accepted, never stored or returned -------------------
+
+ADSCIM_GROUP = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
+
+
+def test_entra_tutorial_group_with_the_legacy_schema_urn_is_created_without_it(client):
+    # Microsoft's "Develop a SCIM endpoint" tutorial, Create Group, as sent.
+    body = {
+        "schemas": [GROUP_URN, ADSCIM_GROUP],
+        "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
+        "displayName": "displayName",
+        "meta": {"resourceType": "Group"},
+    }
+    response = client.post(f"{BASE}/Groups", json=body)
+    assert response.status_code == 201, response.json
+    expected = {
+        "schemas": [GROUP_URN],
+        "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
+        "displayName": "displayName",
+        "meta": {"resourceType": "Group"},
+    }
+    assert without_volatile(response.json) == expected
+    assert get_group(client, response.json) == response.json
+
+
+def test_put_with_the_legacy_schema_urn_replaces_the_group_without_it(
+    client, create_user, create_group
+):
+    jane = create_user()
+    group = create_group()
+    body = {
+        "schemas": [ADSCIM_GROUP.lower(), GROUP_URN],
+        "displayName": "Engineering (all)",
+        "members": [{"value": jane["id"]}],
+    }
+    response = client.put(f"{BASE}/Groups/{group['id']}", json=body)
+    assert response.status_code == 200, response.json
+    assert response.json["schemas"] == [GROUP_URN]
+    assert response.json["displayName"] == "Engineering (all)"
+    assert response.json["members"] == [member(jane)]
+    assert get_group(client, group) == response.json
+
+
+def test_patch_with_the_legacy_schema_urn_in_a_pathless_value_ignores_it(client, create_group):
+    group = create_group()
+    body = patch_payload(
+        {
+            "op": "Replace",
+            "value": {"schemas": [GROUP_URN, ADSCIM_GROUP], "displayName": "Retail"},
+        }
+    )
+    url = f"{BASE}/Groups/{group['id']}"
+    response = client.patch(url, json=body, query_string={"excludedAttributes": "members"})
+    assert response.status_code == 200, response.json
+    assert response.json["schemas"] == [GROUP_URN]
+    assert response.json["displayName"] == "Retail"
+    assert get_group(client, group) == response.json
+    assert ADSCIM_GROUP.lower() not in json.dumps(response.json).lower()
+
+
+def test_the_legacy_group_schema_urn_is_no_user_schema(client):
+    body = {"schemas": [USER_URN, ADSCIM_GROUP], "userName": "jane@example.com"}
+    response = client.post(f"{BASE}/Users", json=body)
+    assert response.status_code == 400
+    assert response.json == error(
+        400,
+        f"Unknown schema {ADSCIM_GROUP!r}: declare it in SCIM_SCHEMA_EXTENSIONS to use it",
+        "invalidValue",
+    )

@@ -7,6 +7,7 @@ import uuid
 from tests.conftest import BASE
 from tests.payloads import ENTERPRISE_URN, GROUP_URN, LIST_URN, USER_URN, patch_payload
 
+ADSCIM_GROUP = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
 EMPTY = {
     "schemas": [LIST_URN],
     "totalResults": 0,
@@ -101,10 +102,18 @@ def test_user_and_group_sequence(client):
     # Groups: lookup by displayName without members, create, add, membership check, remove.
     group_lookup = {"filter": 'displayName eq "Retail"', "excludedAttributes": "members"}
     assert client.get(f"{BASE}/Groups", query_string=group_lookup).json == EMPTY
+    # Microsoft's tutorial body: a second, legacy schema URN, and meta.resourceType.
     group = client.post(
         f"{BASE}/Groups",
-        json={"schemas": [GROUP_URN], "displayName": "Retail", "externalId": "g-1"},
+        json={
+            "schemas": [GROUP_URN, ADSCIM_GROUP],
+            "displayName": "Retail",
+            "externalId": "g-1",
+            "meta": {"resourceType": "Group"},
+        },
     )
+    assert group.status_code == 201, group.json
+    assert group.json["schemas"] == [GROUP_URN]
     gid = group.json["id"]
     add = patch_payload({"op": "Add", "path": "members", "value": [{"value": uid}]})
     assert client.patch(f"{BASE}/Groups/{gid}", json=add).status_code == 204

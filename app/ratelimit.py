@@ -3,10 +3,13 @@
 The key is the caller's token name (`g.token_name`, set by auth.identify just before), or its
 remote address when it presents no valid token, so that guessing tokens is limited too. Only
 /scim/v2 counts (its routes, and paths there that match none); the probes never do. A refusal
-is a SCIM 429 error with Retry-After. Storage is in-process (memory://, per gunicorn worker)
-unless SCIM_RATE_LIMIT_STORAGE_URI names a Redis that several instances share. If that Redis is
-unreachable, requests are let through (and the failure logged): provisioning matters more than
-the limit.
+is a SCIM 429 error with Retry-After. The default (config.DEFAULT_RATE_LIMIT) never refuses an
+IdP that behaves: Entra retries a 429 only in its next cycle, some 40 minutes later.
+
+Storage is in-process by default (memory://): each gunicorn worker counts on its own, so a token
+may send up to workers x instances x the limit. SCIM_RATE_LIMIT_STORAGE_URI naming a Redis makes
+every worker of every instance share one count. If that Redis is unreachable, requests are let
+through (and the failure logged): provisioning matters more than the limit.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ def init_app(app: Flask) -> None:
         application_limits=[config["SCIM_RATE_LIMIT"]],
         storage_uri=config["SCIM_RATE_LIMIT_STORAGE_URI"],
         key_prefix=config["SCIM_RATE_LIMIT_KEY_PREFIX"],
-        strategy="moving-window",  # no doubled burst at a fixed window's edge
+        # Exactly the last window's requests: no doubled burst at a fixed window's edge, and
+        # no refusal once a burst is older than the window (a sliding counter only estimates).
+        strategy="moving-window",
         headers_enabled=False,  # Retry-After on 429s only (on_breach), not on every response
         swallow_errors=True,
         on_breach=_too_many,

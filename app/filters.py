@@ -17,6 +17,10 @@ drops terms it cannot map. Gaps of scim2-filter-parser 0.7.0 closed here:
     `_describe_parser_error` and `_Lexer.error` name the token and its position;
   * `schemas` and `meta.resourceType` are no attribute of any schema, and complex attributes
     (`name pr`, `emails pr`) have no SQL in its transpiler: `_Translator` maps them itself.
+  * Entra ID filters with a sub-attribute after a value path (`emails[type eq "work"].value eq
+    "x"`), which RFC 7644's ABNF lacks; the parser keeps the sub-attribute on the value path's
+    namespace: `_expand_sub_attribute_of_value_path` reads it as `emails[type eq "work" and
+    value eq "x"]`.
 """
 
 from __future__ import annotations
@@ -234,9 +238,32 @@ def _reassociate(node: ast.Filter) -> ast.Filter:
 
 
 def _reassociate_inner(node: ast.Filter) -> ast.Filter:
+    _expand_sub_attribute_of_value_path(node)  # first, so its bracket filter is seen below
     if isinstance(node.expr, ast.Filter):  # parentheses, not(...) or a value path
         node.expr = _reassociate(node.expr)
     return node
+
+
+def _expand_sub_attribute_of_value_path(node: ast.Filter) -> None:
+    """Entra's `emails[type eq "work"].value eq "x"` -> `emails[(type eq "work") and value eq
+    "x"]`, in place: one element must match both, whatever the operator (`ne` too: an element
+    of the bracket filter whose value is not "x"). RFC 7644's ABNF has no `valuePath "."
+    subAttr` in a filter, but the parser takes it, and Entra ID looks users up with it."""
+    if not isinstance(node.expr, ast.AttrExpr):
+        return
+    value_path = node.expr.attr_path.attr_name
+    if not isinstance(value_path, ast.Filter) or value_path.namespace.sub_attr is None:
+        return  # `emails[...] eq "x"`, without a sub-attribute, stays an error
+    parent = value_path.namespace
+    term = ast.AttrExpr(
+        node.expr.value, ast.AttrPath(parent.sub_attr.value, None, None), node.expr.comp_value
+    )
+    # The bracket filter goes in parentheses, so that `_reassociate` keeps its `or` inside.
+    bracket = ast.Filter(value_path.expr, False, None)
+    both = ast.LogExpr("and", bracket, ast.Filter(term, False, None))
+    node.expr = ast.Filter(
+        ast.Filter(both, False, None), False, ast.AttrPath(parent.attr_name, None, parent.uri)
+    )
 
 
 def _flatten(node: ast.Filter, operands: list[ast.Filter], operators: list[str]) -> None:
@@ -533,7 +560,10 @@ def _column(target: Target, resolved: Resolved, where: str = "Invalid filter") -
 def _column_of_element(elements: Elements, sub: Attribute) -> Column | None:
     # A simple multi-valued attribute (a list of strings, say) is stored as {"value": x}.
     name = "value" if sub.multi_valued else sub.name
-    if name == "value" and sub.case_exact and elements.exact_value is not None:
+    # Binary (base64) is compared as written, never folded (compare): `x509Certificates.value eq
+    # "MIIC..."` must meet the value as stored, not its folded copy.
+    exact = sub.case_exact or sub.type == "binary"
+    if name == "value" and exact and elements.exact_value is not None:
         return Column(elements.exact_value)
     column = elements.columns.get(name)
     if column is not None:

@@ -498,3 +498,12 @@ def test_group_filters_on_members_meta_and_schemas(client, create_user):
     assert users_found('groups.display eq "engineering"') == {"jane@example.com"}
     assert users_found('groups[display sw "S"]') == {"bob@example.com"}
     assert users_found("not (groups pr)") == set()
+
+
+def test_binary_values_compare_as_written(client, create_user):
+    # Base64 is case-significant: the stored value matches, a case-folded copy of it does not.
+    create_user(userName="a", x509Certificates=[{"value": "TUlJQ0FkYQ==", "type": "signing"}])
+    create_user(userName="b", x509Certificates=[{"value": "tuljq0fkyq=="}])
+    assert found(client, 'x509Certificates.value eq "TUlJQ0FkYQ=="') == {"a"}
+    assert found(client, 'x509Certificates[value eq "tuljq0fkyq=="]') == {"b"}
+    assert found(client, 'x509Certificates.value ne "TUlJQ0FkYQ=="') == {"b"}

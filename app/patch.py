@@ -17,7 +17,7 @@ from scim2_filter_parser import ast
 from app.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget
 from app.filters import parse_path
 from app.limits import DEFAULT_LIMITS, Limits
-from app.schema import Attribute, Resolved, ResourceType, fold
+from app.schema import Attribute, Resolved, ResourceType, Schema, complex_, fold
 
 PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 OPS = ("add", "remove", "replace")
@@ -75,6 +75,9 @@ def _normalise(
     if path:
         if op != "remove" and "value" not in raw:
             raise InvalidValue(f"Operation {index}: {op} requires a value")
+        extension = rt.extension(path)
+        if extension is not None:
+            return _whole_extension(rt, extension, op, value, index, limits)
         return [Operation(op, _target(rt, path, limits), value)]
     if op == "remove":
         raise NoTarget(f"Operation {index}: remove requires a path")
@@ -88,14 +91,35 @@ def _normalise(
             continue
         extension = rt.extension(key)
         if extension is not None:
-            if not isinstance(item, dict):
-                raise InvalidValue(f"Operation {index}: {extension.id} must be an object")
-            for sub_key, sub_item in item.items():
-                target = _target(rt, f"{extension.id}:{sub_key}", limits)
-                expanded.append(Operation(op, target, sub_item, implicit=True))
+            expanded.extend(_extension_attributes(rt, extension, op, item, index, limits))
             continue
         expanded.append(Operation(op, _target(rt, key, limits), item, implicit=True))
     return expanded
+
+
+def _whole_extension(
+    rt: ResourceType, extension: Schema, op: str, value: Any, index: int, limits: Limits
+) -> list[Operation]:
+    """A path that is an extension's schema URN alone: RFC 7644 §3.5.2 treats the extension as
+    one complex attribute. add/replace set the attributes the value names (the others stay, as
+    for any complex attribute); remove removes the whole extension, and so its URN in schemas."""
+    if op != "remove":
+        return _extension_attributes(rt, extension, op, value, index, limits)
+    whole = complex_(extension.id, *extension.attributes)
+    return [Operation(op, Target(Resolved(extension, whole)), value)]
+
+
+def _extension_attributes(
+    rt: ResourceType, extension: Schema, op: str, value: Any, index: int, limits: Limits
+) -> list[Operation]:
+    """`{"<extension URN>": {"department": "Sales"}}`: one operation per attribute given, as if
+    each had come with its URN-qualified path."""
+    if not isinstance(value, dict):
+        raise InvalidValue(f"Operation {index}: {extension.id} must be an object")
+    return [
+        Operation(op, _target(rt, f"{extension.id}:{key}", limits), item, implicit=True)
+        for key, item in value.items()
+    ]
 
 
 def _target(rt: ResourceType, path: str, limits: Limits) -> Target:

@@ -282,3 +282,89 @@ def test_simple_multi_valued_value_filters(acme):
         {"op": "replace", "path": f'{ACME}:skills[value eq "cobol"]', "value": "x"}
     )
     assert acme.patch(url, json=missing).json["scimType"] == "noTarget"
+
+
+def test_patch_by_the_extension_urn_sets_its_attributes(acme):
+    user = create(acme, badgeNumber="B-1", skills=["python"], employeeId="E-7")
+    url = f"{BASE}/Users/{user['id']}"
+    # add: a multi-valued attribute gets the values appended; the others not given stay.
+    add = patch_payload(
+        {"op": "add", "path": ACME.lower(), "value": {"skills": ["go"], "costCenterCode": 7}}
+    )
+    response = acme.patch(url, json=add)
+    assert response.status_code == 200, response.json
+    assert response.json[ACME] == {
+        "badgeNumber": "B-1",
+        "skills": ["python", "go"],
+        "employeeId": "E-7",
+        "costCenterCode": 7,
+    }
+    # replace: the values given replace those there, multi-valued ones whole.
+    replace = patch_payload(
+        {"op": "Replace", "path": ACME, "value": {"skills": ["rust"], "contractor": "True"}}
+    )
+    response = acme.patch(url, json=replace)
+    assert response.status_code == 200, response.json
+    assert response.json[ACME] == {
+        "badgeNumber": "B-1",
+        "skills": ["rust"],
+        "employeeId": "E-7",
+        "costCenterCode": 7,
+        "contractor": True,
+    }
+    assert acme.get(url).json == response.json
+
+
+@pytest.mark.parametrize(
+    ("value", "detail", "scim_type"),
+    [
+        pytest.param(
+            {"colour": "red"},
+            f"Unknown attribute in path '{ACME}:colour'",
+            "invalidPath",
+            id="unknown",
+        ),
+        pytest.param({"riskScore": 1}, "riskScore is readOnly", "mutability", id="readOnly"),
+        pytest.param(
+            {"employeeId": "E-8"},
+            "employeeId is immutable and already set",
+            "mutability",
+            id="immutable",
+        ),
+        pytest.param(
+            {"costCenterCode": "7"},
+            f"{ACME}:costCenterCode must be an integer",
+            "invalidValue",
+            id="type",
+        ),
+    ],
+)
+def test_patch_by_the_extension_urn_validates_the_values(acme, value, detail, scim_type):
+    user = create(acme, badgeNumber="B-1", employeeId="E-7")
+    url = f"{BASE}/Users/{user['id']}"
+    for op in ("add", "replace"):
+        body = patch_payload({"op": op, "path": ACME, "value": value})
+        response = acme.patch(url, json=body)
+        assert response.status_code == 400
+        assert response.json == error(400, detail, scim_type)
+    assert acme.get(url).json == user
+
+
+def test_remove_by_the_extension_urn_removes_it_and_its_schema(acme):
+    user = create(acme, badgeNumber="B-1", skills=["go"], laptops=[{"value": "SN-1"}])
+    url = f"{BASE}/Users/{user['id']}"
+    response = acme.patch(url, json=patch_payload({"op": "remove", "path": ACME}))
+    assert response.status_code == 200, response.json
+    assert ACME not in response.json
+    assert response.json["schemas"] == [USER_URN]
+    assert acme.get(url).json == response.json
+    query = {"filter": f"schemas eq {json.dumps(ACME)}"}
+    assert acme.get(f"{BASE}/Users", query_string=query).json["totalResults"] == 0
+
+
+def test_remove_by_the_extension_urn_keeps_an_immutable_attribute(acme):
+    user = create(acme, badgeNumber="B-1", employeeId="E-7")
+    url = f"{BASE}/Users/{user['id']}"
+    response = acme.patch(url, json=patch_payload({"op": "remove", "path": ACME}))
+    assert response.json == error(400, "employeeId is immutable and already set", "mutability")
+    assert acme.get(url).json == user

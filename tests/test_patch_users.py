@@ -659,3 +659,123 @@ def test_get_with_if_none_match_current_etag_is_304(client, create_user):
     response = client.get(url, headers={"If-None-Match": user["meta"]["version"]})
     assert response.status_code == 200
     assert response.json["active"] is False
+
+
+# --- An extension's schema URN as path (RFC 7644 §3.5.2) --------------------------------------
+
+
+def test_add_by_extension_urn_sets_the_given_attributes_and_keeps_the_others(client, create_user):
+    user = create_user(**{ENTERPRISE_URN: {"employeeNumber": "701984", "department": "Retail"}})
+    # Entra sends the manager as a bare id string; it is stored and returned as {"value": id}.
+    value = {"department": "Sales", "manager": "mgr-1", "costCenter": "4130"}
+    response = patch(client, user, {"op": "Add", "path": ENTERPRISE_URN, "value": value})
+    expected = {
+        "employeeNumber": "701984",
+        "department": "Sales",
+        "manager": {"value": "mgr-1"},
+        "costCenter": "4130",
+    }
+    assert_patched(client, user, response, {ENTERPRISE_URN: expected})
+
+
+def test_replace_by_extension_urn_leaves_sub_attributes_not_given_unchanged(client, create_user):
+    user = create_user(
+        **{ENTERPRISE_URN: {"employeeNumber": "701984", "manager": {"value": "mgr-1"}}}
+    )
+    value = {"employeeNumber": "701985", "manager": {"$ref": f"{BASE}/Users/mgr-1"}}
+    response = patch(client, user, {"op": "replace", "path": ENTERPRISE_URN, "value": value})
+    expected = {
+        "employeeNumber": "701985",
+        "manager": {"value": "mgr-1", "$ref": f"{BASE}/Users/mgr-1"},
+    }
+    assert_patched(client, user, response, {ENTERPRISE_URN: expected})
+
+
+def test_add_by_extension_urn_to_a_user_without_it_adds_the_extension(client, create_user):
+    user = create_user()
+    path = ENTERPRISE_URN.upper()  # schema URNs are case-insensitive, like attribute names
+    response = patch(client, user, {"op": "add", "path": path, "value": {"division": "EMEA"}})
+    assert_patched(
+        client,
+        user,
+        response,
+        {"schemas": [USER_URN, ENTERPRISE_URN], ENTERPRISE_URN: {"division": "EMEA"}},
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(ENTERPRISE_URN, id="urn"), pytest.param(ENTERPRISE_URN.lower(), id="lower")],
+)
+def test_remove_by_extension_urn_removes_the_extension_and_its_schema(client, create_user, path):
+    user = create_user(
+        **{ENTERPRISE_URN: {"employeeNumber": "701984", "manager": {"value": "mgr-1"}}}
+    )
+    assert user["schemas"] == [USER_URN, ENTERPRISE_URN]
+    response = patch(client, user, {"op": "Remove", "path": path})
+    assert_patched(client, user, response, {"schemas": [USER_URN], ENTERPRISE_URN: None})
+
+
+def test_remove_by_extension_urn_from_a_user_without_it_changes_nothing(client, create_user):
+    user = create_user()
+    response = patch(client, user, {"op": "remove", "path": ENTERPRISE_URN})
+    assert response.status_code == 200
+    assert response.json == user
+    assert response.headers["ETag"] == 'W/"1"'
+
+
+@pytest.mark.parametrize(
+    ("operation", "detail", "scim_type"),
+    [
+        pytest.param(
+            {"op": "add", "path": ENTERPRISE_URN, "value": {"shoeSize": 9}},
+            f"Unknown attribute in path '{ENTERPRISE_URN}:shoeSize'",
+            "invalidPath",
+            id="unknown-attribute",
+        ),
+        pytest.param(
+            {"op": "replace", "path": ENTERPRISE_URN, "value": {"employeeNumber": 7}},
+            f"{ENTERPRISE_URN}:employeeNumber must be a string",
+            "invalidValue",
+            id="wrong-type",
+        ),
+        pytest.param(
+            {"op": "replace", "path": ENTERPRISE_URN, "value": "Sales"},
+            f"Operation 1: {ENTERPRISE_URN} must be an object",
+            "invalidValue",
+            id="not-an-object",
+        ),
+        pytest.param(
+            {"op": "add", "path": ENTERPRISE_URN},
+            "Operation 1: add requires a value",
+            "invalidValue",
+            id="no-value",
+        ),
+        pytest.param(
+            {"op": "remove", "path": f'{ENTERPRISE_URN}[department eq "Sales"]'},
+            f"Unknown attribute in path '{ENTERPRISE_URN}[department eq \"Sales\"]'",
+            "invalidPath",
+            id="value-filter-after-urn",
+        ),
+        pytest.param(
+            {"op": "replace", "path": f"{ENTERPRISE_URN}.department", "value": "Sales"},
+            f"Unknown attribute in path '{ENTERPRISE_URN}.department'",
+            "invalidPath",
+            id="sub-path-after-urn",
+        ),
+        pytest.param(
+            {"op": "remove", "path": "urn:example:ext:1.0:User"},
+            "Unknown attribute in path 'urn:example:ext:1.0:User'",
+            "invalidPath",
+            id="undeclared-extension",
+        ),
+    ],
+)
+def test_invalid_operation_by_extension_urn_is_400_and_changes_nothing(
+    client, create_user, operation, detail, scim_type
+):
+    user = create_user(**{ENTERPRISE_URN: {"department": "Retail"}})
+    response = patch(client, user, operation)
+    assert response.status_code == 400
+    assert response.json == error(400, detail, scim_type)
+    assert fetch(client, user) == user

@@ -57,7 +57,9 @@ class User(db.Model):
     display_name_key: Mapped[str | None]
     given_name_key: Mapped[str | None]
     family_name_key: Mapped[str | None]
-    active: Mapped[bool] = mapped_column(default=True)
+    # None: unassigned, as a PATCH `remove` of `active` leaves it (RFC 7644 §3.5.2.2). GET omits
+    # it; filters treat it as any attribute without a value (`active pr` does not match).
+    active: Mapped[bool | None] = mapped_column(default=True)
     password_hash: Mapped[str | None]
     document: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

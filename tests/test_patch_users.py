@@ -10,7 +10,7 @@ from werkzeug.security import check_password_hash
 from app.db import db
 from app.models import User
 from tests.conftest import BASE
-from tests.payloads import ENTERPRISE_URN, PATCH_URN, USER_URN, error, patch_payload
+from tests.payloads import ENTERPRISE_URN, PATCH_URN, USER_URN, error, patch_payload, user_payload
 
 WORK = {"primary": True, "value": "jane@example.com", "type": "work"}
 HOME = {"value": "jane@home.example", "type": "home"}
@@ -779,3 +779,62 @@ def test_invalid_operation_by_extension_urn_is_400_and_changes_nothing(
     assert response.status_code == 400
     assert response.json == error(400, detail, scim_type)
     assert fetch(client, user) == user
+
+
+# --- Removing active (RFC 7644 §3.5.2.2: the attribute becomes unassigned) -----------------
+
+
+def found_by(client, filter_text: str) -> list[str]:
+    response = client.get(f"{BASE}/Users", query_string={"filter": filter_text})
+    assert response.status_code == 200, response.json
+    return [u["userName"] for u in response.json["Resources"]]
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        pytest.param({"op": "remove", "path": "active"}, id="remove"),
+        pytest.param({"op": "Remove", "path": "Active"}, id="entra-capitalised"),
+    ],
+)
+def test_remove_active_leaves_it_unassigned(client, create_user, operation):
+    user = create_user(active=False)
+    response = patch(client, user, operation)
+    assert_patched(client, user, response, {"active": None})
+    assert "active" not in response.json
+
+
+@pytest.mark.parametrize(
+    ("filter_text", "expected"),
+    [
+        pytest.param("active pr", ["bob@example.com"], id="pr"),
+        pytest.param("active eq true", ["bob@example.com"], id="eq-true"),
+        pytest.param("active eq false", [], id="eq-false"),
+        pytest.param("not (active pr)", ["jane@example.com"], id="not-pr"),
+        pytest.param("not (active eq true)", ["jane@example.com"], id="not-eq-true"),
+        pytest.param("active ne true", ["jane@example.com"], id="ne-true"),
+    ],
+)
+def test_filters_agree_with_get_on_an_unassigned_active(client, create_user, filter_text, expected):
+    user = create_user()
+    create_user(userName="bob@example.com", externalId="00u2")  # active
+    assert patch(client, user, {"op": "remove", "path": "active"}).status_code == 200
+    assert found_by(client, filter_text) == expected
+
+
+def test_unassigned_active_stays_so_through_put_and_is_set_again_by_patch(client, create_user):
+    user = create_user()
+    url = f"{BASE}/Users/{user['id']}"
+    assert patch(client, user, {"op": "remove", "path": "active"}).status_code == 200
+    # A PUT without active neither activates nor deactivates: the state stays unassigned.
+    response = client.put(url, json=user_payload(active=None, displayName="Jane Q."))
+    assert response.status_code == 200
+    assert "active" not in response.json and "active" not in fetch(client, user)
+    assert found_by(client, "active pr") == []
+    # Removing it again changes nothing: no new version.
+    response = patch(client, user, {"op": "remove", "path": "active"})
+    assert response.json["meta"]["version"] == 'W/"3"'
+    response = patch(client, user, {"op": "add", "path": "active", "value": True})
+    assert response.json["active"] is True
+    assert response.json["meta"]["version"] == 'W/"4"'
+    assert found_by(client, "active eq true") == ["jane@example.com"]

@@ -92,8 +92,10 @@ def replace(
 
     def change(user: User) -> None:
         document = dict(checked.document)
-        # Absent `active` keeps the current state: a PUT must never reactivate by omission.
-        document.setdefault("active", user.active)
+        # Absent `active` keeps the current state: a PUT must never reactivate by omission,
+        # nor assign a state to a user whose `active` a PATCH left unassigned.
+        if user.active is not None:
+            document.setdefault("active", user.active)
         validate.check_immutable(rt, user.document, document)
         _write(rt, user, document, checked.password)
 
@@ -107,7 +109,8 @@ def patch(
         patched = apply_patch(user.document, operations, resource_id=user.id)
         checked = validate.resource(rt, patched)
         document = checked.document
-        document.setdefault("active", user.active)
+        # No default for `active` here: the patched document still has it unless an operation
+        # removed it, which leaves it unassigned (RFC 7644 §3.5.2.2; None in the column).
         validate.check_immutable(rt, user.document, document)
         _write(rt, user, document, checked.password)
 
@@ -174,7 +177,7 @@ def _write(rt: ResourceType, user: User, document: dict[str, Any], password: str
     user.display_name_key = _text(user.display_name, folded=True)
     user.given_name_key = _text(user.given_name, folded=True)
     user.family_name_key = _text(user.family_name, folded=True)
-    user.active = document["active"]
+    user.active = document.get("active")
     if password is not None:
         user.password_hash = generate_password_hash(password)
     user.last_modified = utcnow()

@@ -2,7 +2,7 @@
 logout-all` end them on every worker and instance (issue 13, item 9).
 
 Revision ID: 0007_console_sessions
-Revises: 0005_console
+Revises: 0006_users_active_unassigned
 Create Date: 2026-12-07 10:00:00
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_console_sessions"
-down_revision = "0005_console"
+down_revision = "0006_users_active_unassigned"
 branch_labels = None
 depends_on = None
 

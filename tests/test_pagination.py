@@ -328,3 +328,110 @@ def test_root_search_treats_attributes_a_type_lacks_as_missing(client, create_us
     )
     assert sorted_all.json["totalResults"] == 2
     assert sorted_all.json["Resources"][0]["id"] == jane["id"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Missing sort values (RFC 7644 §3.4.2.3): greater than every value, so last when ascending and
+# first when descending, on every page of an index or cursor walk, in either direction.
+
+# Ties (B/b, a/A, C/c) and missing values interleaved in creation order.
+SORT_VALUES = ["B", None, "a", None, "b", "C", None, "A", "c", None]
+
+
+def _user_with(path: str, value: str | None) -> dict:
+    if path == "title":
+        return {"title": value}
+    if path == "name.familyName":
+        return {"name": {"givenName": "G", "familyName": value} if value else {"givenName": "G"}}
+    if path == "displayName":
+        return {"displayName": value}
+    # emails sorts by the primary element (else the first): the other one must not count.
+    assert path == "emails"
+    return {
+        "emails": [{"value": "0@x"}, {"value": f"{value}@x", "primary": True}] if value else None
+    }
+
+
+def expected_order(ids: list[str], keys: list[str | None], descending: bool) -> list[str]:
+    """Present values sorted (ties in creation order), missing ones after them ascending and
+    before them descending, themselves in creation order."""
+    present = [(k, i) for i, k in zip(ids, keys, strict=True) if k is not None]
+    present.sort(key=lambda pair: pair[0], reverse=descending)  # stable: ties stay in order
+    missing = [i for i, k in zip(ids, keys, strict=True) if k is None]
+    ordered = [i for _, i in present]
+    return missing + ordered if descending else ordered + missing
+
+
+def crawls(client, resource: str, query: dict, count: int) -> dict[str, list[str]]:
+    """Every id, in order, by startIndex pages, by nextCursor and back by previousCursor."""
+    url = f"{BASE}/{resource}"
+    by_index, start = [], 1
+    while True:
+        body = client.get(url, query_string=dict(query, startIndex=start, count=count)).json
+        by_index += [r["id"] for r in body["Resources"]]
+        if start + body["itemsPerPage"] > body["totalResults"]:
+            break
+        start += body["itemsPerPage"]
+    forward, params = [], dict(query, cursor="", count=count)
+    while True:
+        body = client.get(url, query_string=params).json
+        assert 0 < body["itemsPerPage"] <= count
+        forward += [r["id"] for r in body["Resources"]]
+        if "nextCursor" not in body:
+            break
+        params["cursor"] = body["nextCursor"]
+    # From the last page back to the first, each page before the previous one.
+    backward = [r["id"] for r in body["Resources"]]
+    while "previousCursor" in body:
+        body = client.get(url, query_string=dict(params, cursor=body["previousCursor"])).json
+        assert body["itemsPerPage"] == count
+        backward = [r["id"] for r in body["Resources"]] + backward
+    return {"index": by_index, "next": forward, "previous": backward}
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending"])
+@pytest.mark.parametrize("path", ["title", "name.familyName", "displayName", "emails"])
+def test_users_missing_sort_values_are_greatest(client, create_user, path, order):
+    ids = [
+        create_user(userName=f"u{n}", externalId=None, **_user_with(path, value))["id"]
+        for n, value in enumerate(SORT_VALUES)
+    ]
+    keys = [v.casefold() if v else None for v in SORT_VALUES]
+    expected = expected_order(ids, keys, order == "descending")
+    query = {"sortBy": path, "sortOrder": order}
+    everything = client.get(f"{BASE}/Users", query_string=query).json["Resources"]
+    assert [r["id"] for r in everything] == expected
+    # Pages of 3 and 4 cross from values to missing ones (or back) mid-page and at an edge.
+    for count in (3, 4):
+        assert crawls(client, "Users", query, count) == dict.fromkeys(
+            ("index", "next", "previous"), expected
+        ), count
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending"])
+@pytest.mark.parametrize("path", ["externalId", "members.display"])
+def test_groups_missing_sort_values_are_greatest(client, create_user, create_group, path, order):
+    ids = []
+    for n, value in enumerate(SORT_VALUES):
+        if path == "externalId":
+            extra = {"externalId": value} if value else {}
+        else:
+            member = create_user(userName=f"m{n}", displayName=value) if value else None
+            extra = {"members": [{"value": member["id"]}] if member else []}
+        ids.append(create_group(f"G{n}", **extra)["id"])
+    # externalId is caseExact: ordered by code point, "A" < "B" < "C" < "a" < "b" < "c".
+    keys = SORT_VALUES if path == "externalId" else [v and v.casefold() for v in SORT_VALUES]
+    expected = expected_order(ids, keys, order == "descending")
+    query = {"sortBy": path, "sortOrder": order, "excludedAttributes": "members"}
+    for count in (3, 4):
+        assert crawls(client, "Groups", query, count) == dict.fromkeys(
+            ("index", "next", "previous"), expected
+        ), count
+
+
+def test_root_search_sorts_missing_values_first_when_descending(client, create_user):
+    present = create_user(userName="a", title="Boss")
+    missing = create_user(userName="b", title=None)
+    body = {"schemas": [SEARCH_URN], "sortBy": "title", "sortOrder": "descending"}
+    found = client.post(f"{BASE}/.search", json=body).json["Resources"]
+    assert [r["id"] for r in found] == [missing["id"], present["id"]]

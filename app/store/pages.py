@@ -1,10 +1,11 @@
 """One page of a sorted query, by index (RFC 7644 §3.4.2.4) or by keyset cursor (RFC 9865).
 
-Every listing orders by an optional sort key (nulls last, either direction), then creation
-time and id ascending, so the order is total and stable. Index pages use OFFSET; cursor pages
-continue after (or before) the last row seen with a keyset condition, so a page deep into a
-crawl costs what the first one does, and rows created or deleted meanwhile never make a walk
-repeat or skip a resource.
+Every listing orders by an optional sort key, then creation time and id ascending, so the order
+is total and stable. A resource without a value for the sort key sorts as if it were greater
+than every value (RFC 7644 §3.4.2.3): last ascending, first descending. Index pages use OFFSET;
+cursor pages continue after (or before) the last row seen with a keyset condition, so a page
+deep into a crawl costs what the first one does, and rows created or deleted meanwhile never
+make a walk repeat or skip a resource.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from app.paging import Cursor, PageRequest
 class Key:
     expression: Any
     descending: bool = False
-    nullable: bool = False  # only the client's sort key can be null; it sorts last
+    nullable: bool = False  # only the client's sort key can be null; null is the greatest
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,9 @@ def _order(key: Key, *, reverse: bool) -> Any:
     ordered = key.expression.desc() if descending else key.expression.asc()
     if not key.nullable:
         return ordered
-    # Nulls sort last in the page order, so first when the order is reversed.
-    return ordered.nulls_first() if reverse else ordered.nulls_last()
+    # Null is the greatest value. Said explicitly: PostgreSQL's default agrees, SQLite's (nulls
+    # smallest) does not.
+    return ordered.nulls_first() if descending else ordered.nulls_last()
 
 
 def _beyond(keys: list[Key], values: tuple[Any, ...], *, before: bool) -> ColumnElement[bool]:
@@ -119,15 +121,12 @@ def _bound(key: Key, value: Any) -> Any:
 
 
 def _past(key: Key, value: Any, *, before: bool) -> ColumnElement[bool]:
-    """One key strictly past `value` in the page's direction, nulls being last."""
+    """One key strictly past `value` in the page's direction, null being the greatest value."""
+    if before == key.descending:  # towards greater values
+        if value is None:
+            return false()  # nothing is greater than null
+        greater = key.expression > _bound(key, value)
+        return or_(greater, key.expression.is_(None)) if key.nullable else greater
     if value is None:
-        # Nothing comes after a null; every non-null comes before it.
-        return key.expression.is_not(None) if before else false()
-    value = _bound(key, value)
-    forwards = (key.expression < value) if key.descending else (key.expression > value)
-    backwards = (key.expression > value) if key.descending else (key.expression < value)
-    if before:
-        return backwards
-    if key.nullable:
-        return or_(forwards, key.expression.is_(None))
-    return forwards
+        return key.expression.is_not(None)  # every value is less than null
+    return key.expression < _bound(key, value)

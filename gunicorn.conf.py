@@ -7,13 +7,19 @@ be given on the command line or in GUNICORN_CMD_ARGS, which win over this file.
 Logs are JSON lines: one access line per request on stdout, everything else on stderr. The
 master process never imports the application (so a HUP reload picks up new code); the workers
 attach the request id to the application's log records once they have loaded it.
+
+For scripts/serve: `python gunicorn.conf.py` exits with a message naming SCIM_BIND when its address
+is taken (gunicorn itself retries for 5 s, then fails without naming the setting), and
+SCIM_SERVE_BANNER=1 prints "SCIM service on http://..." once the first worker serves.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import socket
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -142,3 +148,37 @@ def post_worker_init(worker: Any) -> None:
     app_log.handlers[:] = [handler]
     app_log.setLevel(worker.cfg.loglevel.upper())  # SCIM_LOG_LEVEL, as for gunicorn
     app_log.propagate = False
+    # scripts/serve's banner: the socket is bound and this, the first worker, has the app loaded.
+    if os.environ.get("SCIM_SERVE_BANNER") and worker.age == 1:
+        print(f"SCIM service on {worker.sockets[0]}/scim/v2 (Ctrl-C stops it)", flush=True)
+
+
+def bind_problem(address: str) -> str | None:
+    """Why gunicorn could not listen on `address` now, naming SCIM_BIND; None when it can."""
+    if address.startswith(("unix:", "fd://")):
+        return None
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    if not port.isdigit():
+        return f"SCIM_BIND must be host:port (127.0.0.1:8000), got {address!r}"
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host, int(port), type=socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            probe.bind(sockaddr)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            return (
+                f"Port {port} on {host} is already in use (another scripts/serve, or another "
+                f"service). Stop that, or listen elsewhere: SCIM_BIND={host}:{int(port) + 1} "
+                "./scripts/serve (or set SCIM_BIND in .env)."
+            )
+        return f"Cannot listen on {address} (SCIM_BIND): {e.strerror or e}"
+    return None
+
+
+if __name__ == "__main__":
+    if problem := bind_problem(bind[0]):
+        raise SystemExit(problem)

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import queue
 import re
 import runpy
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +26,7 @@ from app.config import ConfigError, load_config
 from app.db import db
 from app.requests import RequestIdFilter
 from tests.conftest import BASE, TOKEN, make_app
+from tests.net import free_port
 from tests.payloads import error, patch_payload, user_payload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,3 +303,155 @@ def test_gunicorn_reached_directly_keeps_bounded_request_lines_and_headers(monke
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert conf["limit_request_line"] == 8190  # gunicorn's largest bounded value
     assert (conf["limit_request_fields"], conf["limit_request_field_size"]) == (100, 8190)
+
+
+# --- scripts/serve -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """What scripts/serve uses, in a directory of its own: its .env and instance/ land there.
+
+    The virtual environment is this one's packages behind a .venv of the copy's own, already
+    marked as installed, so that nothing is installed or written in the real one.
+    """
+    root = tmp_path / "checkout"
+    (root / "scripts").mkdir(parents=True)
+    for name in ("scripts/serve", "scripts/bootstrap.sh", "scripts/token_gen.py"):
+        shutil.copy2(ROOT / name, root / name)
+    for name in (".env.example", "gunicorn.conf.py", "wsgi.py", "requirements.txt"):
+        shutil.copy2(ROOT / name, root / name)
+    for name in ("app", "migrations"):
+        (root / name).symlink_to(ROOT / name)
+    venv = root / ".venv"
+    venv.mkdir()
+    shutil.copy2(ROOT / ".venv" / "pyvenv.cfg", venv / "pyvenv.cfg")
+    for name in ("bin", "lib"):
+        (venv / name).symlink_to(ROOT / ".venv" / name)
+    requirements = (ROOT / "requirements.txt").read_bytes()
+    (venv / ".installed-requirements.txt").write_text(
+        hashlib.sha256(requirements * 2).hexdigest() + "\n"  # as bootstrap.sh computes it
+    )
+    return root
+
+
+class Serve:
+    """scripts/serve as a developer runs it, its output read line by line as it comes."""
+
+    def __init__(self, checkout: Path, port: int) -> None:
+        names = re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+        # Settings come from the copy's .env only (as on a developer's machine), but the port.
+        env = {k: v for k, v in os.environ.items() if k not in names and k != "FLASK_APP"}
+        env.update(SCIM_BIND=f"127.0.0.1:{port}", SCIM_WORKERS="1", SCIM_THREADS="2")
+        self.process = subprocess.Popen(
+            [str(checkout / "scripts" / "serve")],
+            cwd=checkout,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.output: list[str] = []
+        self.ended = False
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def until(self, predicate: Callable[[str], bool], timeout: float = 60) -> str | None:
+        """The first line that satisfies `predicate`; None if the output ended first."""
+        deadline = time.monotonic() + timeout
+        while not self.ended and (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                self.ended = True
+                break
+            self.output.append(line)
+            if predicate(line):
+                return line
+        if self.ended:
+            return None
+        pytest.fail(f"scripts/serve printed nothing expected in {timeout} s: {self.output}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # Ctrl-C, to gunicorn (serve exec'd it)
+        code = self.process.wait(timeout=30)
+        self.until(lambda line: False, timeout=5)  # the rest of the output, to its end
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        return code
+
+
+def _get(url: str, token: str) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status
+
+
+def test_serve_prints_its_token_once_and_the_banner_once_it_serves(checkout):
+    port = free_port()
+    banner = f"SCIM service on http://127.0.0.1:{port}/scim/v2 (Ctrl-C stops it)"
+    first = Serve(checkout, port)
+    try:
+        assert first.until(lambda line: line.startswith("Created .env with a new bearer token"))
+        token = first.until(lambda line: line.startswith("    ")).strip()
+        assert first.until(lambda line: line.startswith("SCIM service on")) == banner
+        # Printed once serving: the first request after it is answered, with that token.
+        assert _get(f"http://127.0.0.1:{port}/scim/v2/ServiceProviderConfig", token) == 200
+    finally:
+        first.stop()
+    assert sum(line.startswith("SCIM service on") for line in first.output) == 1
+
+    second = Serve(checkout, port)  # .env exists now: no token, but how to make one
+    try:
+        assert second.until(lambda line: line.startswith("SCIM service on")) == banner
+    finally:
+        second.stop()
+    assert token not in "\n".join(second.output)
+    assert "For another token: .venv/bin/flask --app wsgi tokens create NAME" in second.output
+    assert not any(line.startswith("    ") for line in second.output)
+
+
+def test_serve_names_a_taken_port_and_the_setting_that_moves_it(checkout):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        serve = Serve(checkout, port)
+        assert serve.until(lambda line: False) is None  # it ends by itself
+        assert serve.stop() == 1
+        assert time.monotonic() - started < 15  # not after gunicorn's 5 s of retries
+    assert serve.output[-1] == (
+        f"Port {port} on 127.0.0.1 is already in use (another scripts/serve, or another "
+        f"service). Stop that, or listen elsewhere: SCIM_BIND=127.0.0.1:{port + 1} "
+        "./scripts/serve (or set SCIM_BIND in .env)."
+    )
+    assert not any(line.startswith("SCIM service on") for line in serve.output)
+
+
+def test_serve_names_a_database_it_cannot_use_in_one_line(checkout):
+    env_file = checkout / ".env"
+    subprocess.run(
+        [sys.executable, "scripts/token_gen.py", "--env", ".env"], cwd=checkout, check=True
+    )
+    text = env_file.read_text().replace(
+        "\nDATABASE_URL=\n", "\nDATABASE_URL=postgres://scim:s3cret-pw@127.0.0.1:1/scimdb\n"
+    )
+    env_file.write_text(text)
+    serve = Serve(checkout, free_port())
+    assert serve.until(lambda line: False) is None
+    assert serve.stop() == 1
+    assert serve.output == [
+        'Error: cannot use the database (DATABASE_URL): PostgreSQL database "scimdb" on '
+        '127.0.0.1:1 as user "scim": Connection refused; Is the server running on that host '
+        "and accepting TCP/IP connections?"
+    ]

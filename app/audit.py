@@ -15,6 +15,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from werkzeug.exceptions import HTTPException
 from app.errors import ScimError
 from app.filters import parse_path
 from app.models import AuditEvent
+from app.patch import Operation
 from app.requests import request_id
 from app.store import audit as audit_store
 
@@ -75,6 +77,7 @@ def init_app(app: Flask) -> None:
 
 def _start() -> None:
     g.audit_started = time.perf_counter()
+    g.audit_patch_names = None  # g can outlive a request (an app context pushed around several)
 
 
 def _audit(response: Response) -> Response:
@@ -149,9 +152,23 @@ def _resource_id(response: Response) -> str | None:
     return resource_id[:MAX_ID_LENGTH] if "\x00" not in resource_id else None
 
 
+def record_operations(operations: Iterable[Operation]) -> None:
+    """A PATCH's operations as patch.parse understood them: the names this request's event
+    records, whatever spelling or shape the body had (lower-case "operations", keys as paths)."""
+    g.audit_patch_names = [operation.target.name for operation in operations]
+
+
 def _attribute_names(method: str) -> list[str]:
-    """POST/PUT: the body's top-level attributes; PATCH: each operation's path, or the
-    attributes of its value when it has none. Names only: never a value, never a password."""
+    """POST/PUT: the body's top-level attributes; PATCH: what its parsed operations touch, or,
+    for a body patch.parse refused, each operation's path or the keys of its path-less value.
+    Names only: never a value, never a password."""
+    parsed = g.get("audit_patch_names") if method == "PATCH" else None
+    names: list[str] = parsed if parsed is not None else _names_in_body(method)
+    unique = [_clip(name) for name in dict.fromkeys(names) if isinstance(name, str)]
+    return unique[:MAX_NAMES]
+
+
+def _names_in_body(method: str) -> list[str]:
     try:
         body = json.loads(request.get_data(cache=True) or b"null")
     except (ValueError, UnicodeDecodeError, RecursionError, HTTPException):
@@ -160,7 +177,7 @@ def _attribute_names(method: str) -> list[str]:
         return []
     names: list[str] = []
     if method == "PATCH":
-        operations = body.get("Operations")
+        operations = body.get("Operations", body.get("operations"))  # as patch.parse reads it
         for operation in operations if isinstance(operations, list) else []:
             if not isinstance(operation, dict):
                 continue
@@ -172,8 +189,7 @@ def _attribute_names(method: str) -> list[str]:
                 names.extend(_path_name(key) for key in value if isinstance(key, str))
     else:
         names.extend(_path_name(key) for key in body if isinstance(key, str) and key != "schemas")
-    unique = [_clip(name) for name in dict.fromkeys(names) if isinstance(name, str)]
-    return unique[:MAX_NAMES]
+    return names
 
 
 def _path_name(path: str) -> str:

@@ -29,6 +29,14 @@ class Target:
     value_filter: ast.Filter | None = None  # emails[type eq "work"] -> type eq "work"
     extension: str | None = None  # the URN its attribute nests under; None for core attributes
 
+    @property
+    def name(self) -> str:
+        """What the operation touches, by name only (never a value filter's values):
+        `emails.value`, `urn:...:enterprise:2.0:User:department`, or an extension's URN."""
+        if self.extension is None:
+            return self.resolved.name
+        return f"{self.extension}:{self.resolved.name}"
+
 
 @dataclass(frozen=True)
 class Operation:

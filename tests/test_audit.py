@@ -230,3 +230,97 @@ def test_a_change_to_an_id_holding_nul_is_audited_without_it(client, capsys):
     assert response.status_code == 404
     assert [(r.operation, r.status, r.resource_id) for r in rows()] == [("replace", 404, None)]
     assert audit_lines(capsys)[-1]["resource_id"] is None
+
+
+def test_lower_case_operations_are_audited_by_what_they_touched(client, capsys, create_user):
+    """patch.parse accepts "operations" in lower case: the audit records what it applied."""
+    user = create_user()
+    capsys.readouterr()
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "operations": [
+            {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "j@x.org"},
+            {"op": "Add", "value": {"name.givenName": "Janet", "active": "False"}},
+        ],
+    }
+    response = send(client, "PATCH", f"{BASE}/Users/{user['id']}", json=body)
+    assert response.status_code == 200
+    assert response.json["active"] is False
+    (line,) = audit_lines(capsys)
+    assert line["attributes"] == ["emails.value", "active", "name.givenName"]  # keys sorted
+    assert [r.attributes for r in rows()] == [line["attributes"]]
+    assert "j@x.org" not in json.dumps(line) and "Janet" not in json.dumps(line)
+
+
+def test_lower_case_group_operations_are_audited_by_what_they_touched(
+    client, capsys, create_user, create_group
+):
+    user, group = create_user(), create_group()
+    capsys.readouterr()
+    body = {
+        "operations": [
+            {"op": "add", "path": "members", "value": [{"value": user["id"]}]},
+            {"op": "replace", "path": "displayName", "value": "Retail"},
+        ]
+    }
+    assert send(client, "PATCH", f"{BASE}/Groups/{group['id']}", json=body).status_code == 204
+    (line,) = audit_lines(capsys)
+    assert line["attributes"] == ["members", "displayName"]
+
+
+def test_extension_attributes_are_audited_by_their_urn_qualified_names(client, capsys, create_user):
+    urn = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    user = create_user()
+    capsys.readouterr()
+    url = f"{BASE}/Users/{user['id']}"
+    add = patch_payload(
+        {"op": "add", "path": urn, "value": {"department": "Sales", "manager": "mgr-1"}},
+        {"op": "Add", "value": {urn: {"costCenter": "4130"}}},
+        {"op": "replace", "path": f"{urn.lower()}:Division", "value": "EMEA"},
+    )
+    assert send(client, "PATCH", url, json=add).status_code == 200
+    assert (
+        send(client, "PATCH", url, json=patch_payload({"op": "remove", "path": urn})).status_code
+        == 200
+    )
+    first, second = audit_lines(capsys)
+    assert first["attributes"] == [
+        f"{urn}:department",
+        f"{urn}:manager",
+        f"{urn}:costCenter",
+        f"{urn}:division",
+    ]
+    assert second["attributes"] == [urn]  # the whole extension
+    assert "Sales" not in json.dumps(first) and "mgr-1" not in json.dumps(first)
+
+
+def test_an_operation_refused_after_parsing_is_audited_by_its_parsed_names(
+    client, capsys, create_user
+):
+    user = create_user()
+    capsys.readouterr()
+    body = {
+        "operations": [
+            {"op": "replace", "path": "displayName", "value": "J"},
+            {"op": "replace", "path": "meta.created", "value": "2001-01-01T00:00:00Z"},
+        ]
+    }
+    assert send(client, "PATCH", f"{BASE}/Users/{user['id']}", json=body).status_code == 400
+    (line,) = audit_lines(capsys)
+    assert line["attributes"] == ["displayName", "meta.created"]
+
+
+def test_a_lower_case_body_refused_by_the_parser_is_audited_from_its_paths(
+    client, capsys, create_user
+):
+    user = create_user()
+    capsys.readouterr()
+    body = {
+        "operations": [
+            {"op": "replace", "path": "displayName", "value": "J"},
+            {"op": "replace", "path": "shoeSize", "value": 9},
+        ]
+    }
+    assert send(client, "PATCH", f"{BASE}/Users/{user['id']}", json=body).status_code == 400
+    (line,) = audit_lines(capsys)
+    assert line["attributes"] == ["displayName", "shoeSize"]

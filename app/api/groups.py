@@ -2,7 +2,7 @@
 
 from flask import Blueprint, Response
 
-from app import etags, patch, protocol, serialize
+from app import audit, etags, patch, protocol, serialize
 from app.models import Group
 from app.protocol import ListQuery, Projection
 from app.schema.core import GROUP_RESOURCE
@@ -77,6 +77,7 @@ def replace_group(group_id: str) -> Response:
 @bp.patch("/<group_id>")
 def patch_group(group_id: str) -> Response:
     operations = patch.parse(GROUP_RESOURCE, protocol.json_body(), protocol.limits())
+    audit.record_operations(operations)
     group = groups.patch(
         group_id, operations, if_match=protocol.if_match(), max_members=protocol.limits().members
     )

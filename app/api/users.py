@@ -2,7 +2,7 @@
 
 from flask import Blueprint, Response
 
-from app import etags, patch, protocol, serialize
+from app import audit, etags, patch, protocol, serialize
 from app.models import User
 from app.protocol import ListQuery, Projection
 from app.store import groups, users
@@ -78,6 +78,7 @@ def replace_user(user_id: str) -> Response:
 def patch_user(user_id: str) -> Response:
     rt = protocol.registry().user
     operations = patch.parse(rt, protocol.json_body(), protocol.limits())
+    audit.record_operations(operations)
     user = users.patch(rt, user_id, operations, if_match=protocol.if_match())
     return _one(user, protocol.projection())
 

@@ -325,7 +325,8 @@ def test_random_filters_match_the_reference_evaluator(client, data, draw):
 @given(data=people(), draw=st.data())
 def test_sort_matches_the_reference_order(client, data, draw):
     """RFC 7644 §3.4.2.3: case-insensitive where caseExact is false; a multi-valued attribute
-    by its primary value, else its first; missing values last; then creation order."""
+    by its primary value, else its first; missing values last ascending, first descending; then
+    creation order."""
     users = reset(client, data)
     path = draw.draw(
         st.sampled_from(["userName", "displayName", "title", "name.familyName", "emails.value"])
@@ -345,7 +346,9 @@ def test_sort_matches_the_reference_order(client, data, draw):
 
     present = [u for u in users if key(u) is not None]
     present.sort(key=key, reverse=descending)  # stable: ties stay in creation order
-    expected = [u["id"] for u in present] + [u["id"] for u in users if key(u) is None]
+    missing = [u["id"] for u in users if key(u) is None]
+    ordered = [u["id"] for u in present]
+    expected = missing + ordered if descending else ordered + missing
     response = client.get(
         f"{BASE}/Users",
         query_string={"sortBy": path, "sortOrder": "descending" if descending else "ascending"},

@@ -157,8 +157,9 @@ def bind_problem(address: str) -> str | None:
     """Why gunicorn could not listen on `address` now, naming SCIM_BIND; None when it can."""
     if address.startswith(("unix:", "fd://")):
         return None
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]") or "0.0.0.0"
+    shown, _, port = address.rpartition(":")
+    shown = shown or "0.0.0.0"
+    host = shown.strip("[]")  # [::1]:8000
     if not port.isdigit():
         return f"SCIM_BIND must be host:port (127.0.0.1:8000), got {address!r}"
     try:
@@ -172,7 +173,7 @@ def bind_problem(address: str) -> str | None:
         if e.errno == errno.EADDRINUSE:
             return (
                 f"Port {port} on {host} is already in use (another scripts/serve, or another "
-                f"service). Stop that, or listen elsewhere: SCIM_BIND={host}:{int(port) + 1} "
+                f"service). Stop that, or listen elsewhere: SCIM_BIND={shown}:{int(port) + 1} "
                 "./scripts/serve (or set SCIM_BIND in .env)."
             )
         return f"Cannot listen on {address} (SCIM_BIND): {e.strerror or e}"

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from app.db import db
+from app.db import db, describe_failure
 from tests.conftest import BASE, TOKEN, make_app
 from tests.databases import postgres_admin_url
 from tests.payloads import GROUP_URN, error, patch_payload, user_payload
@@ -375,8 +377,8 @@ def test_a_sqlite_programming_error_is_a_500_not_a_503(app, client, monkeypatch)
 class _DriverError(Exception):
     """A driver exception carrying a SQLSTATE, as psycopg's do."""
 
-    def __init__(self, sqlstate: str | None):
-        super().__init__("driver error")
+    def __init__(self, sqlstate: str | None, message: str = "driver error"):
+        super().__init__(message)
         self.sqlstate = sqlstate
 
 
@@ -489,3 +491,44 @@ def test_a_commit_that_failed_is_503(client, slow_app, monkeypatch):
     assert (response.status_code, response.json) == (503, UNAVAILABLE)
     found = client.get(f"{BASE}/Users", query_string={"filter": 'userName eq "jane@example.com"'})
     assert found.json["totalResults"] == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "described"),
+    [
+        pytest.param(
+            OperationalError(
+                "connect",
+                {},
+                _DriverError(
+                    None,
+                    'connection failed: connection to server at "10.0.0.5", port '
+                    '5432 failed: FATAL:  password authentication failed for user "scim"\n'
+                    "Multiple connection attempts failed. All failures were:\n- host: 'db', ...",
+                ),
+            ),
+            'password authentication failed for user "scim"',
+            id="several-addresses-tried",
+        ),
+        pytest.param(
+            OperationalError("connect", {}, _DriverError(None, f"bad option near {PASSWORD}")),
+            "bad option near ***",
+            id="password-in-the-driver-text",
+        ),
+        pytest.param(
+            OperationalError("SELECT", {}, _DriverError("57P01", "terminating connection")),
+            "terminating connection (SQLSTATE 57P01)",
+            id="sqlstate",
+        ),
+        pytest.param(
+            PoolTimeout("QueuePool limit of size 5 overflow 10 reached, connection timed out"),
+            "QueuePool limit of size 5 overflow 10 reached, connection timed out",
+            id="pool-timeout-without-its-link",
+        ),
+    ],
+)
+def test_a_database_failure_is_described_in_one_line(error, described):
+    url = make_url("postgresql+psycopg://scim:" + PASSWORD + "@db.internal/scim")
+    assert describe_failure(error, url) == (
+        f'PostgreSQL database "scim" on db.internal:5432 as user "scim": {described}'
+    )

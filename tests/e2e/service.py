@@ -74,6 +74,21 @@ def migrate(database_url: str) -> None:
         db.engine.dispose()
 
 
+def service_env(database_url: str, port: int, **settings: str) -> dict[str, str]:
+    """The environment of a service under test: every variable .env.example names is set, so a
+    developer's .env cannot leak in; the test token; listening on `port`; then `settings`."""
+    names = re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    env = {k: v for k, v in os.environ.items() if k not in names and not k.startswith("SCIM_")}
+    env.update(dict.fromkeys(names, ""))
+    env.update(
+        DATABASE_URL=database_url,
+        SCIM_TOKEN_HASHES=token_hash(TOKEN),
+        SCIM_BIND=f"127.0.0.1:{port}",
+        **settings,
+    )
+    return env
+
+
 @contextmanager
 def gunicorn(
     database_url: str, log: Path, *, workers: int = 3, threads: int = 4, **settings: str
@@ -83,14 +98,9 @@ def gunicorn(
     No rate limit unless `settings` sets one: these tests send thousands of requests a minute.
     """
     port = free_port()
-    # Every variable .env.example names is set, so a developer's .env cannot leak in.
-    names = re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
-    env = {k: v for k, v in os.environ.items() if k not in names and not k.startswith("SCIM_")}
-    env.update(dict.fromkeys(names, ""))
-    env.update(
-        DATABASE_URL=database_url,
-        SCIM_TOKEN_HASHES=token_hash(TOKEN),
-        SCIM_BIND=f"127.0.0.1:{port}",
+    env = service_env(
+        database_url,
+        port,
         SCIM_WORKERS=str(workers),
         SCIM_THREADS=str(threads),
         SCIM_LOG_LEVEL="warning",

@@ -30,12 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import flask_migrate
 import pytest
 
-from app.auth import token_hash
-from tests.conftest import TOKEN, make_app
+from tests.conftest import TOKEN
 from tests.databases import scratch_postgres_database
+from tests.e2e.service import migrate, service_env
 from tests.net import free_port
 from tests.payloads import ERROR_URN, GROUP_URN, PATCH_URN, error, user_payload
 
@@ -242,20 +241,14 @@ def _wait_until(ready: Any, what: str, processes: list[subprocess.Popen], logs: 
 
 
 def _service_env(database_url: str, port: int) -> dict[str, str]:
-    # Every variable .env.example names is set here, so a developer's .env cannot leak in.
-    names = re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
-    env = {k: v for k, v in os.environ.items() if k not in names and not k.startswith("SCIM_")}
-    env.update(dict.fromkeys(names, ""))
-    env.update(
-        DATABASE_URL=database_url,
-        SCIM_TOKEN_HASHES=token_hash(TOKEN),
-        SCIM_BIND=f"127.0.0.1:{port}",
+    return service_env(
+        database_url,
+        port,
         SCIM_WORKERS="2",
         SCIM_THREADS="4",
         SCIM_PROXY_HOPS="1",
         SCIM_REQUIRE_HTTPS="1",
     )
-    return env
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -274,16 +267,6 @@ def scratch_database(
 def _migrated(url: str) -> Iterator[str]:
     migrate(url)
     yield url
-
-
-def migrate(url: str) -> None:
-    """`flask db upgrade`, as in production."""
-    app = make_app(url)
-    with app.app_context():
-        flask_migrate.upgrade(directory=str(ROOT / "migrations"))
-        from app.db import db
-
-        db.engine.dispose()
 
 
 @pytest.fixture(scope="module")

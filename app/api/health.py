@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, jsonify
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.errors import ServiceUnavailable
 from app.store import maintenance
@@ -27,11 +26,10 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    try:
-        maintenance.ping()
-    except SQLAlchemyError as e:
+    failure = maintenance.unreachable()
+    if failure:
         # The operator gets the cause in the log; the caller only the fact.
-        log.warning("readiness check failed: %s", e.__class__.__name__)
+        log.warning("readiness check failed: %s", failure)
         raise ServiceUnavailable(
             "The service cannot reach its database",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},

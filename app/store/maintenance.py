@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import Select, delete, func, or_, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.db import db, utcnow
+from app.db import db, describe_failure, utcnow
 from app.models import AuditEvent, Group, GroupMember, User, UserValue
 from app.store import chunks
 
@@ -18,10 +19,14 @@ class Purged:
     groups: int
 
 
-def ping() -> None:
-    """One round trip on a fresh connection; raises SQLAlchemyError when the database is away."""
-    with db.engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
+def unreachable() -> str | None:
+    """None when one round trip on a fresh connection works; else the operator's one-line cause."""
+    try:
+        with db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as e:
+        return describe_failure(e, db.engine.url)
+    return None
 
 
 def purge_tombstones(older_than_days: int) -> Purged:

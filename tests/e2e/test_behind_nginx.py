@@ -648,6 +648,8 @@ def test_readyz_fails_without_the_database_and_the_error_log_names_the_request(t
     assert {
         "level": "warning",
         "logger": "app.api.health",
-        "message": "readiness check failed: OperationalError",
+        "message": 'readiness check failed: PostgreSQL database "scim" on 127.0.0.1:1'
+        ' as user "scim": Connection refused; Is the server running on that host and accepting'
+        " TCP/IP connections?",
         "request_id": "probe-9",
     } in [{k: v for k, v in line.items() if k != "time"} for line in lines]

@@ -660,6 +660,25 @@ def test_dashboard_shows_counts_health_and_recent_events(client, browser, create
     assert 'href="/console/groups/' in events
 
 
+def test_a_user_whose_idp_removed_active_is_shown_without_status(client, browser, create_user):
+    user = create_user()
+    scim(
+        client,
+        "PATCH",
+        f"/Users/{user['id']}",
+        patch_payload({"op": "remove", "path": "active"}),
+    )
+    dashboard = browser.get("/console/").text
+    assert '<span class="n">0</span> active users' in dashboard
+    assert '<span class="n">0</span> inactive users' in dashboard
+    assert '<span class="n">1</span> without status</a>' in dashboard
+    no_status = '<span class="no" title="the identity provider removed active">no status</span>'
+    assert no_status in browser.get("/console/users").text
+    assert no_status in browser.get(f"/console/users/{user['id']}").text
+    listing = browser.get("/console/users?q=not (active pr)").text
+    assert user_names(listing) == [user["userName"]]
+
+
 def test_console_pages_forbid_framing_inline_script_and_caching(browser):
     response = browser.get("/console/users")
     assert response.headers["X-Frame-Options"] == "DENY"

@@ -125,7 +125,7 @@ def test_purge_tombstones_and_audit_and_stats(app, client, create_user):
 
     stats = run(app, "stats").output
     assert stats == (
-        "users_active: 0\nusers_inactive: 1\ngroups: 1\nmemberships: 1\n"
+        "users_active: 0\nusers_inactive: 1\nusers_unassigned: 0\ngroups: 1\nmemberships: 1\n"
         "tombstoned_users: 2\ntombstoned_groups: 1\naudit_events: 3\n"
     )
     result = run(app, "purge", "--tombstones-older-than", "30", "--audit-older-than", "1")

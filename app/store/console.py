@@ -384,6 +384,7 @@ def _clamp(page: int, total: int, per_page: int) -> int:
 class Counts:
     active_users: int
     inactive_users: int
+    unassigned_users: int  # `active` removed by the IdP: no status at all
     groups: int
     memberships: int
 
@@ -400,7 +401,11 @@ def counts() -> Counts:
     """The dashboard's figures: the ones `flask stats` prints (store/maintenance.py)."""
     totals = maintenance.counts()
     return Counts(
-        totals["users_active"], totals["users_inactive"], totals["groups"], totals["memberships"]
+        totals["users_active"],
+        totals["users_inactive"],
+        totals["users_unassigned"],
+        totals["groups"],
+        totals["memberships"],
     )
 
 

@@ -67,6 +67,8 @@ def counts() -> dict[str, int]:
     return {
         "users_active": count(live_users.where(User.active.is_(True))),
         "users_inactive": count(live_users.where(User.active.is_(False))),
+        # An IdP removed `active` (README): neither active nor inactive, so counted apart.
+        "users_unassigned": count(live_users.where(User.active.is_(None))),
         "groups": count(select(func.count()).select_from(Group).where(Group.deleted_at.is_(None))),
         "memberships": count(select(func.count()).select_from(GroupMember)),
         "tombstoned_users": count(

@@ -9,12 +9,20 @@ import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import Enum
 from typing import ParamSpec, TypeVar
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import URL, Connection, DateTime, Engine, MetaData, TypeDecorator, event, text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 
 log = logging.getLogger(__name__)
@@ -138,6 +146,44 @@ def is_refused_data(error: BaseException) -> bool:
     """The database refused a value sent to it (too large, malformed): the client's to fix."""
     sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
     return sqlstate.startswith(_DATA_CLASSES)
+
+
+# What a request can end with when the database fails it; the HTTP edge registers a handler
+# for each and asks `fault` what to answer.
+REQUEST_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeout,
+    DataError,
+)
+
+
+class Fault(Enum):
+    REFUSED_DATA = "refused data"  # a value the database cannot hold: the client's to fix
+    UNAVAILABLE = "unavailable"  # down, unreachable or too slow: a retry can succeed
+
+
+def fault(error: BaseException) -> Fault | None:
+    """Whose fault one of REQUEST_ERRORS is; None when it is a bug, not the database's state
+    (SQLite says OperationalError for "no such table" too)."""
+    if is_refused_data(error):
+        return Fault.REFUSED_DATA
+    if is_unavailable(error):
+        return Fault.UNAVAILABLE
+    return None
+
+
+def error_class(error: BaseException) -> str:
+    """The driver's error class (and SQLSTATE): enough to diagnose, no SQL and no parameters."""
+    original = getattr(error, "orig", None) or error
+    sqlstate = getattr(original, "sqlstate", None)
+    name = type(original).__name__
+    return f"{name} (SQLSTATE {sqlstate})" if sqlstate else name
+
+
+def describe_outage(error: BaseException) -> str:
+    """`describe_failure` for the database of the current app."""
+    return describe_failure(error, db.engine.url)
 
 
 def describe_failure(error: BaseException, url: URL) -> str:

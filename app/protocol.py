@@ -9,8 +9,6 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from scim2_filter_parser import ast
-from sqlalchemy.exc import DataError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from app import db, filters, intake, paging
@@ -23,6 +21,7 @@ from app.errors import (
 )
 from app.limits import Limits
 from app.paging import Cursor, PageRequest
+from app.projection import Projection
 from app.schema.core import Registry
 
 MEDIA_TYPE = "application/scim+json"
@@ -33,15 +32,6 @@ ACCEPTED_BODY_TYPES = {"application/scim+json", "application/json"}
 DATABASE_RETRY_AFTER_SECONDS = 5
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Projection:
-    """What a response should contain: RFC 7644 §3.4.2.5 plus the base URL for links."""
-
-    base_url: str
-    attributes: tuple[str, ...] = ()
-    excluded_attributes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -249,25 +239,22 @@ def register_error_handlers(app: Flask) -> None:
     def scim_error(e: ScimError) -> Response:
         return scim_response(error_body(e.status, e.detail, e.scim_type), e.status, e.headers)
 
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(InterfaceError)
-    @app.errorhandler(PoolTimeout)
-    @app.errorhandler(DataError)
     def database_error(e: Exception) -> Response:
-        if db.is_refused_data(e):
+        fault = db.fault(e)
+        if fault is db.Fault.REFUSED_DATA:
             # A value the limits let through but the database cannot hold: a retry cannot
             # succeed, so no 503. The cause goes to the log, never SQL to the client.
-            log.warning("database refused a value: %s", _cause(e))
+            log.warning("database refused a value: %s", db.error_class(e))
             return scim_error(
                 InvalidValue("A value in the request is too large or malformed to be stored")
             )
-        if not db.is_unavailable(e):
-            raise e  # a bug (SQLite says OperationalError for "no such table" too): the 500 path
+        if fault is None:
+            raise e  # a bug, not an outage: the 500 path
         # The database is down, unreachable, or did not answer within SCIM_DB_TIMEOUT_SECONDS
         # (connect, pool or statement timeout; a lock held too long): the caller should retry,
         # and the pool's pre-ping reconnects by itself once the database is back.
         # One line naming the database (host, port, name) and the cause; never the password.
-        log.warning("database unavailable: %s", db.describe_failure(e, db.db.engine.url))
+        log.warning("database unavailable: %s", db.describe_outage(e))
         g.database_unavailable = True
         return scim_error(
             ServiceUnavailable(
@@ -275,6 +262,9 @@ def register_error_handlers(app: Flask) -> None:
                 headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
             )
         )
+
+    for error in db.REQUEST_ERRORS:
+        app.register_error_handler(error, database_error)
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:
@@ -298,14 +288,6 @@ _HTTP_DETAILS = {
     413: "The request body is larger than this service accepts",
     429: "Too many requests with this token; retry after the seconds given in Retry-After",
 }
-
-
-def _cause(e: Exception) -> str:
-    """The driver's error class (and SQLSTATE): enough to diagnose, no SQL and no parameters."""
-    original = getattr(e, "orig", None) or e
-    sqlstate = getattr(original, "sqlstate", None)
-    name = type(original).__name__
-    return f"{name} (SQLSTATE {sqlstate})" if sqlstate else name
 
 
 def _not_json(constant: str) -> None:

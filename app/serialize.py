@@ -7,7 +7,7 @@ from typing import Any
 
 from app.etags import etag
 from app.models import Group, Member, Membership, User
-from app.protocol import Projection
+from app.projection import Projection
 from app.schema import Attribute, ResourceType
 from app.schema.core import GROUP_RESOURCE
 

@@ -2,31 +2,13 @@
 
 from flask import Blueprint, Response
 
-from app import audit, etags, patch, protocol, serialize
-from app.models import Group
-from app.protocol import ListQuery, Projection
+from app import audit, etags, patch, protocol
+from app.api import render
+from app.protocol import ListQuery
 from app.schema.core import GROUP_RESOURCE
 from app.store import groups
 
 bp = Blueprint("groups", __name__, url_prefix="/Groups")
-
-
-def render(rows: list[Group], projection: Projection) -> list[dict]:
-    """Serialize groups, loading members (in one query) only when the response shows them."""
-    members = {}
-    if serialize.returns(GROUP_RESOURCE, projection, "members"):
-        members = groups.members_of([row.id for row in rows])
-    return [serialize.group(row, projection, members.get(row.id)) for row in rows]
-
-
-def _one(group: Group, projection: Projection, status: int = 200) -> Response:
-    location = f"{projection.base_url}/Groups/{group.id}"
-    return protocol.resource(
-        render([group], projection)[0],
-        status,
-        etag=etags.etag(group.version),
-        location=location if status == 201 else None,
-    )
 
 
 @bp.get("")
@@ -43,16 +25,13 @@ def _list(query: ListQuery) -> Response:
     page = groups.search(
         query.where, query.page, sort_by=query.sort_by, descending=query.descending
     )
-    resources = render(page.rows, query.projection)
-    return protocol.list_response(
-        resources, page.total, query, next_cursor=page.next, previous_cursor=page.previous
-    )
+    return render.page(query, page, render.groups(page.rows, query.projection))
 
 
 @bp.post("")
 def create_group() -> Response:
     group = groups.create(protocol.json_body(), max_members=protocol.limits().members)
-    return _one(group, protocol.projection(), 201)
+    return render.group(group, protocol.projection(), 201)
 
 
 @bp.get("/<group_id>")
@@ -60,7 +39,7 @@ def get_group(group_id: str) -> Response:
     group = groups.get(group_id)
     if etags.matches(protocol.if_none_match(), group.version):
         return protocol.not_modified(etags.etag(group.version))
-    return _one(group, protocol.projection())
+    return render.group(group, protocol.projection())
 
 
 @bp.put("/<group_id>")
@@ -71,7 +50,7 @@ def replace_group(group_id: str) -> Response:
         if_match=protocol.if_match(),
         max_members=protocol.limits().members,
     )
-    return _one(group, protocol.projection())
+    return render.group(group, protocol.projection())
 
 
 @bp.patch("/<group_id>")
@@ -85,7 +64,7 @@ def patch_group(group_id: str) -> Response:
     if not projection.attributes and not projection.excluded_attributes:
         # RFC 7644 §3.5.2 allows 204: it spares reading 100,000 members to answer a PATCH.
         return protocol.no_content(etag=etags.etag(group.version))
-    return _one(group, projection)
+    return render.group(group, projection)
 
 
 @bp.delete("/<group_id>")

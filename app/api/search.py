@@ -3,7 +3,7 @@
 from flask import Blueprint, Response
 
 from app import protocol
-from app.api import groups, users
+from app.api import render
 from app.store.search import search_all
 
 bp = Blueprint("search", __name__)
@@ -19,7 +19,6 @@ def search_everything() -> Response:
         sort_by=query.sort_by,
         descending=query.descending,
     )
-    resources = users.render(found.users, query.projection) + groups.render(
-        found.groups, query.projection
-    )
+    resources = render.users(found.users, query.projection)
+    resources += render.groups(found.groups, query.projection)
     return protocol.list_response(resources, found.total, query)

@@ -2,31 +2,12 @@
 
 from flask import Blueprint, Response
 
-from app import audit, etags, patch, protocol, serialize
-from app.models import User
-from app.protocol import ListQuery, Projection
-from app.store import groups, users
+from app import audit, etags, patch, protocol
+from app.api import render
+from app.protocol import ListQuery
+from app.store import users
 
 bp = Blueprint("users", __name__, url_prefix="/Users")
-
-
-def render(rows: list[User], projection: Projection) -> list[dict]:
-    """Serialize users with their groups, loaded in one query when the response shows them."""
-    rt = protocol.registry().user
-    memberships = {}
-    if serialize.returns(rt, projection, "groups"):
-        memberships = groups.memberships_of([row.id for row in rows])
-    return [serialize.user(rt, row, projection, memberships.get(row.id)) for row in rows]
-
-
-def _one(user: User, projection: Projection, status: int = 200) -> Response:
-    location = f"{projection.base_url}/Users/{user.id}"
-    return protocol.resource(
-        render([user], projection)[0],
-        status,
-        etag=etags.etag(user.version),
-        location=location if status == 201 else None,
-    )
 
 
 @bp.get("")
@@ -47,16 +28,13 @@ def _list(query: ListQuery) -> Response:
         sort_by=query.sort_by,
         descending=query.descending,
     )
-    resources = render(page.rows, query.projection)
-    return protocol.list_response(
-        resources, page.total, query, next_cursor=page.next, previous_cursor=page.previous
-    )
+    return render.page(query, page, render.users(page.rows, query.projection))
 
 
 @bp.post("")
 def create_user() -> Response:
     user = users.create(protocol.registry().user, protocol.json_body())
-    return _one(user, protocol.projection(), 201)
+    return render.user(user, protocol.projection(), 201)
 
 
 @bp.get("/<user_id>")
@@ -64,14 +42,14 @@ def get_user(user_id: str) -> Response:
     user = users.get(user_id)
     if etags.matches(protocol.if_none_match(), user.version):
         return protocol.not_modified(etags.etag(user.version))
-    return _one(user, protocol.projection())
+    return render.user(user, protocol.projection())
 
 
 @bp.put("/<user_id>")
 def replace_user(user_id: str) -> Response:
     rt = protocol.registry().user
     user = users.replace(rt, user_id, protocol.json_body(), if_match=protocol.if_match())
-    return _one(user, protocol.projection())
+    return render.user(user, protocol.projection())
 
 
 @bp.patch("/<user_id>")
@@ -80,7 +58,7 @@ def patch_user(user_id: str) -> Response:
     operations = patch.parse(rt, protocol.json_body(), protocol.limits())
     audit.record_operations(operations)
     user = users.patch(rt, user_id, operations, if_match=protocol.if_match())
-    return _one(user, protocol.projection())
+    return render.user(user, protocol.projection())
 
 
 @bp.delete("/<user_id>")

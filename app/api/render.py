@@ -1,0 +1,59 @@
+"""How users and groups become responses: the rendering the views share, so no view imports
+another (the root /.search lists both types)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+
+from app import etags, protocol, serialize
+from app.models import Group, User
+from app.projection import Projection
+from app.protocol import ListQuery
+from app.schema.core import GROUP_RESOURCE
+from app.store.groups import members_of, memberships_of
+from app.store.pages import Page
+
+
+def users(rows: list[User], projection: Projection) -> list[dict[str, Any]]:
+    """Serialize users with their groups, loaded in one query when the response shows them."""
+    rt = protocol.registry().user
+    memberships = {}
+    if serialize.returns(rt, projection, "groups"):
+        memberships = memberships_of([row.id for row in rows])
+    return [serialize.user(rt, row, projection, memberships.get(row.id)) for row in rows]
+
+
+def groups(rows: list[Group], projection: Projection) -> list[dict[str, Any]]:
+    """Serialize groups, loading members (in one query) only when the response shows them."""
+    members = {}
+    if serialize.returns(GROUP_RESOURCE, projection, "members"):
+        members = members_of([row.id for row in rows])
+    return [serialize.group(row, projection, members.get(row.id)) for row in rows]
+
+
+def user(row: User, projection: Projection, status: int = 200) -> Response:
+    """One user, with its ETag; a 201 also carries its Location."""
+    body = users([row], projection)[0]
+    return _one(body, row.version, f"{projection.base_url}/Users/{row.id}", status)
+
+
+def group(row: Group, projection: Projection, status: int = 200) -> Response:
+    """One group, with its ETag; a 201 also carries its Location."""
+    body = groups([row], projection)[0]
+    return _one(body, row.version, f"{projection.base_url}/Groups/{row.id}", status)
+
+
+def page(query: ListQuery, found: Page, resources: list[dict[str, Any]]) -> Response:
+    """One page of a list or .search, with the cursors of the pages either side."""
+    return protocol.list_response(
+        resources, found.total, query, next_cursor=found.next, previous_cursor=found.previous
+    )
+
+
+def _one(body: dict[str, Any], version: int, location: str, status: int) -> Response:
+    # ETag and Location from the row, not the body, which a projection may have stripped.
+    return protocol.resource(
+        body, status, etag=etags.etag(version), location=location if status == 201 else None
+    )

@@ -394,7 +394,7 @@ class _DriverError(Exception):
     ],
 )
 def test_only_an_outage_is_503_never_a_value_the_database_refused(
-    slow_app, monkeypatch, sqlstate, status
+    slow_app, monkeypatch, caplog, sqlstate, status
 ):
     """A retry cannot store what the database refused: 400, so the IdP does not retry it."""
     from sqlalchemy.exc import OperationalError
@@ -418,6 +418,9 @@ def test_only_an_outage_is_503_never_a_value_the_database_refused(
             "invalidValue",
         )
         assert "Retry-After" not in response.headers
+        # The driver's class and SQLSTATE only: no SQL, no values.
+        [line] = [r.getMessage() for r in caplog.records if r.name == "app.protocol"]
+        assert line == f"database refused a value: _DriverError (SQLSTATE {sqlstate})"
     else:
         assert response.json == UNAVAILABLE and response.headers["Retry-After"] == "5"
 

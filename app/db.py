@@ -14,10 +14,22 @@ from typing import ParamSpec, TypeVar
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import URL, Connection, DateTime, Engine, MetaData, TypeDecorator, event, text
+from sqlalchemy import (
+    URL,
+    Connection,
+    DateTime,
+    Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    TypeDecorator,
+    UniqueConstraint,
+    event,
+    text,
+)
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
+    IntegrityError,
     InterfaceError,
     OperationalError,
     SQLAlchemyError,
@@ -116,6 +128,39 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 def is_retryable(error: DBAPIError) -> bool:
     """A write that lost a serialization conflict or a deadlock, to run again from a fresh read."""
     return getattr(error.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+def violated_constraint(error: IntegrityError) -> str | None:
+    """The name of the unique index or constraint a write ran into; None when not known.
+
+    PostgreSQL names it. SQLite names only the columns ("UNIQUE constraint failed:
+    users.user_name_key"; a partial unique index too), so the models' metadata names the index.
+    """
+    original = error.orig
+    named = getattr(getattr(original, "diag", None), "constraint_name", None)
+    if named or not isinstance(original, sqlite3.IntegrityError):
+        return named
+    failed = str(original).removeprefix("UNIQUE constraint failed: ")
+    if failed == str(original):
+        return None  # NOT NULL, CHECK, FOREIGN KEY: SQLite does not say which one
+    if quoted := re.fullmatch(r"index '(.+)'", failed):  # an index on expressions
+        return quoted[1]
+    return _unique_by_columns().get(failed)
+
+
+_UNIQUE_KINDS = (UniqueConstraint, PrimaryKeyConstraint)
+
+
+def _unique_by_columns() -> dict[str, str | None]:
+    """Every unique index and constraint of the models, keyed as SQLite's message lists columns
+    ("group_members.group_id, group_members.member_id"); None where two share the columns."""
+    out: dict[str, str | None] = {}
+    for table in db.metadata.tables.values():
+        constraints = [c for c in table.constraints if isinstance(c, _UNIQUE_KINDS)]
+        for constraint in [*(i for i in table.indexes if i.unique), *constraints]:
+            key = ", ".join(f"{table.name}.{column.name}" for column in constraint.columns)
+            out[key] = None if key in out else constraint.name
+    return out
 
 
 # SQLSTATE classes and codes after which the same request, sent again, can succeed: the

@@ -67,7 +67,8 @@ class User(db.Model):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # tombstone marker
     version: Mapped[int] = mapped_column()  # meta.version; the ORM bumps it on every UPDATE
 
-    # Optimistic concurrency: an UPDATE that finds another writer's version raises StaleDataError.
+    # Optimistic concurrency: an UPDATE that finds another writer's version raises StaleDataError
+    # and the write is retried from a fresh read; groups use the same (store/locked.py says why).
     __mapper_args__ = {"version_id_col": version}
 
 
@@ -122,9 +123,12 @@ class Group(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # tombstone marker
-    # meta.version. Bumped by an explicit UPDATE on every change, membership changes included,
-    # which also serialises concurrent writers to one group (see store/groups.py).
+    # meta.version; the ORM bumps it on every UPDATE of the row. A membership change, which
+    # writes only group_members, touches last_modified so that the row is updated too.
     version: Mapped[int] = mapped_column(default=1)
+
+    # The same optimistic concurrency as users (store/locked.py).
+    __mapper_args__ = {"version_id_col": version}
 
 
 class GroupMember(db.Model):

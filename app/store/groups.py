@@ -13,20 +13,10 @@ from scim2_filter_parser import ast
 from sqlalchemy import ColumnElement, Select, and_, func, literal, select, text, update
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm.attributes import set_committed_value
 
-from app import etags, filters, validate
-from app.db import commit, db, is_retryable, read_again_on_outage, utcnow
-from app.errors import (
-    Conflict,
-    InvalidPath,
-    InvalidValue,
-    NoTarget,
-    NotFound,
-    PreconditionFailed,
-    Uniqueness,
-)
+from app import filters, validate
+from app.db import commit, db, read_again_on_outage, utcnow
+from app.errors import InvalidPath, InvalidValue, NoTarget, NotFound, Uniqueness
 from app.limits import DEFAULT_LIMITS
 from app.models import Group, GroupMember, Member, Membership, User, new_id
 from app.paging import PageRequest
@@ -34,10 +24,18 @@ from app.patch import Operation
 from app.patch import apply as apply_patch
 from app.schema import fold
 from app.schema.core import GROUP_RESOURCE
-from app.store import chunks, could_be_id, one_of, pages
+from app.store import chunks, could_be_id, locked, one_of, pages
 
-WRITE_ATTEMPTS = 5
 MEMBERS = GROUP_RESOURCE.schema.attribute("members")
+
+# The unique indexes a group's write can run into, and what the client is told. The name is
+# checked first (_check_display_name_free); the index answers a concurrent request that took
+# it between that check and the write.
+_REFUSALS: locked.Refusals[Group] = {
+    "uq_groups_live_display_name": lambda group: Uniqueness(
+        f"displayName '{group.display_name}' is already taken"
+    ),
+}
 
 
 def live() -> Select[tuple[Group]]:
@@ -140,14 +138,10 @@ def create(body: dict[str, Any], *, max_members: int = DEFAULT_LIMITS.members) -
     group.created_at = group.last_modified = utcnow()
     _check_display_name_free(group.display_name, None)
     db.session.add(group)
-    try:
-        # PostgreSQL checks the unique index at the INSERT itself, SQLite at commit.
-        _flush_or_race()
+    with locked.refusing(_REFUSALS, group):
+        db.session.flush()  # the group's row, before the member rows that refer to it
         _add_members(group.id, members)
-        _commit()
-    except _Race:
-        # Another request created the same displayName between our check and our insert.
-        raise Uniqueness(f"displayName '{group.display_name}' is already taken") from None
+        commit(db.session)
     return group
 
 
@@ -170,7 +164,7 @@ def replace(
         _add_members(group.id, members)
         _save(group, document)
 
-    return _write(group_id, change, if_match)
+    return _update(group_id, change, if_match)
 
 
 def patch(
@@ -203,7 +197,7 @@ def patch(
         _check_display_name_free(checked["displayName"], group.id)
         _save(group, checked)
 
-    return _write(group_id, change, if_match)
+    return _update(group_id, change, if_match)
 
 
 def delete(group_id: str, *, if_match: str | None = None) -> None:
@@ -214,7 +208,7 @@ def delete(group_id: str, *, if_match: str | None = None) -> None:
         forget_member(group.id)
         _save(group, _document(group), deleted=True)
 
-    _write(group_id, change, if_match)
+    _update(group_id, change, if_match)
 
 
 def forget_member(member_id: str) -> None:
@@ -449,73 +443,27 @@ def _set_columns(group: Group, document: dict[str, Any]) -> None:
 
 
 def _save(group: Group, document: dict[str, Any], *, deleted: bool = False) -> None:
-    """Write the columns and bump the version: the one UPDATE every change ends with.
+    """Write the columns and touch the row: the one UPDATE every change ends with.
 
-    Its WHERE on the version read at the start makes a concurrent writer's change visible
-    (no row updated), and the request is retried from a fresh read.
+    Member rows are written by statements the ORM does not see; setting last_modified makes
+    the group's own UPDATE happen, and with it the new version (store/locked.py).
     """
-    expected = group.version
-    now = utcnow()
-    values = {
-        "display_name": document["displayName"],
-        "display_name_key": fold(document["displayName"]),
-        "external_id": document.get("externalId"),
-        "version": expected + 1,
-        "last_modified": now,
-    }
+    _set_columns(group, document)
+    group.last_modified = utcnow()
     if deleted:
-        values["deleted_at"] = now
-    statement = update(Group).where(Group.id == group.id, Group.version == expected)
-    try:
-        result = db.session.execute(
-            statement.values(**values), execution_options={"synchronize_session": False}
-        )
-    except IntegrityError:
-        # A concurrent rename took the name after our check: _write retries, and the re-check
-        # answers 409 uniqueness.
-        raise _Race() from None
-    if result.rowcount != 1:
-        raise _Stale()
-    for key, value in values.items():  # the object shows what was written, without a read-back
-        set_committed_value(group, key, value)
+        group.deleted_at = group.last_modified
 
 
-def _flush_or_race() -> None:
-    try:
-        db.session.flush()
-    except IntegrityError:
-        raise _Race() from None
-
-
-class _Stale(Exception):
-    """Another writer changed the group between our read and our write."""
-
-
-def _write(group_id: str, change: Callable[[Group], None], if_match: str | None) -> Group:
-    for _ in range(WRITE_ATTEMPTS):
-        try:
-            # Writers to one group queue on its row lock, so concurrent member PATCHes never race.
-            group = get(group_id, for_update=True)
-            if if_match is not None and not etags.matches(if_match, group.version):
-                raise PreconditionFailed(
-                    f"Group {group_id} has changed (it is now version {group.version})"
-                )
-            change(group)
-            _commit()
-        except (_Stale, _Race):
-            db.session.rollback()
-            continue
-        except OperationalError as e:
-            if not is_retryable(e):
-                raise
-            db.session.rollback()  # a serialization failure or deadlock: run it again
-            continue
-        return group
-    raise Conflict(f"Group {group_id} is being changed concurrently; retry the request")
-
-
-class _Race(Exception):
-    """A concurrent insert hit a unique key we had checked: retry the whole request."""
+def _update(group_id: str, change: Callable[[Group], None], if_match: str | None) -> Group:
+    # Writers to one group queue on its row lock, so concurrent member PATCHes never race.
+    return locked.update_locked(
+        "Group",
+        group_id,
+        lambda: get(group_id, for_update=True),
+        change,
+        if_match=if_match,
+        refusals=_REFUSALS,
+    )
 
 
 def _check_display_name_free(display_name: str, own_id: str | None) -> None:
@@ -524,14 +472,6 @@ def _check_display_name_free(display_name: str, own_id: str | None) -> None:
         query = query.where(Group.id != own_id)
     if db.session.scalars(query.limit(1)).first() is not None:
         raise Uniqueness(f"displayName '{display_name}' is already taken")
-
-
-def _commit() -> None:
-    try:
-        commit(db.session)
-    except IntegrityError:
-        db.session.rollback()
-        raise _Race() from None
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -8,22 +8,24 @@ from typing import Any
 from scim2_filter_parser import ast
 from sqlalchemy import Select, select
 from sqlalchemy import delete as sql_delete
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.security import generate_password_hash
 
-from app import etags, filters, validate
-from app.db import commit, db, is_retryable, utcnow
-from app.errors import Conflict, NotFound, PreconditionFailed, Uniqueness
+from app import filters, validate
+from app.db import commit, db, utcnow
+from app.errors import NotFound, Uniqueness
 from app.models import User, UserValue, new_id
 from app.paging import PageRequest
 from app.patch import Operation
 from app.patch import apply as apply_patch
 from app.schema import ResourceType, fold
-from app.store import could_be_id, groups, pages
+from app.store import could_be_id, groups, locked, pages
 
-# Concurrent writers to one user: the loser re-reads and re-applies its change this many times.
-WRITE_ATTEMPTS = 5
+# The unique indexes a user's write can run into, and what the client is told.
+_REFUSALS: locked.Refusals[User] = {
+    "uq_users_live_user_name": lambda user: Uniqueness(
+        f"userName '{user.user_name}' is already taken"
+    ),
+}
 
 
 def live() -> Select[tuple[User]]:
@@ -77,10 +79,10 @@ def create(rt: ResourceType, body: dict[str, Any]) -> User:
     document = checked.document
     document.setdefault("active", True)  # a new account is active unless the IdP says otherwise
     user = User(version=1)
-    _write(rt, user, document, checked.password)
+    _copy_onto_row(rt, user, document, checked.password)
     user.created_at = user.last_modified
     db.session.add(user)
-    _commit(document["userName"])
+    _commit(user)
     return user
 
 
@@ -97,7 +99,7 @@ def replace(
         if user.active is not None:
             document.setdefault("active", user.active)
         validate.check_immutable(rt, user.document, document)
-        _write(rt, user, document, checked.password)
+        _copy_onto_row(rt, user, document, checked.password)
 
     return _update(user_id, change, if_match)
 
@@ -112,7 +114,7 @@ def patch(
         # No default for `active` here: the patched document still has it unless an operation
         # removed it, which leaves it unassigned (RFC 7644 §3.5.2.2; None in the column).
         validate.check_immutable(rt, user.document, document)
-        _write(rt, user, document, checked.password)
+        _copy_onto_row(rt, user, document, checked.password)
 
     return _update(user_id, change, if_match)
 
@@ -132,32 +134,20 @@ def delete(user_id: str, *, if_match: str | None = None) -> None:
 def _update(
     user_id: str, change: Callable[[User], None], if_match: str | None, *, deleting: bool = False
 ) -> User:
-    for _ in range(WRITE_ATTEMPTS):
-        try:
-            # Concurrent writers to one user queue on its row lock instead of failing each other.
-            user = get(user_id, for_update=True, deleting=deleting)
-            if if_match is not None and not etags.matches(if_match, user.version):
-                raise PreconditionFailed(
-                    f"User {user_id} has changed (it is now version {user.version})"
-                )
-            change(user)
-            if not db.session.is_modified(user) and not db.session.new and not db.session.deleted:
-                db.session.rollback()
-                return get(user_id)  # nothing changed: no new version
-            _commit(user.user_name)
-        except StaleDataError:
-            db.session.rollback()  # another writer won; re-read and apply again
-            continue
-        except OperationalError as e:
-            if not is_retryable(e):
-                raise
-            db.session.rollback()  # a serialization failure or deadlock: run it again
-            continue
-        return user
-    raise Conflict(f"User {user_id} is being changed concurrently; retry the request")
+    # Concurrent writers to one user queue on its row lock instead of failing each other.
+    return locked.update_locked(
+        "User",
+        user_id,
+        lambda: get(user_id, for_update=True, deleting=deleting),
+        change,
+        if_match=if_match,
+        refusals=_REFUSALS,
+    )
 
 
-def _write(rt: ResourceType, user: User, document: dict[str, Any], password: str | None) -> None:
+def _copy_onto_row(
+    rt: ResourceType, user: User, document: dict[str, Any], password: str | None
+) -> None:
     """Copy a validated document onto the row and its per-element index."""
     name = document.get("name") or {}
     unchanged = user.document == document and password is None
@@ -216,9 +206,6 @@ def _text(value: Any, *, folded: bool = False) -> str | None:
     return fold(text) if folded else text
 
 
-def _commit(user_name: str) -> None:
-    try:
+def _commit(user: User) -> None:
+    with locked.refusing(_REFUSALS, user):
         commit(db.session)
-    except IntegrityError:
-        db.session.rollback()
-        raise Uniqueness(f"userName '{user_name}' is already taken") from None

@@ -1,0 +1,99 @@
+"""Changing one stored resource: its row locked, If-Match checked, one commit, retried if it lost.
+
+Users and groups use one optimistic-locking mechanism, SQLAlchemy's `version_id_col`: every UPDATE
+of the row sets `version = read + 1 WHERE version = read`, and finding no such row raises
+StaleDataError. It serves both equally well. A user is written through the ORM, many columns and
+its per-element rows in one flush; a hand-written UPDATE would have to repeat every column. A
+group's membership change writes only group_members, so it must bump the version explicitly: it
+sets `last_modified` (which must change anyway), and the ORM's UPDATE of the row carries the new
+version. The new version is known after the flush without reading the row back.
+
+The row lock makes concurrent writers queue (PostgreSQL; SQLite's BEGIN IMMEDIATE runs one
+writer at a time), so the version check rarely fires: it catches a row object read before the
+lock was taken (the session keeps the attributes it already holds) and any writer that did
+not lock. Either way the loser re-reads and applies its change again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Protocol, TypeAlias, TypeVar
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
+
+from app import etags
+from app.db import commit, db, is_retryable, violated_constraint
+from app.errors import Conflict, PreconditionFailed, ScimError
+
+# Concurrent writers to one resource: the loser re-reads and re-applies its change this many times.
+WRITE_ATTEMPTS = 5
+
+
+class Versioned(Protocol):
+    version: int
+
+
+R = TypeVar("R", bound=Versioned)
+
+# A unique index's name -> the error that answers a write running into it, given the row as
+# the write left it (app.db.violated_constraint names the index, on both databases).
+Refusals: TypeAlias = Mapping[str, Callable[[R], ScimError]]
+
+
+def update_locked(
+    kind: str,
+    resource_id: str,
+    load: Callable[[], R],
+    change: Callable[[R], None],
+    *,
+    if_match: str | None,
+    refusals: Refusals[R],
+) -> R:
+    """Apply `change` to the row `load` returns and commit; the row as written.
+
+    `load` returns the live row, locked until the commit (the lock strength is the caller's).
+    `change` edits it through the ORM; when it also writes other rows by statement, it must
+    touch the row, since the new version rides on the row's own UPDATE. A change that leaves
+    the row as it was writes nothing: no UPDATE, no new version. `kind` and `resource_id` name
+    the resource in the 412 and 409 answers ("User 1234").
+    """
+    for _ in range(WRITE_ATTEMPTS):
+        try:
+            row = load()
+            if if_match is not None and not etags.matches(if_match, row.version):
+                raise PreconditionFailed(
+                    f"{kind} {resource_id} has changed (it is now version {row.version})"
+                )
+            change(row)
+            with refusing(refusals, row):
+                commit(db.session)
+        except StaleDataError:
+            db.session.rollback()  # another writer won: re-read and apply again
+            continue
+        except OperationalError as e:
+            if not is_retryable(e):
+                raise
+            db.session.rollback()  # a serialization failure or deadlock: run it again
+            continue
+        return row
+    raise Conflict(f"{kind} {resource_id} is being changed concurrently; retry the request")
+
+
+@contextmanager
+def refusing(refusals: Refusals[R], row: R) -> Iterator[None]:
+    """Answer a unique index the block runs into with its error in `refusals`; roll back.
+
+    A violation of any other constraint is not the client's doing: it is raised as it is.
+    """
+    # Built before the block: a failed commit leaves the row's attributes to be expired.
+    errors = {name: refuse(row) for name, refuse in refusals.items()}
+    try:
+        yield
+    except IntegrityError as e:
+        refusal = errors.get(violated_constraint(e) or "")
+        db.session.rollback()
+        if refusal is None:
+            raise
+        raise refusal from None

@@ -87,7 +87,8 @@ def refusing(refusals: Refusals[R], row: R) -> Iterator[None]:
 
     A violation of any other constraint is not the client's doing: it is raised as it is.
     """
-    # Built before the block: a failed commit leaves the row's attributes to be expired.
+    # Built before the block, from the row as the write left it: a failed flush expires the
+    # attributes it was writing.
     errors = {name: refuse(row) for name, refuse in refusals.items()}
     try:
         yield

@@ -222,7 +222,12 @@ def test_user_attribute_characteristics(client, name, expected):
             "groups.$ref", string(type="reference", mutability="readOnly"), id="groups.$ref"
         ),
         pytest.param("photos.value", string(type="reference"), id="photos.value"),
-        pytest.param("x509Certificates.value", string(type="binary"), id="x509Certificates.value"),
+        # RFC 7643 §2.3.6: "A binary is case exact" (filters compare the base64 as written).
+        pytest.param(
+            "x509Certificates.value",
+            string(type="binary", caseExact=True),
+            id="x509Certificates.value",
+        ),
     ],
 )
 def test_user_sub_attribute_characteristics(client, path, expected):
@@ -286,14 +291,16 @@ def test_enterprise_schema_attributes(client):
 
 def test_group_schema_attributes(client):
     attributes = attributes_by_name(get_ok(client, f"/Schemas/{GROUP_URN}"))
-    assert characteristics(attributes["displayName"]) == string(required=True)
+    # What the service enforces: displayName unique among live groups, case-insensitively.
+    assert characteristics(attributes["displayName"]) == string(required=True, uniqueness="server")
     members = attributes["members"]
     assert characteristics(members) == complex_(multiValued=True)
-    assert {s["name"]: s["mutability"] for s in members["subAttributes"]} == {
-        "value": "immutable",
-        "$ref": "immutable",
-        "display": "readOnly",
-        "type": "immutable",
+    assert {s["name"]: characteristics(s) for s in members["subAttributes"]} == {
+        # The store refuses a member without a value (the member's id).
+        "value": string(required=True, mutability="immutable"),
+        "$ref": string(type="reference", mutability="immutable"),
+        "display": string(mutability="readOnly"),
+        "type": string(mutability="immutable"),
     }
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from app.config import ConfigError
 from app.db import db
+from app.schema import extensions
 from tests.conftest import BASE, TOKEN, make_app
 from tests.payloads import ENTERPRISE_URN, USER_URN, error, patch_payload, user_payload
 
@@ -227,6 +228,13 @@ def test_extension_attributes_sort(acme):
             id="uniqueness",
         ),
         pytest.param(
+            json.dumps(
+                {"id": ACME, "attributes": [{"name": "x", "type": "binary", "caseExact": False}]}
+            ),
+            "attributes[0] (x): a binary attribute is case exact (RFC 7643 §2.3.6)",
+            id="binary-case-insensitive",
+        ),
+        pytest.param(
             json.dumps({"id": ENTERPRISE_URN, "attributes": [{"name": "x"}]}),
             "is declared twice",
             id="clash-with-enterprise",
@@ -245,6 +253,23 @@ def test_malformed_declarations_stop_start_up(tmp_path, content, message):
         make_app("sqlite://", SCIM_SCHEMA_EXTENSIONS=str(path))
     assert str(raised.value).startswith(f"SCIM_SCHEMA_EXTENSIONS: {path}")
     assert message in str(raised.value)
+
+
+def test_a_binary_attribute_is_case_exact_unless_declared_otherwise(tmp_path):
+    path = tmp_path / "extensions.json"
+    path.write_text(json.dumps({"id": ACME, "attributes": [{"name": "badge", "type": "binary"}]}))
+    (schema,) = extensions.load(path, reserved=set())
+    assert schema.attributes[0].to_scim() == {
+        "name": "badge",
+        "type": "binary",
+        "multiValued": False,
+        "description": "",
+        "required": False,
+        "caseExact": True,  # RFC 7643 §2.3.6: "A binary is case exact"
+        "mutability": "readWrite",
+        "returned": "default",
+        "uniqueness": "none",
+    }
 
 
 def test_missing_declaration_file_stops_start_up(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 
 def fold(text: str) -> str:
@@ -30,25 +31,92 @@ def parse_datetime(text: str) -> datetime:
     return parsed
 
 
-Types = ("string", "boolean", "decimal", "integer", "dateTime", "binary", "reference", "complex")
-
-
 @dataclass(frozen=True)
 class Attribute:
-    """One attribute definition; unstated characteristics take RFC 7643 §2.2's defaults."""
+    """One attribute definition; unstated characteristics take RFC 7643 §2.2's defaults.
+
+    `type`, `mutability`, `returned` and `uniqueness` may be given as members or in RFC 7643 §7's
+    spelling ("readOnly"); either way the attribute holds members, and a value not in the list
+    raises ValueError naming the attribute, so a typo stops the registry from being built.
+    """
+
+    class Type(StrEnum):
+        """RFC 7643 §2.3's data types."""
+
+        STRING = "string"
+        BOOLEAN = "boolean"
+        DECIMAL = "decimal"
+        INTEGER = "integer"
+        DATE_TIME = "dateTime"
+        REFERENCE = "reference"
+        COMPLEX = "complex"
+        BINARY = "binary"
+
+    class Mutability(StrEnum):
+        """RFC 7643 §7 `mutability`."""
+
+        READ_ONLY = "readOnly"
+        READ_WRITE = "readWrite"
+        IMMUTABLE = "immutable"
+        WRITE_ONLY = "writeOnly"
+
+    class Returned(StrEnum):
+        """RFC 7643 §7 `returned`."""
+
+        ALWAYS = "always"
+        NEVER = "never"
+        DEFAULT = "default"
+        REQUEST = "request"
+
+    class Uniqueness(StrEnum):
+        """RFC 7643 §7 `uniqueness`."""
+
+        NONE = "none"
+        SERVER = "server"
+        GLOBAL = "global"
 
     name: str
-    type: str = "string"
+    type: Type = Type.STRING
     multi_valued: bool = False
     required: bool = False
     case_exact: bool = False
-    mutability: str = "readWrite"
-    returned: str = "default"
-    uniqueness: str = "none"
+    mutability: Mutability = Mutability.READ_WRITE
+    returned: Returned = Returned.DEFAULT
+    uniqueness: Uniqueness = Uniqueness.NONE
     description: str = ""
     canonical_values: tuple[str, ...] = ()
     reference_types: tuple[str, ...] = ()
     sub_attributes: tuple[Attribute, ...] = ()
+
+    def __post_init__(self) -> None:
+        for key, allowed in (
+            ("type", Attribute.Type),
+            ("mutability", Attribute.Mutability),
+            ("returned", Attribute.Returned),
+            ("uniqueness", Attribute.Uniqueness),
+        ):
+            value = getattr(self, key)
+            try:
+                member = allowed(value)
+            except ValueError:
+                raise ValueError(
+                    f"attribute {self.name!r}: {key} must be one of {', '.join(allowed)}; "
+                    f"got {value!r}"
+                ) from None
+            object.__setattr__(self, key, member)  # frozen: replace the spelling by its member
+        if self.type == Attribute.Type.BINARY and (
+            not self.case_exact or self.uniqueness != Attribute.Uniqueness.NONE
+        ):
+            # RFC 7643 §2.3.6: "A binary is case exact and has no uniqueness"; filters compare
+            # base64 as written, so /Schemas must not advertise caseExact false for one.
+            raise ValueError(
+                f"attribute {self.name!r}: a binary attribute is case exact and has no "
+                "uniqueness (RFC 7643 §2.3.6)"
+            )
+        if self.sub_attributes and self.type != Attribute.Type.COMPLEX:
+            raise ValueError(
+                f"attribute {self.name!r}: only a complex attribute has sub-attributes"
+            )
 
     def sub(self, name: str) -> Attribute | None:
         """The sub-attribute called `name`; attribute names are case-insensitive (RFC 7643 §2.1)."""
@@ -57,11 +125,11 @@ class Attribute:
 
     @property
     def is_complex(self) -> bool:
-        return self.type == "complex"
+        return self.type == Attribute.Type.COMPLEX
 
     @property
     def writable(self) -> bool:
-        return self.mutability != "readOnly"
+        return self.mutability != Attribute.Mutability.READ_ONLY
 
     def to_scim(self) -> dict[str, object]:
         """The attribute as /Schemas publishes it (RFC 7643 §7)."""
@@ -85,7 +153,7 @@ class Attribute:
 
 
 def complex_(name: str, *subs: Attribute, **characteristics: object) -> Attribute:
-    return Attribute(name, type="complex", sub_attributes=subs, **characteristics)  # type: ignore[arg-type]
+    return Attribute(name, type=Attribute.Type.COMPLEX, sub_attributes=subs, **characteristics)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

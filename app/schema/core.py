@@ -37,7 +37,8 @@ COMMON_ATTRIBUTES = (
     Attribute("externalId", case_exact=True, description="Identifier assigned by the client."),
     complex_(
         "meta",
-        Attribute("resourceType", case_exact=True, mutability="readOnly"),
+        # serialize.project keeps meta.resourceType whatever attributes/excludedAttributes say.
+        Attribute("resourceType", case_exact=True, mutability="readOnly", returned="always"),
         Attribute("created", type="dateTime", mutability="readOnly"),
         Attribute("lastModified", type="dateTime", mutability="readOnly"),
         Attribute("location", type="reference", reference_types=("uri",), mutability="readOnly"),
@@ -161,7 +162,11 @@ USER = Schema(
         _multi(
             "x509Certificates",
             "A list of certificates issued to the user.",
-            value=Attribute("value", type="binary", description="DER certificate, base64."),
+            # RFC 7643 §2.3.6: "A binary is case exact" (§8.7.1's listing says false, but
+            # filters compare the base64 as written).
+            value=Attribute(
+                "value", type="binary", case_exact=True, description="DER certificate, base64."
+            ),
             types=(),
         ),
     ),
@@ -197,10 +202,23 @@ GROUP = Schema(
     "Group",
     "Group",
     (
-        Attribute("displayName", required=True, description="A human-readable name for the Group."),
+        # RFC 7643 §8.7.1 lists uniqueness "none"; this service keeps displayName unique among
+        # live groups, case-insensitively (uq_groups_live_display_name), and says so (§7).
+        Attribute(
+            "displayName",
+            required=True,
+            uniqueness="server",
+            description="A human-readable name for the Group.",
+        ),
         complex_(
             "members",
-            Attribute("value", mutability="immutable", description="The id of the member."),
+            # store/groups.py refuses a member without a value (§8.7.1 lists it as optional).
+            Attribute(
+                "value",
+                required=True,
+                mutability="immutable",
+                description="The id of the member.",
+            ),
             Attribute(
                 "$ref",
                 type="reference",

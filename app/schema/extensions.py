@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import json
 import re
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from app.schema import Attribute, Schema, Types
+from app.schema import Attribute, Schema
 
 ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")  # RFC 7643 §2.1 ATTRNAME
 URN = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[A-Za-z0-9()+,\-.:=@;$_!*'%/?#]+$")
-MUTABILITY = ("readOnly", "readWrite", "immutable", "writeOnly")
-RETURNED = ("always", "never", "default", "request")
 SCHEMA_KEYS = {"id", "name", "description", "attributes", "resourceType", "schemas", "meta"}
 ATTRIBUTE_KEYS = {
     "name", "type", "multiValued", "description", "required", "canonicalValues", "caseExact",
     "mutability", "returned", "uniqueness", "referenceTypes", "subAttributes",
 }  # fmt: skip
+
+
+Choice = TypeVar("Choice", bound=StrEnum)
 
 
 class ExtensionError(ValueError):
@@ -80,15 +82,21 @@ def _attribute(raw: Any, where: str, *, sub: bool = False) -> Attribute:
     if not isinstance(name, str) or not ATTRIBUTE_NAME.match(name):
         raise ExtensionError(f"{where}: name must match {ATTRIBUTE_NAME.pattern}, got {name!r}")
     where = f"{where} ({name})"
-    kind = _choice(raw, "type", Types, "string", where)
-    if kind == "binary" and raw.get("multiValued"):
+    kind = _choice(raw, "type", Attribute.Type.STRING, where)
+    binary = kind == Attribute.Type.BINARY
+    if binary and raw.get("multiValued"):
         raise ExtensionError(f"{where}: multi-valued binary attributes are not supported")
-    uniqueness = raw.get("uniqueness", "none")
-    if uniqueness != "none":
-        # Only userName's uniqueness is enforced; promising more would be a lie.
-        raise ExtensionError(f'{where}: uniqueness must be "none", got {uniqueness!r}')
+    uniqueness = _choice(raw, "uniqueness", Attribute.Uniqueness.NONE, where)
+    if uniqueness != Attribute.Uniqueness.NONE:
+        # Only the core attributes the store indexes (userName, a group's displayName) are kept
+        # unique; /Schemas promising it for an extension attribute would be a lie.
+        raise ExtensionError(f'{where}: uniqueness must be "none", got {uniqueness.value!r}')
+    # RFC 7643 §2.3.6: "A binary is case exact", so caseExact defaults to true for one.
+    case_exact = _flag(raw, "caseExact", where, default=binary)
+    if binary and not case_exact:
+        raise ExtensionError(f"{where}: a binary attribute is case exact (RFC 7643 §2.3.6)")
     subs: tuple[Attribute, ...] = ()
-    if kind == "complex":
+    if kind == Attribute.Type.COMPLEX:
         if sub:
             raise ExtensionError(f"{where}: a sub-attribute cannot be complex (RFC 7643 §2.3.8)")
         raw_subs = raw.get("subAttributes")
@@ -105,9 +113,9 @@ def _attribute(raw: Any, where: str, *, sub: bool = False) -> Attribute:
         type=kind,
         multi_valued=_flag(raw, "multiValued", where),
         required=_flag(raw, "required", where),
-        case_exact=_flag(raw, "caseExact", where),
-        mutability=_choice(raw, "mutability", MUTABILITY, "readWrite", where),
-        returned=_choice(raw, "returned", RETURNED, "default", where),
+        case_exact=case_exact,
+        mutability=_choice(raw, "mutability", Attribute.Mutability.READ_WRITE, where),
+        returned=_choice(raw, "returned", Attribute.Returned.DEFAULT, where),
         description=_text(raw, "description", where),
         canonical_values=_strings(raw, "canonicalValues", where),
         reference_types=_strings(raw, "referenceTypes", where),
@@ -129,20 +137,23 @@ def _unique_names(attributes: tuple[Attribute, ...], where: str) -> None:
         seen.add(attribute.name.lower())
 
 
-def _flag(raw: dict[str, Any], key: str, where: str) -> bool:
-    value = raw.get(key, False)
+def _flag(raw: dict[str, Any], key: str, where: str, *, default: bool = False) -> bool:
+    value = raw.get(key, default)
     if not isinstance(value, bool):
         raise ExtensionError(f"{where}: {key} must be true or false, got {value!r}")
     return value
 
 
-def _choice(
-    raw: dict[str, Any], key: str, allowed: tuple[str, ...], default: str, where: str
-) -> str:
+def _choice(raw: dict[str, Any], key: str, default: Choice, where: str) -> Choice:
+    """A characteristic in RFC 7643 §7's exact spelling: one of the members of `default`'s enum."""
+    allowed = type(default)
     value = raw.get(key, default)
-    if value not in allowed:
-        raise ExtensionError(f"{where}: {key} must be one of {', '.join(allowed)}; got {value!r}")
-    return value
+    try:
+        return allowed(value)
+    except ValueError:
+        raise ExtensionError(
+            f"{where}: {key} must be one of {', '.join(allowed)}; got {value!r}"
+        ) from None
 
 
 def _text(raw: dict[str, Any], key: str, where: str) -> str:

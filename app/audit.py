@@ -20,12 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
-from scim2_filter_parser import ast
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from app.errors import ScimError
-from app.filters import parse_path
+from app.filters.grammar import parse_path
 from app.models import AuditEvent
 from app.patch import Operation
 from app.requests import request_id
@@ -204,12 +203,7 @@ def _path_name(path: str) -> str:
         parsed = parse_path(path)
     except ScimError:
         return INVALID_NAME
-    if isinstance(parsed.attr_name, ast.Filter):
-        parsed = parsed.attr_name.namespace
-    name = parsed.attr_name if isinstance(parsed.attr_name, str) else INVALID_NAME
-    if parsed.sub_attr is not None:
-        name += "." + parsed.sub_attr.value
-    return f"{parsed.uri}:{name}" if parsed.uri else name
+    return str(parsed.path)
 
 
 def _clip(text: str) -> str:

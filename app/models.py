@@ -52,7 +52,7 @@ class User(db.Model):
     display_name: Mapped[str | None]
     given_name: Mapped[str | None]
     family_name: Mapped[str | None]
-    # Folded copies (schema.fold) of what is filtered case-insensitively, so that an index
+    # Folded copies (app.fold) of what is filtered case-insensitively, so that an index
     # serves `eq` and `sw` on both databases.
     display_name_key: Mapped[str | None]
     given_name_key: Mapped[str | None]
@@ -169,7 +169,7 @@ class ConsoleAdmin(db.Model):
 
     __tablename__ = "console_admins"
 
-    username: Mapped[str] = mapped_column(String(64), primary_key=True)  # folded (schema.fold)
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)  # folded (app.fold)
     password_hash: Mapped[str] = mapped_column(String(255))  # werkzeug scrypt; never the password
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

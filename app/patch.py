@@ -12,12 +12,12 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from scim2_filter_parser import ast
-
 from app.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget
-from app.filters import parse_path
+from app.filters import match
+from app.filters.grammar import And, Compare, Filter, parse_path
+from app.fold import fold
 from app.limits import DEFAULT_LIMITS, Limits
-from app.schema import Attribute, Resolved, ResourceType, Schema, complex_, fold
+from app.schema import Attribute, Resolved, ResourceType, Schema, complex_
 
 PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 OPS = ("add", "remove", "replace")
@@ -26,8 +26,10 @@ OPS = ("add", "remove", "replace")
 @dataclass(frozen=True)
 class Target:
     resolved: Resolved
-    value_filter: ast.Filter | None = None  # emails[type eq "work"] -> type eq "work"
+    value_filter: Filter | None = None  # emails[type eq "work"] -> type eq "work"
     extension: str | None = None  # the URN its attribute nests under; None for core attributes
+    # value_filter as a test of one element (app.filters.match), checked when parsed
+    selects: match.Predicate | None = None
 
     @property
     def name(self) -> str:
@@ -132,25 +134,20 @@ def _extension_attributes(
 
 def _target(rt: ResourceType, path: str, limits: Limits) -> Target:
     parsed = parse_path(path, limits)
-    value_filter = None
-    if isinstance(parsed.attr_name, ast.Filter):
-        namespace = parsed.attr_name.namespace
-        value_filter = parsed.attr_name.expr
-        name, sub, uri = namespace.attr_name, namespace.sub_attr, namespace.uri
-    else:
-        name, sub, uri = parsed.attr_name, parsed.sub_attr, parsed.uri
-    text = f"{uri}:{name}" if uri else name
-    if sub is not None:
-        text += "." + sub.value
-    resolved = rt.resolve(text)
+    resolved = rt.resolve(str(parsed.path))
     if resolved is None:
         raise InvalidPath(f"Unknown attribute in path {path!r}")
-    if value_filter is not None and not resolved.attribute.multi_valued:
-        raise InvalidPath(f"{resolved.attribute.name} is not multi-valued; it takes no filter")
+    selects = None
+    if parsed.filter is not None:
+        if not resolved.attribute.multi_valued:
+            raise InvalidPath(f"{resolved.attribute.name} is not multi-valued; it takes no filter")
+        # Checked now, before anything is read: a filter naming no sub-attribute of the
+        # attribute, or comparing one with the wrong type, is refused even with no elements.
+        selects = match.element_matcher(rt, resolved, parsed.filter)
     extension = None
     if resolved.schema is not None and resolved.schema is not rt.schema:
         extension = resolved.schema.id
-    return Target(resolved, value_filter, extension)
+    return Target(resolved, parsed.filter, extension, selects)
 
 
 def apply(
@@ -266,7 +263,9 @@ def _apply_filtered(
     op, value, value_filter = operation.op, operation.value, operation.target.value_filter
     if not attribute.is_complex:
         return _apply_filtered_simple(attribute, elements, operation)
-    matched = [e for e in elements if isinstance(e, dict) and matches(attribute, value_filter, e)]
+    selects = operation.target.selects
+    assert selects is not None  # set with value_filter
+    matched = [e for e in elements if isinstance(e, dict) and selects(e)]
     if op == "remove":
         if sub is None:
             return [e for e in elements if not any(e is m for m in matched)]
@@ -307,7 +306,9 @@ def _apply_filtered_simple(
     attribute: Attribute, elements: list[Any], operation: Operation
 ) -> list[Any]:
     """`skills[value eq "go"]`: a list of plain values, each matched as its own `value`."""
-    hit = [matches(attribute, operation.target.value_filter, {"value": e}) for e in elements]
+    selects = operation.target.selects
+    assert selects is not None  # set with value_filter
+    hit = [selects(e) for e in elements]
     kept = [e for e, h in zip(elements, hit, strict=True) if not h]
     if operation.op == "remove":
         return kept
@@ -319,73 +320,15 @@ def _apply_filtered_simple(
     return kept + [v for v in added if v not in kept]
 
 
-def matches(attribute: Attribute, node: Any, element: dict[str, Any]) -> bool:
-    """Evaluate a value filter against one element of a multi-valued attribute."""
-    if isinstance(node, ast.Filter):
-        if node.namespace is not None:
-            raise InvalidPath("Value filters cannot be nested")
-        result = matches(attribute, node.expr, element)
-        return not result if node.negated else result
-    if isinstance(node, ast.LogExpr):
-        left = matches(attribute, node.expr1, element)
-        if node.op.lower() == "and":
-            return left and matches(attribute, node.expr2, element)
-        return left or matches(attribute, node.expr2, element)
-    path = node.attr_path
-    if isinstance(path.attr_name, ast.Filter) or path.uri or path.sub_attr is not None:
-        raise InvalidPath(f"Inside {attribute.name}[...] name a sub-attribute")
-    sub = attribute.sub(path.attr_name)
-    if not attribute.is_complex and path.attr_name.lower() == "value":
-        sub = attribute  # a simple multi-valued attribute's element is its own value
-    if sub is None:
-        raise InvalidPath(f"Unknown attribute {attribute.name}.{path.attr_name}")
-    actual = element.get("value" if sub is attribute else sub.name)
-    op = node.value.lower()
-    if op == "pr":
-        return actual not in (None, "", [], {})
-    expected = node.comp_value.value.value
-    if isinstance(actual, str) and isinstance(expected, str) and not sub.case_exact:
-        actual, expected = fold(actual), fold(expected)
-    return _compare(op, actual, expected)
-
-
-def _compare(op: str, actual: Any, expected: Any) -> bool:
-    if op == "eq":
-        return actual == expected
-    if op == "ne":
-        return actual != expected
-    if not isinstance(actual, str) or not isinstance(expected, str):
-        if op in ("co", "sw", "ew"):
-            return False
-    if op == "co":
-        return expected in actual
-    if op == "sw":
-        return actual.startswith(expected)
-    if op == "ew":
-        return actual.endswith(expected)
-    if actual is None or type(actual) is not type(expected) or isinstance(actual, bool):
-        return False
-    return {
-        "gt": actual > expected,
-        "ge": actual >= expected,
-        "lt": actual < expected,
-        "le": actual <= expected,
-    }[op]
-
-
-def _seed(attribute: Attribute, node: Any) -> dict[str, Any] | None:
+def _seed(attribute: Attribute, node: Filter | None) -> dict[str, Any] | None:
     """The element a filter of `eq` terms joined by `and` describes, or None."""
-    if isinstance(node, ast.Filter):
-        return None if node.negated or node.namespace else _seed(attribute, node.expr)
-    if isinstance(node, ast.LogExpr):
-        if node.op.lower() != "and":
-            return None
-        left, right = _seed(attribute, node.expr1), _seed(attribute, node.expr2)
+    if isinstance(node, And):
+        left, right = _seed(attribute, node.left), _seed(attribute, node.right)
         return None if left is None or right is None else {**left, **right}
-    if node.value.lower() != "eq" or isinstance(node.attr_path.attr_name, ast.Filter):
+    if not isinstance(node, Compare) or node.op != "eq":
         return None
-    sub = attribute.sub(node.attr_path.attr_name)
-    return None if sub is None else {sub.name: node.comp_value.value.value}
+    sub = attribute.sub(node.path.name)
+    return None if sub is None else {sub.name: node.value}
 
 
 def _container(document: dict[str, Any], extension: str | None) -> dict[str, Any]:

@@ -8,10 +8,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
-from scim2_filter_parser import ast
 from werkzeug.exceptions import HTTPException
 
-from app import db, filters, intake, paging
+from app import db, intake, paging
 from app.errors import (
     InvalidSyntax,
     InvalidValue,
@@ -19,6 +18,7 @@ from app.errors import (
     ServiceUnavailable,
     UnsupportedMediaType,
 )
+from app.filters import grammar
 from app.limits import Limits
 from app.paging import Cursor, PageRequest
 from app.projection import Projection
@@ -40,7 +40,7 @@ class ListQuery:
 
     resource_type: str
     filter: str | None
-    where: ast.Filter | None  # the filter parsed, within this deployment's limits
+    where: grammar.Filter | None  # the filter parsed, within this deployment's limits
     sort_by: str | None
     descending: bool
     page: PageRequest
@@ -135,7 +135,7 @@ def _list_query(resource_type: str, params: Any, names: Any) -> ListQuery:
     query = ListQuery(
         resource_type,
         filter_text,
-        filters.parse(filter_text, limits()) if filter_text is not None else None,
+        grammar.parse(filter_text, limits()) if filter_text is not None else None,
         params.get("sortBy") or None,
         order.lower() == "descending",
         PageRequest(),

@@ -12,7 +12,7 @@ cursors (detected: a ListResponse with `nextCursor`).
 
 Users are seeded with bulk INSERTs that fill users and user_values exactly as
 store/users.py `_write` does (the document as validate.resource returns it, folded *_key
-columns via schema.fold); each size adds to the previous one. PostgreSQL gets an ANALYZE
+columns via app.fold); each size adds to the previous one. PostgreSQL gets an ANALYZE
 after seeding, as autovacuum would. Requests go through Flask's test client: the numbers are
 the service's own time, without network or gunicorn.
 """
@@ -43,8 +43,8 @@ from sqlalchemy import event, func, insert, select, text  # noqa: E402
 from app import create_app, validate  # noqa: E402
 from app.auth import token_hash  # noqa: E402
 from app.db import db, utcnow  # noqa: E402
+from app.fold import fold  # noqa: E402
 from app.models import User, UserValue  # noqa: E402
-from app.schema import fold  # noqa: E402
 from app.schema.core import USER_RESOURCE, USER_URN  # noqa: E402
 
 TOKEN = "benchmark-token"

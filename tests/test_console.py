@@ -18,8 +18,8 @@ from sqlalchemy import event, insert
 from app import models
 from app.config import load_config
 from app.db import db, utcnow
+from app.fold import fold
 from app.models import ConsoleAdmin, GroupMember, User, UserValue
-from app.schema import fold
 from app.store import console as store
 from tests.conftest import BASE, TOKEN, make_app
 from tests.payloads import GROUP_URN, error, patch_payload, user_payload

@@ -1,7 +1,7 @@
 """Random users and random filter trees: what SQL returns equals a small Python evaluator.
 
 The evaluator below is RFC 7644 §3.4.2.2 in a few lines of Python: caseExact false compares
-with str.casefold() (the service folds with app.schema.fold); `pr` is false for null, "" and
+with str.casefold() (the service folds with app.fold); `pr` is false for null, "" and
 []; a comparison on a multi-valued attribute holds if any element matches, a value filter
 holds for one element, and a missing attribute is `ne` anything; not() is two-valued. Each
 example runs on SQLite and on PostgreSQL, so the two databases must agree with it and so
@@ -28,7 +28,7 @@ PROPERTIES = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
-# userName and emails.value are stored case-folded (app.schema.fold): any printable Unicode.
+# userName and emails.value are stored case-folded (app.fold): any printable Unicode.
 # No control characters (Cc: a filter string cannot hold them raw) and no surrogates (Cs).
 # Cased letters first, those whose folding is special included (ß, İ, final sigma, ǅ, ﬁ).
 ANY_TEXT = st.text(

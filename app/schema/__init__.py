@@ -11,15 +11,6 @@ from datetime import datetime
 from enum import StrEnum
 
 
-def fold(text: str) -> str:
-    """The form in which `caseExact: false` strings are stored for matching and compared.
-
-    Unicode case folding, not lower(): "ΟΔΟΣ" and "οδοσ" (final sigma), "STRASSE" and "straße"
-    are the same userName.
-    """
-    return text.casefold()
-
-
 def parse_datetime(text: str) -> datetime:
     """An RFC 3339 date-time (`dateTime`, RFC 7643 §2.3.5); ValueError names what is wrong."""
     try:

@@ -34,9 +34,11 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import aliased
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app import filters
 from app.db import db, utcnow
 from app.errors import InvalidFilter, InvalidPath, InvalidValue
+from app.filters import grammar
+from app.filters import sql as filters
+from app.fold import fold
 from app.models import (
     ConsoleAdmin,
     ConsoleLoginFailure,
@@ -48,7 +50,7 @@ from app.models import (
     UserValue,
 )
 from app.paging import PageRequest
-from app.schema import ResourceType, fold
+from app.schema import ResourceType
 from app.store import audit, groups, maintenance, pages
 from app.store import users as users_store
 
@@ -320,7 +322,7 @@ def memberships(user_id: str) -> list[Membership]:
 
 def _understand(
     search: str,
-    as_filter: Callable[[str], ColumnElement[bool]],
+    as_filter: Callable[[grammar.Filter], ColumnElement[bool]],
     as_text: Callable[[str], ColumnElement[bool]],
 ) -> tuple[str, ColumnElement[bool] | None, str | None]:
     """A SCIM filter when the text parses as one, else plain text (with the parser's reason)."""
@@ -328,7 +330,7 @@ def _understand(
     if not search:
         return "all", None, None
     try:
-        return "filter", as_filter(search), None
+        return "filter", as_filter(grammar.parse(search)), None
     except _FILTER_ERRORS as e:
         note = e.detail if _LOOKS_LIKE_FILTER.search(search) else None
         return "text", as_text(search), note

@@ -9,20 +9,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from scim2_filter_parser import ast
 from sqlalchemy import ColumnElement, Select, and_, func, literal, select, text, update
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.dialects import sqlite
 
-from app import filters, validate
+from app import validate
 from app.db import commit, db, read_again_on_outage, utcnow
 from app.errors import InvalidPath, InvalidValue, NoTarget, NotFound, Uniqueness
+from app.filters import sql as filters
+from app.filters.grammar import Compare, Filter
+from app.fold import fold
 from app.limits import DEFAULT_LIMITS
 from app.models import Group, GroupMember, Member, Membership, User, new_id
 from app.paging import PageRequest
 from app.patch import Operation
 from app.patch import apply as apply_patch
-from app.schema import fold
 from app.schema.core import GROUP_RESOURCE
 from app.store import chunks, could_be_id, locked, one_of, pages
 
@@ -57,7 +58,7 @@ def get(group_id: str, *, for_update: bool = False) -> Group:
 
 
 def search(
-    filter: ast.Filter | None,
+    filter: Filter | None,
     page: PageRequest,
     *,
     sort_by: str | None = None,
@@ -278,21 +279,15 @@ class _MemberBatch:
         return changed
 
 
-def _member_id_of(value_filter: ast.Filter | None) -> str | None:
+def _member_id_of(value_filter: Filter | None) -> str | None:
     """The id in a `value eq "<id>"` members filter; None for any other filter."""
-    if not isinstance(value_filter, ast.Filter) or value_filter.negated:
+    if not isinstance(value_filter, Compare) or value_filter.op != "eq":
         return None
-    expr = value_filter.expr
-    if not isinstance(expr, ast.AttrExpr) or expr.value.lower() != "eq":
+    path = value_filter.path
+    if path.name.lower() != "value" or path.sub is not None or path.uri is not None:
         return None
-    path = expr.attr_path
-    if not isinstance(path.attr_name, str) or path.attr_name.lower() != "value":
-        return None
-    if path.sub_attr is not None or path.uri is not None:
-        return None
-    literal_value = getattr(expr.comp_value, "value", None)
-    member_id = getattr(literal_value, "value", None)
-    # Member ids are compared folded (filters.py): ids are lower-case UUIDs.
+    member_id = value_filter.value
+    # Member ids are compared folded (app.filters.sql): ids are lower-case UUIDs.
     return fold(member_id) if isinstance(member_id, str) else None
 
 

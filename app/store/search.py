@@ -6,9 +6,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from scim2_filter_parser import ast
-
 from app.errors import InvalidValue
+from app.filters.grammar import Filter
 from app.paging import PageRequest
 from app.schema.core import Registry
 from app.store import groups, users
@@ -23,7 +22,7 @@ class Results:
 
 def search_all(
     registry: Registry,
-    filter: ast.Filter | None,
+    filter: Filter | None,
     page: PageRequest,
     *,
     sort_by: str | None,

@@ -5,19 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from scim2_filter_parser import ast
 from sqlalchemy import Select, select
 from sqlalchemy import delete as sql_delete
 from werkzeug.security import generate_password_hash
 
-from app import filters, validate
+from app import validate
 from app.db import commit, db, utcnow
 from app.errors import NotFound, Uniqueness
+from app.filters import sql as filters
+from app.filters.grammar import Filter
+from app.fold import fold
 from app.models import User, UserValue, new_id
 from app.paging import PageRequest
 from app.patch import Operation
 from app.patch import apply as apply_patch
-from app.schema import ResourceType, fold
+from app.schema import ResourceType
 from app.store import could_be_id, groups, locked, pages
 
 # The unique indexes a user's write can run into, and what the client is told.
@@ -52,7 +54,7 @@ def get(user_id: str, *, for_update: bool = False, deleting: bool = False) -> Us
 
 def search(
     rt: ResourceType,
-    filter: ast.Filter | None,
+    filter: Filter | None,
     page: PageRequest,
     *,
     sort_by: str | None = None,

@@ -35,13 +35,14 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from app.db import UTCDateTime
 from app.errors import InvalidFilter, InvalidValue
-from app.filters.grammar import ORDERING, Filter, as_path_error
+from app.filters.grammar import ORDERING, SUBSTRING, Filter, as_path_error
 from app.filters.visitor import (
     LOCATION,
     SCHEMAS,
     FilterVisitor,
     default_value_sub,
     element_field,
+    folds,
     millisecond,
     resolve_name,
 )
@@ -314,18 +315,15 @@ def _compare(column: Column, attribute: Attribute, op: str, value: Any) -> Claus
     if attribute.type == "dateTime":
         return _compare_instant(expression, op, value)
     if attribute.type not in ("string", "reference"):
-        return _OPERATIONS[op](expression, value)
-    if attribute.case_exact:
-        bound: Any = value
-        fold_pattern: Callable[[str], Any] = _same
-    else:
-        expression, fold_pattern = _case_folded(column)
-        bound = fold_pattern(value)
-    if op in ("co", "sw", "ew"):
-        return _like(expression, value, op, fold_pattern)
+        return _OPERATIONS[op](expression, value)  # booleans, numbers; binary as written
+    fold_value: Callable[[str], Any] = _same
+    if folds(attribute):
+        expression, fold_value = _case_folded(column)
+    if op in SUBSTRING:
+        return _like(expression, value, op, fold_value)
     if op in ORDERING:
         expression = _in_codepoint_order(expression)  # "lexicographical", identically everywhere
-    return _OPERATIONS[op](expression, bound)
+    return _OPERATIONS[op](expression, fold_value(value))
 
 
 def _case_folded(column: Column) -> tuple[Any, Callable[[str], Any]]:
@@ -428,9 +426,9 @@ def _element_sort_key(target: Target, resolved: Resolved) -> ColumnElement[Any]:
 def _sortable(column: Column, attribute: Attribute) -> Any:
     if attribute.type not in ("string", "reference"):
         return column.expression
-    if attribute.case_exact:
-        return _in_codepoint_order(column.expression)
-    return _in_codepoint_order(_case_folded(column)[0])
+    if folds(attribute):
+        return _in_codepoint_order(_case_folded(column)[0])
+    return _in_codepoint_order(column.expression)
 
 
 class _in_codepoint_order(FunctionElement):  # noqa: N801 - used like a SQL function

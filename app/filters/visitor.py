@@ -64,18 +64,10 @@ class FilterVisitor(Generic[T]):
 
     def element_filter(self, parent: Resolved, node: Filter) -> T:
         """The filter inside `parent[...]`, over one element of the multi-valued `parent`."""
-        if isinstance(node, And):
-            left, right = (
-                self.element_filter(parent, node.left),
-                self.element_filter(parent, node.right),
-            )
-            return self.both(left, right)
-        if isinstance(node, Or):
-            left, right = (
-                self.element_filter(parent, node.left),
-                self.element_filter(parent, node.right),
-            )
-            return self.either(left, right)
+        if isinstance(node, And | Or):
+            left = self.element_filter(parent, node.left)
+            right = self.element_filter(parent, node.right)
+            return self.both(left, right) if isinstance(node, And) else self.either(left, right)
         if isinstance(node, Not):
             return self.negate(self.element_filter(parent, node.operand))
         if isinstance(node, ValuePath):  # the grammar refuses these; a tree built by hand may not

@@ -47,7 +47,7 @@ class User(db.Model):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     user_name: Mapped[str]
-    user_name_key: Mapped[str]  # user_name.lower(): what uniqueness and filters compare
+    user_name_key: Mapped[str]  # fold(user_name) (app.fold): what uniqueness and filters compare
     external_id: Mapped[str | None]
     display_name: Mapped[str | None]
     given_name: Mapped[str | None]
@@ -62,6 +62,9 @@ class User(db.Model):
     active: Mapped[bool | None] = mapped_column(default=True)
     password_hash: Mapped[str | None]
     document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # app.fold.folded_copy(document): what filters and sortBy on other caseExact=false
+    # attributes (nickName, title, an extension's department...) compare.
+    document_key: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # tombstone marker
@@ -89,13 +92,10 @@ class UserValue(db.Model):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     attribute: Mapped[str] = mapped_column(String(64))
     value: Mapped[str | None]
-    value_key: Mapped[str | None]  # value.lower()
-    type: Mapped[str | None]
+    value_key: Mapped[str | None]  # fold(value) (app.fold)
     primary: Mapped[bool] = mapped_column(default=False)
-    display: Mapped[str | None]
-    data: Mapped[dict[str, Any]] = mapped_column(
-        JSON
-    )  # the whole element, for other sub-attributes
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)  # the element, for other sub-attributes
+    data_key: Mapped[dict[str, Any]] = mapped_column(JSON)  # app.fold.folded_copy(data)
 
 
 class Group(db.Model):
@@ -118,7 +118,7 @@ class Group(db.Model):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     display_name: Mapped[str]
-    display_name_key: Mapped[str]  # display_name.lower()
+    display_name_key: Mapped[str]  # fold(display_name) (app.fold)
     external_id: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -10,9 +10,9 @@ largest size to the smaller ones. Targets: `userName eq` and `externalId eq` at 
 page at depth 100,000 within 1.5x of the first page, when the service supports RFC 9865
 cursors (detected: a ListResponse with `nextCursor`).
 
-Users are seeded with bulk INSERTs that fill users and user_values exactly as
-store/users.py `_write` does (the document as validate.resource returns it, folded *_key
-columns via app.fold); each size adds to the previous one. PostgreSQL gets an ANALYZE
+Users are seeded with bulk INSERTs through store/users.py `insert_many`, the rows exactly as a
+write makes them (the document as validate.resource returns it, its folded copies via app.fold);
+each size adds to the previous one. PostgreSQL gets an ANALYZE
 after seeding, as autovacuum would. Requests go through Flask's test client: the numbers are
 the service's own time, without network or gunicorn.
 """
@@ -26,7 +26,6 @@ import string
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,14 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import flask_migrate  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
-from sqlalchemy import event, func, insert, select, text  # noqa: E402
+from sqlalchemy import event, func, select, text  # noqa: E402
 
 from app import create_app, validate  # noqa: E402
 from app.auth import token_hash  # noqa: E402
 from app.db import db, utcnow  # noqa: E402
-from app.fold import fold  # noqa: E402
-from app.models import User, UserValue  # noqa: E402
+from app.models import User  # noqa: E402
 from app.schema.core import USER_RESOURCE, USER_URN  # noqa: E402
+from app.store import users as users_store  # noqa: E402
 
 TOKEN = "benchmark-token"
 PAGE = 100
@@ -121,52 +120,17 @@ def make_person(rng: random.Random, n: int) -> tuple[Person, dict[str, Any]]:
 
 
 def seed_users(rng: random.Random, first: int, count: int) -> list[Person]:
-    """Users first..first+count-1, with the rows store/users.py `_write` would write."""
+    """Users first..first+count-1, inserted by the store's own bulk path (users.insert_many)."""
     people = []
     started = utcnow() - timedelta(days=365)
     for chunk in range(first, first + count, 5000):
-        users, values = [], []
+        documents, created = [], []
         for n in range(chunk, min(chunk + 5000, first + count)):
             person, body = make_person(rng, n)
-            document = validate.resource(USER_RESOURCE, body).document
-            user_id = str(uuid.uuid4())
-            created = started + timedelta(seconds=n)
-            name = document["name"]
-            users.append(
-                {
-                    "id": user_id,
-                    "user_name": document["userName"],
-                    "user_name_key": fold(document["userName"]),
-                    "external_id": document.get("externalId"),
-                    "display_name": document.get("displayName"),
-                    "given_name": name.get("givenName"),
-                    "family_name": name.get("familyName"),
-                    "display_name_key": fold(document["displayName"]),
-                    "given_name_key": fold(name["givenName"]),
-                    "family_name_key": fold(name["familyName"]),
-                    "active": document["active"],
-                    "document": document,
-                    "created_at": created,
-                    "last_modified": created,
-                    "version": 1,
-                }
-            )
-            values += [
-                {
-                    "user_id": user_id,
-                    "attribute": "emails",
-                    "value": element["value"],
-                    "value_key": fold(element["value"]),
-                    "type": element.get("type"),
-                    "primary": element.get("primary") is True,
-                    "display": element.get("display"),
-                    "data": element,
-                }
-                for element in document["emails"]
-            ]
+            documents.append(validate.resource(USER_RESOURCE, body).document)
+            created.append(started + timedelta(seconds=n))
             people.append(person)
-        db.session.execute(insert(User), users)
-        db.session.execute(insert(UserValue), values)
+        users_store.insert_many(USER_RESOURCE, documents, created)
     db.session.commit()
     if db.engine.dialect.name == "postgresql":
         db.session.execute(text("ANALYZE users"))

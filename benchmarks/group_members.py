@@ -22,7 +22,6 @@ import tempfile
 import threading
 import time
 import tracemalloc
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,12 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import flask_migrate  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
-from sqlalchemy import event, insert  # noqa: E402
+from sqlalchemy import event  # noqa: E402
 
 from app import create_app  # noqa: E402
 from app.auth import token_hash  # noqa: E402
 from app.db import db, utcnow  # noqa: E402
-from app.models import User  # noqa: E402
+from app.schema.core import USER_RESOURCE  # noqa: E402
+from app.store import users as users_store  # noqa: E402
 
 TOKEN = "benchmark-token"
 GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -44,27 +44,15 @@ PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
 def seed_users(count: int) -> list[str]:
-    ids = [str(uuid.uuid4()) for _ in range(count)]
+    """`count` users by the store's own bulk path (users.insert_many), 5,000 per INSERT."""
+    ids: list[str] = []
     now = utcnow()
     for start in range(0, count, 5000):
-        rows = []
-        for n, user_id in enumerate(ids[start : start + 5000], start=start):
-            name = f"user{n:06d}@example.com"
-            document = {"userName": name, "displayName": f"User {n}", "active": True}
-            rows.append(
-                {
-                    "id": user_id,
-                    "user_name": name,
-                    "user_name_key": name,
-                    "display_name": f"User {n}",
-                    "active": True,
-                    "document": document,
-                    "created_at": now,
-                    "last_modified": now,
-                    "version": 1,
-                }
-            )
-        db.session.execute(insert(User), rows)
+        documents = [
+            {"userName": f"user{n:06d}@example.com", "displayName": f"User {n}", "active": True}
+            for n in range(start, min(start + 5000, count))
+        ]
+        ids += users_store.insert_many(USER_RESOURCE, documents, [now] * len(documents))
     db.session.commit()
     return ids
 

@@ -5,7 +5,6 @@ what each page shows. tests/e2e/test_console_browser.py drives the same pages in
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -13,15 +12,16 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, insert
+from sqlalchemy import insert
 
 from app import models
 from app.config import load_config
 from app.db import db, utcnow
-from app.fold import fold
-from app.models import ConsoleAdmin, GroupMember, User, UserValue
+from app.models import ConsoleAdmin, GroupMember
+from app.schema.core import USER_RESOURCE
 from app.store import console as store
-from tests.conftest import BASE, TOKEN, make_app
+from app.store import users as users_store
+from tests.conftest import BASE, TOKEN, make_app, statements
 from tests.payloads import GROUP_URN, error, patch_payload, user_payload
 
 PASSWORD = "correct horse battery staple"
@@ -33,53 +33,23 @@ PASSWORD = "correct horse battery staple"
 def seed_users(count: int, *, prefix: str = "user", start: int = 0) -> list[str]:
     """`count` users in two bulk INSERTs, with the rows store/users.py writes; returns ids."""
     now = utcnow()
-    users, values = [], []
+    documents, created = [], []
     for n in range(start, start + count):
-        user_id = str(uuid.uuid4())
         user_name = f"{prefix}{n:05d}@example.com"
         given, family = f"Given{n:05d}", f"Family{n:05d}"
-        email = {"value": user_name, "type": "work", "primary": True}
-        document = {
-            "userName": user_name,
-            "name": {"givenName": given, "familyName": family},
-            "displayName": f"{given} {family}",
-            "emails": [email],
-            "active": n % 4 != 0,
-        }
-        created = now - timedelta(seconds=count - n)
-        users.append(
+        documents.append(
             {
-                "id": user_id,
-                "user_name": user_name,
-                "user_name_key": fold(user_name),
-                "display_name": document["displayName"],
-                "display_name_key": fold(document["displayName"]),
-                "given_name": given,
-                "given_name_key": fold(given),
-                "family_name": family,
-                "family_name_key": fold(family),
-                "active": document["active"],
-                "document": document,
-                "created_at": created,
-                "last_modified": created,
-                "version": 1,
+                "userName": user_name,
+                "name": {"givenName": given, "familyName": family},
+                "displayName": f"{given} {family}",
+                "emails": [{"value": user_name, "type": "work", "primary": True}],
+                "active": n % 4 != 0,
             }
         )
-        values.append(
-            {
-                "user_id": user_id,
-                "attribute": "emails",
-                "value": user_name,
-                "value_key": fold(user_name),
-                "type": "work",
-                "primary": True,
-                "data": email,
-            }
-        )
-    db.session.execute(insert(User), users)
-    db.session.execute(insert(UserValue), values)
+        created.append(now - timedelta(seconds=count - n))
+    ids = users_store.insert_many(USER_RESOURCE, documents, created)
     db.session.commit()
-    return [row["id"] for row in users]
+    return ids
 
 
 def csrf_of(html: str) -> str:
@@ -627,16 +597,11 @@ def test_groups_search_and_member_paging_reads_one_page_in_sql(client, browser):
     by_filter = browser.get('/console/groups?q=displayName eq "small"')
     assert ">Small</a>" in by_filter.text and ">Big</a>" not in by_filter.text
 
-    statements: list[str] = []
-    record = lambda *args: statements.append(args[2])  # noqa: E731
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
+    with statements() as seen:
         third = browser.get(f"/console/groups/{group['id']}?page=3")
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
     assert "120 members" in third.text and "page 3 of 3" in third.text
     assert len(user_names(third.text)) == 20
-    member_reads = [s for s in statements if "group_members" in s and "count(" not in s.lower()]
+    member_reads = [s for s in seen if "group_members" in s and "count(" not in s.lower()]
     assert member_reads and all("LIMIT" in s for s in member_reads)
 
 

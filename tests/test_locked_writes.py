@@ -211,6 +211,7 @@ def _user(user_id: str, name: str | None) -> tuple[type, dict[str, Any]]:
         "user_name": name,
         "user_name_key": key,
         "document": {},
+        "document_key": {},
         "version": 1,
     }
 

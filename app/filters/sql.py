@@ -56,7 +56,8 @@ Clause = ColumnElement[bool]
 
 @dataclass(frozen=True)
 class Column:
-    """Where a value lives in SQL; `folded` columns already hold app.fold.fold(value)."""
+    """Where a value lives in SQL; `folded` columns hold app.fold.fold(value), as every column
+    compared for a `caseExact: false` attribute must (_compare refuses others)."""
 
     expression: Any
     folded: bool = False
@@ -71,6 +72,7 @@ class Elements:
     columns: dict[str, Column]  # sub-attribute -> column
     where: tuple[Any, ...] = ()  # narrows a shared table to this attribute
     data: Any = None  # a JSON column with the whole element, for the other sub-attributes
+    data_key: Any = None  # the same element folded (app.fold.folded_copy), for caseExact=false
     order: tuple[Any, ...] = ()  # the element sortBy uses: the primary one, else the first
     exact_value: Any = None  # `value` as written, for caseExact attributes (columns has it folded)
 
@@ -83,6 +85,7 @@ class Target:
     resource_id: Any
     columns: dict[str, Column]  # singular attributes kept in columns
     document: Any  # JSON column with the rest, or None
+    document_key: Any  # the same document folded (app.fold.folded_copy), for caseExact=false
     elements: Callable[[Resolved], Elements | None]
     version: Any  # meta.version's number, which sortBy orders by
 
@@ -106,23 +109,21 @@ def _user_elements(resolved: Resolved) -> Elements | None:
         return Elements(
             GroupMember.member_id,
             {
-                "value": Column(GroupMember.group_id, True),
+                "value": Column(GroupMember.group_id, folded=True),  # lower-case UUIDs
                 "display": Column(display, folded=True),
-                "type": Column(literal("direct", String)),  # no nested expansion (yet)
+                "type": Column(literal("direct", String), folded=True),  # no nested expansion
             },
             order=(display, GroupMember.group_id),  # as serialize lists them
         )
     return Elements(
         UserValue.user_id,
-        {
-            "value": Column(UserValue.value_key, folded=True),
-            "type": Column(UserValue.type),
-            "display": Column(UserValue.display),
-            # `primary` is read from the element: the column says false also when it is absent,
-            # and `primary pr` or `primary eq false` must tell the two apart.
-        },
+        # The other sub-attributes (type, display, primary...) are read from the element, as
+        # written or folded: the `primary` column says false also when it is absent, and
+        # `primary pr` or `primary eq false` must tell the two apart.
+        {"value": Column(UserValue.value_key, folded=True)},
         where=(UserValue.attribute == element_key(resolved),),
         data=UserValue.data,
+        data_key=UserValue.data_key,
         exact_value=UserValue.value,
         # RFC 7644 §3.4.2.3: sort by the primary value, "or else the first value in the list";
         # rows are written in the list's order, so the first has the lowest id.
@@ -131,26 +132,29 @@ def _user_elements(resolved: Resolved) -> Elements | None:
 
 
 def _group_elements(resolved: Resolved) -> Elements | None:
-    # A member's display is its current name, as serialize shows it: joined, never stored.
+    # A member's display is its current name, as serialize shows it: joined, never stored, and
+    # compared through the member's folded copies.
     nested = aliased(Group)
+    is_user = GroupMember.member_type == "User"
     display = case(
         (
-            GroupMember.member_type == "User",
-            select(func.coalesce(User.display_name, User.user_name))
+            is_user,
+            select(func.coalesce(User.display_name_key, User.user_name_key))
             .where(User.id == GroupMember.member_id, User.deleted_at.is_(None))
             .scalar_subquery(),
         ),
-        else_=select(nested.display_name)
+        else_=select(nested.display_name_key)
         .where(nested.id == GroupMember.member_id, nested.deleted_at.is_(None))
         .scalar_subquery(),
     )
-    # Member ids are lower-case UUIDs, so the stored id doubles as its folded form.
+    member_type = case((is_user, literal(fold("User"))), else_=literal(fold("Group")))
     return Elements(
         GroupMember.group_id,
         {
-            "value": Column(GroupMember.member_id, True),
-            "type": Column(GroupMember.member_type),
-            "display": Column(display),
+            # Member ids are lower-case UUIDs, so the stored id doubles as its folded form.
+            "value": Column(GroupMember.member_id, folded=True),
+            "type": Column(member_type, folded=True),
+            "display": Column(display, folded=True),
         },
         order=(GroupMember.member_id,),  # as serialize lists them
     )
@@ -180,6 +184,7 @@ USERS = Target(
         "meta.version": Column(_etag(User.version)),
     },
     User.document,
+    User.document_key,
     _user_elements,
     User.version,
 )
@@ -195,6 +200,7 @@ GROUPS = Target(
         "meta.lastModified": Column(Group.last_modified),
         "meta.version": Column(_etag(Group.version)),
     },
+    None,
     None,
     _group_elements,
     Group.version,
@@ -261,7 +267,7 @@ class _Sql(FilterVisitor[Clause]):
         serialize lists them."""
         matches = []
         for schema in self.rt.schemas:
-            condition = _compare(Column(literal(schema.id, String)), SCHEMAS, op, value)
+            condition = _compare(Column(literal(fold(schema.id), String), True), SCHEMAS, op, value)
             if schema is not self.rt.schema:
                 if self.target.document is None:
                     continue
@@ -316,9 +322,10 @@ def _compare(column: Column, attribute: Attribute, op: str, value: Any) -> Claus
         return _compare_instant(expression, op, value)
     if attribute.type not in ("string", "reference"):
         return _OPERATIONS[op](expression, value)  # booleans, numbers; binary as written
-    fold_value: Callable[[str], Any] = _same
+    fold_value: Callable[[str], str] = _same
     if folds(attribute):
-        expression, fold_value = _case_folded(column)
+        fold_value = fold
+        _require_folded(column, attribute)
     if op in SUBSTRING:
         return _like(expression, value, op, fold_value)
     if op in ORDERING:
@@ -326,24 +333,18 @@ def _compare(column: Column, attribute: Attribute, op: str, value: Any) -> Claus
     return _OPERATIONS[op](expression, fold_value(value))
 
 
-def _case_folded(column: Column) -> tuple[Any, Callable[[str], Any]]:
-    """A caseExact=false column as compared, and how to fold a value to compare with it.
-
-    Columns that hold a folded copy (app.fold) are compared with values folded the same way.
-    The others (JSON document values, user_values.type and .display, a member's display) are
-    still folded by the database's lower() on both sides, the one place in SQL that does: to be
-    replaced by stored folded copies (issue 14, item 2).
-    """
-    if column.folded:
-        return column.expression, fold
-    return func.lower(column.expression), lambda text: func.lower(literal(text, String))
+def _require_folded(column: Column, attribute: Attribute) -> None:
+    """A `caseExact: false` attribute is only ever compared through a folded copy: SQL's
+    lower() would make the answer depend on the database and its locale (app.fold)."""
+    if not column.folded:
+        raise TypeError(f"{attribute.name} is mapped to a column without a folded copy")
 
 
 def _same(text: str) -> str:
     return text
 
 
-def _like(expression: Any, value: str, op: str, fold_pattern: Callable[[str], Any]) -> Clause:
+def _like(expression: Any, value: str, op: str, fold_pattern: Callable[[str], str]) -> Clause:
     """LIKE with `%`, `_` and the escape character in the value matching themselves."""
     escaped = value.replace("/", "//").replace("%", "/%").replace("_", "/_")
     pattern = {"co": "%{}%", "sw": "{}%", "ew": "%{}"}[op].replace("{}", escaped)
@@ -427,7 +428,7 @@ def _sortable(column: Column, attribute: Attribute) -> Any:
     if attribute.type not in ("string", "reference"):
         return column.expression
     if folds(attribute):
-        return _in_codepoint_order(_case_folded(column)[0])
+        _require_folded(column, attribute)
     return _in_codepoint_order(column.expression)
 
 
@@ -459,7 +460,9 @@ def _column(target: Target, resolved: Resolved, where: str = "Invalid filter") -
         return column
     if target.document is None or resolved.name == LOCATION:
         raise InvalidFilter(f"{where}: {resolved.name} cannot be filtered or sorted on")
-    return Column(_json_value(target, resolved))
+    if folds(resolved.leaf):
+        return Column(_json_value(target.document_key, target, resolved), folded=True)
+    return Column(_json_value(target.document, target, resolved))
 
 
 def _column_of_element(elements: Elements, sub: Attribute) -> Column | None:
@@ -475,17 +478,19 @@ def _column_of_element(elements: Elements, sub: Attribute) -> Column | None:
         return column
     if elements.data is None:
         return None
+    if folds(sub):
+        return Column(_typed(elements.data_key[name], sub), folded=True)
     return Column(_typed(elements.data[name], sub))
 
 
-def _json_value(target: Target, resolved: Resolved) -> Any:
+def _json_value(document: Any, target: Target, resolved: Resolved) -> Any:
     keys: list[str] = []
     if resolved.schema is not None and resolved.schema is not target.rt.schema:
         keys.append(resolved.schema.id)
     keys.append(resolved.attribute.name)
     if resolved.sub_attribute is not None:
         keys.append(resolved.sub_attribute.name)
-    element = target.document[tuple(keys)] if len(keys) > 1 else target.document[keys[0]]
+    element = document[tuple(keys)] if len(keys) > 1 else document[keys[0]]
     return _typed(element, resolved.leaf)
 
 

@@ -1,4 +1,5 @@
-"""Fixtures: one app per database (SQLite and PostgreSQL), an authenticated client, factories."""
+"""Fixtures: one app per database (SQLite and PostgreSQL), an authenticated client, factories,
+and the statement recorder."""
 
 from __future__ import annotations
 
@@ -16,11 +17,10 @@ from app import create_app
 from app.auth import token_hash
 from app.db import db
 from tests.databases import scratch_postgres_database
-from tests.payloads import GROUP_URN, user_payload
+from tests.payloads import BASE, GROUP_URN, user_payload
 
 TOKEN = "test-token-0123456789"
 OTHER_TOKEN = "rotated-token-9876543210"
-BASE = "/scim/v2"
 
 
 def make_app(database_url: str, **settings: str) -> Flask:
@@ -73,7 +73,12 @@ def client(app: Flask) -> Iterator[FlaskClient]:
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
     yield client
-    # Emptied, not rolled back: race tests need commits that other connections see.
+    empty_tables()
+
+
+def empty_tables() -> None:
+    """Delete every row, children first. Emptied, not rolled back: race tests need commits that
+    other connections see; a hypothesis test calls it to start each example afresh."""
     db.session.remove()
     for table in reversed(db.metadata.sorted_tables):
         db.session.execute(table.delete())

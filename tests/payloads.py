@@ -1,16 +1,21 @@
-"""Valid request bodies to start from, and helpers to compare responses."""
+"""Valid request bodies to start from, and the helpers tests share to read responses."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
+BASE = "/scim/v2"
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 LIST_URN = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+SEARCH_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+# What names a listed resource in found() and listed_names().
+NAME_OF = {"Users": "userName", "Groups": "displayName"}
 
 
 def user_payload(**overrides: Any) -> dict[str, Any]:
@@ -42,6 +47,17 @@ def error(status: int, detail: str, scim_type: str | None = None) -> dict[str, A
     return body
 
 
+def member(resource: dict[str, Any], kind: str = "User") -> dict[str, Any]:
+    """A group's members element for `resource` as the service returns it."""
+    path = "Users" if kind == "User" else "Groups"
+    return {
+        "value": resource["id"],
+        "$ref": f"http://localhost{BASE}/{path}/{resource['id']}",
+        "type": kind,
+        "display": resource.get("displayName") or resource.get("userName"),
+    }
+
+
 def without_volatile(resource: dict[str, Any]) -> dict[str, Any]:
     """A resource minus what differs run to run: id, timestamps, location, version."""
     out = copy.deepcopy(resource)
@@ -53,10 +69,33 @@ def without_volatile(resource: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def found(client: Any, filter_text: str) -> set[str]:
-    """The userNames GET /Users?filter= finds, checking that totalResults agrees with the page."""
-    response = client.get("/scim/v2/Users", query_string={"filter": filter_text})
+def fetch(client: Any, resource: dict[str, Any]) -> dict[str, Any]:
+    """The user or group as GET returns it now; `resource` is any body the service returned."""
+    response = client.get(f"{BASE}/{resource['meta']['resourceType']}s/{resource['id']}")
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def search(client: Any, query_string: str | None = None, **params: Any) -> Any:
+    """GET /Users with a raw query string or with parameters (which the client URL-encodes)."""
+    return client.get(f"{BASE}/Users", query_string=query_string if query_string else params)
+
+
+def listed_names(response: Any) -> list[str]:
+    """The userName (Users) or displayName (Groups) of each listed resource, in order."""
+    assert response.status_code == 200, response.json
+    return [r.get("userName", r.get("displayName")) for r in response.json["Resources"]]
+
+
+def found(
+    client: Any, filter_text: str, *, resource: str = "Users", by: str = "", **params: Any
+) -> set[str]:
+    """What GET /{resource}?filter= selects: each resource's `by` (its userName or displayName
+    unless told), as a set, since a filter does not order (sorting has its own tests). Checks
+    the answer is 200, lists nothing twice and that totalResults agrees with the page."""
+    query = {"filter": filter_text, **params}
+    response = client.get(f"{BASE}/{resource}", query_string=query)
     assert response.status_code == 200, (filter_text, response.json)
-    names = {resource["userName"] for resource in response.json["Resources"]}
-    assert response.json["totalResults"] == len(names)
-    return names
+    values = [r[by or NAME_OF[resource]] for r in response.json["Resources"]]
+    assert response.json["totalResults"] == len(values) == len(set(values)), response.json
+    return set(values)

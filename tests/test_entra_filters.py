@@ -9,9 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import BASE
-from tests.payloads import GROUP_URN, LIST_URN, error, found, patch_payload
-
-SEARCH_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+from tests.payloads import GROUP_URN, LIST_URN, SEARCH_URN, error, found, patch_payload
 
 
 @pytest.fixture
@@ -282,13 +280,7 @@ def test_value_path_with_sub_attribute_on_group_members_and_user_groups(client, 
     group("Empty", [])
 
     def groups_found(filter_text: str) -> set[str]:
-        response = client.get(
-            f"{BASE}/Groups",
-            query_string={"filter": filter_text, "excludedAttributes": "members"},
-        )
-        assert response.status_code == 200, response.json
-        assert response.json["totalResults"] == len(response.json["Resources"])
-        return {g["displayName"] for g in response.json["Resources"]}
+        return found(client, filter_text, resource="Groups", excludedAttributes="members")
 
     assert groups_found(f'members[type eq "User"].value eq "{ada["id"]}"') == {"Engineering"}
     assert groups_found(f'members[type eq "Group"].value eq "{ada["id"]}"') == set()

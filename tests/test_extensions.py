@@ -10,7 +10,7 @@ import pytest
 from app.config import ConfigError
 from app.db import db
 from app.schema import extensions
-from tests.conftest import BASE, TOKEN, make_app
+from tests.conftest import BASE, TOKEN, empty_tables, make_app
 from tests.payloads import ENTERPRISE_URN, USER_URN, error, patch_payload, user_payload
 
 SAMPLE = Path(__file__).parent / "samples" / "acme-extension.json"
@@ -33,10 +33,7 @@ def acme(acme_app):
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
     yield client
     with acme_app.app_context():
-        db.session.remove()
-        for table in reversed(db.metadata.sorted_tables):
-            db.session.execute(table.delete())
-        db.session.commit()
+        empty_tables()
 
 
 def create(client, **acme_values):

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.db import db
-from tests.conftest import BASE
+from tests.conftest import BASE, empty_tables
 from tests.payloads import GROUP_URN, LIST_URN, USER_URN, error, found, user_payload
 
 OPERATORS = "eq, ne, co, sw, ew, gt, ge, lt, le or pr"
@@ -230,10 +229,7 @@ user_names = st.lists(names_text, min_size=1, max_size=5, unique_by=str.casefold
 
 def reset(client, names: list[str]) -> None:
     """Empty the tables (each example starts afresh) and create one user per name."""
-    db.session.remove()
-    for table in reversed(db.metadata.sorted_tables):
-        db.session.execute(table.delete())
-    db.session.commit()
+    empty_tables()
     for name in names:
         response = client.post(f"{BASE}/Users", json=user_payload(userName=name))
         assert response.status_code == 201, (name, response.json)
@@ -477,9 +473,7 @@ def test_group_filters_on_members_meta_and_schemas(client, create_user):
     group("Empty", [])
 
     def groups_found(text: str) -> set[str]:
-        response = client.get(f"{BASE}/Groups", query_string={"filter": text})
-        assert response.status_code == 200, response.json
-        return {g["displayName"] for g in response.json["Resources"]}
+        return found(client, text, resource="Groups")
 
     assert groups_found('members[type eq "User"]') == {"Engineering", "Sales"}
     assert groups_found('members[type eq "group"]') == {"Sales"}
@@ -492,12 +486,9 @@ def test_group_filters_on_members_meta_and_schemas(client, create_user):
     assert groups_found('meta.version eq "W/\\"1\\""') == {"Engineering", "Sales", "Empty"}
     assert sorted_names(client, "Groups", "members.display") == ["Sales", "Engineering", "Empty"]
 
-    def users_found(text: str) -> set[str]:
-        return found(client, text)
-
-    assert users_found('groups.display eq "engineering"') == {"jane@example.com"}
-    assert users_found('groups[display sw "S"]') == {"bob@example.com"}
-    assert users_found("not (groups pr)") == set()
+    assert found(client, 'groups.display eq "engineering"') == {"jane@example.com"}
+    assert found(client, 'groups[display sw "S"]') == {"bob@example.com"}
+    assert found(client, "not (groups pr)") == set()
 
 
 def test_binary_values_compare_as_written(client, create_user):

@@ -37,10 +37,17 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from app.db import db
-from tests.conftest import BASE, TOKEN, make_app
-from tests.payloads import ENTERPRISE_URN, ERROR_URN, GROUP_URN, LIST_URN, PATCH_URN, USER_URN
+from tests.conftest import BASE, TOKEN, empty_tables, make_app
+from tests.payloads import (
+    ENTERPRISE_URN,
+    ERROR_URN,
+    GROUP_URN,
+    LIST_URN,
+    PATCH_URN,
+    SEARCH_URN,
+    USER_URN,
+)
 
-SEARCH_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 MEDIA_TYPE = "application/scim+json"
 
 # RFC 7644 §3.12, Table 9: the only scimType values an error may carry.
@@ -99,13 +106,6 @@ def _tables_emptied_afterwards(app: Flask) -> Iterator[None]:
     """Each test leaves the tables empty, as the `client` fixture does, whatever it used."""
     yield
     empty_tables()
-
-
-def empty_tables() -> None:
-    db.session.remove()
-    for table in reversed(db.metadata.sorted_tables):
-        db.session.execute(table.delete())
-    db.session.commit()
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.db import db
-from tests.conftest import BASE
+from tests.conftest import BASE, empty_tables
 from tests.payloads import ENTERPRISE_URN, PATCH_URN, USER_URN
 
 SIMPLE = ("displayName", "title", "nickName")
@@ -120,10 +119,7 @@ def visible(resource: dict[str, Any]) -> dict[str, Any]:
 )
 @given(requests=st.lists(st.lists(operation, min_size=1, max_size=3), min_size=1, max_size=5))
 def test_patch_sequences_match_the_model(client, requests):
-    db.session.remove()
-    for table in reversed(db.metadata.sorted_tables):
-        db.session.execute(table.delete())
-    db.session.commit()
+    empty_tables()
     created = client.post(
         f"{BASE}/Users", json={"schemas": [USER_URN], "userName": "model@example.com"}
     )

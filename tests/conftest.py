@@ -115,6 +115,31 @@ def create_group(client: FlaskClient) -> Callable[..., dict[str, Any]]:
     return create
 
 
+@pytest.fixture
+def directory(create_user: Callable[..., dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Four users (ada, grace, alan inactive, edsger) that differ in every attribute the filter
+    and sort tests query, by key."""
+
+    def person(
+        user_name: str, given: str, family: str, email_type: str = "work", **overrides: Any
+    ) -> dict[str, Any]:
+        return create_user(
+            userName=user_name,
+            name={"givenName": given, "familyName": family},
+            displayName=f"{given} {family}",
+            emails=[{"value": user_name, "type": email_type, "primary": True}],
+            externalId=f"ext-{given}",
+            **overrides,
+        )
+
+    return {
+        "ada": person("ada@example.com", "Ada", "Lovelace", title="Engineer"),
+        "grace": person("grace@example.org", "Grace", "Hopper", email_type="home"),
+        "alan": person("alan@example.com", "Alan", "Turing", title="Engineer", active=False),
+        "edsger": person("edsger@example.net", "Edsger", "Dijkstra", title="Professor"),
+    }
+
+
 @contextmanager
 def statements() -> Iterator[list[str]]:
     """The SQL statements run meanwhile on the current app's engine, in order."""

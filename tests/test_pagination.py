@@ -1,4 +1,6 @@
-"""Cursor pagination (RFC 9865), index pages under churn, POST .search (RFC 7644 §3.4.3)."""
+"""Paging and sorting: startIndex and count (RFC 7644 §3.4.2.4), cursors (RFC 9865), index and
+cursor walks under churn, sortBy and sortOrder (RFC 7644 §3.4.2.3) with missing values, on Users,
+Groups and the root .search."""
 
 from __future__ import annotations
 
@@ -9,9 +11,143 @@ from flask import current_app
 
 from app import paging
 from tests.conftest import BASE
-from tests.payloads import GROUP_URN, LIST_URN, error
+from tests.payloads import (
+    GROUP_URN,
+    LIST_URN,
+    SEARCH_URN,
+    USER_URN,
+    error,
+    found,
+    listed_names,
+    member,
+    search,
+)
 
-SEARCH_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+# ---------------------------------------------------------------------------------------------
+# startIndex and count (RFC 7644 §3.4.2.4)
+
+
+@pytest.fixture
+def numbered(create_user):
+    """23 users created in order: u00 ... u22."""
+    return [create_user(userName=f"u{i:02d}")["userName"] for i in range(23)]
+
+
+def page(client, **params):
+    response = search(client, **params)
+    assert response.status_code == 200, response.json
+    body = response.json
+    return (body["totalResults"], body["startIndex"], body["itemsPerPage"]), listed_names(response)
+
+
+def test_start_index_is_one_based(client, numbered):
+    assert page(client, startIndex=1, count=3) == ((23, 1, 3), numbered[0:3])
+    assert page(client, startIndex=2, count=3) == ((23, 2, 3), numbered[1:4])
+    assert page(client, startIndex=22, count=5) == ((23, 22, 2), numbered[21:])
+    assert page(client, startIndex=23, count=5) == ((23, 23, 1), numbered[22:])
+    assert page(client, startIndex=24, count=5) == ((23, 24, 0), [])
+    assert page(client, startIndex=10**20) == ((23, 10**20, 0), [])
+
+
+@pytest.mark.parametrize("start_index", ["0", "-5", "-99999999999999999999"])
+def test_start_index_below_one_is_one(client, numbered, start_index):
+    assert page(client, startIndex=start_index, count=2) == ((23, 1, 2), numbered[:2])
+
+
+def test_count_zero_returns_only_the_total(client, numbered):
+    response = search(client, count=0)
+    assert response.status_code == 200
+    assert response.json == {
+        "schemas": [LIST_URN],
+        "totalResults": 23,
+        "startIndex": 1,
+        "itemsPerPage": 0,
+        "Resources": [],
+    }
+    assert page(client, count=0, filter='userName sw "u1"') == ((10, 1, 0), [])
+
+
+@pytest.mark.parametrize("count", ["-1", "-100"])
+def test_negative_count_is_zero(client, numbered, count):
+    assert page(client, count=count) == ((23, 1, 0), [])
+
+
+def test_default_count_is_100(client, numbered):
+    assert page(client) == ((23, 1, 23), numbered)
+
+
+def test_count_is_clamped_to_the_maximum(client, create_user):
+    for i in range(201):
+        create_user(userName=f"user{i:03d}")
+    assert page(client, count=1000)[0] == (201, 1, 200)
+    assert page(client, count=200)[0] == (201, 1, 200)
+    assert page(client, count=100)[0] == (201, 1, 100)
+    assert page(client, count=1000, startIndex=2)[0] == (201, 2, 200)
+    assert page(client, count=1000, startIndex=101)[0] == (201, 101, 101)
+
+
+def test_total_counts_matches_on_every_page(client, numbered):
+    assert page(client, filter='userName sw "u1"', startIndex=4, count=3) == (
+        (10, 4, 3),
+        ["u13", "u14", "u15"],
+    )
+
+
+def test_crawl_sees_every_user_exactly_once(client, numbered):
+    seen: list[str] = []
+    start = 1
+    while True:
+        (total, start_index, items), names = page(client, startIndex=start, count=7)
+        assert (total, start_index, items) == (23, start, len(names))
+        seen += names
+        if start + items > total:  # Okta's stop condition
+            break
+        start += items
+    assert seen == numbered
+    assert start == 22
+
+
+def test_crawl_order_is_stable_with_sort_by(client, create_user):
+    # Many equal sort keys: the tiebreak must make pages disjoint.
+    for i in range(12):
+        create_user(userName=f"u{i:02d}", title=("A", "B")[i % 2])
+    seen = []
+    for start in (1, 6, 11):
+        seen += page(client, sortBy="title", startIndex=start, count=5)[1]
+    assert sorted(seen) == [f"u{i:02d}" for i in range(12)]
+    assert seen[:6] == ["u00", "u02", "u04", "u06", "u08", "u10"]
+
+
+@pytest.mark.parametrize(
+    ("params", "detail"),
+    [
+        pytest.param({"startIndex": "abc"}, "startIndex must be an integer, got 'abc'", id="abc"),
+        pytest.param({"startIndex": "1.5"}, "startIndex must be an integer, got '1.5'", id="1.5"),
+        pytest.param({"count": "ten"}, "count must be an integer, got 'ten'", id="count-ten"),
+    ],
+)
+def test_non_integer_paging_is_400(client, params, detail):
+    response = search(client, **params)
+    assert response.status_code == 400
+    assert response.json == error(400, detail, "invalidValue")
+
+
+def test_group_list_pagination_and_members(client, create_user, create_group):
+    jane = create_user()
+    for index in range(5):
+        create_group(f"Group {index}", members=[{"value": jane["id"]}])
+    first = client.get(f"{BASE}/Groups?startIndex=1&count=2").json
+    assert (first["totalResults"], first["itemsPerPage"]) == (5, 2)
+    assert first["Resources"][0]["members"] == [member(jane)]
+    names = []
+    for start in (1, 3, 5):
+        page = client.get(f"{BASE}/Groups?startIndex={start}&count=2").json
+        names += [g["displayName"] for g in page["Resources"]]
+    assert names == [f"Group {i}" for i in range(5)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Cursors (RFC 9865), and index walks under churn
 
 
 @pytest.fixture
@@ -213,25 +349,6 @@ def test_groups_take_cursors_too(client):
     assert names == [f"G{n}" for n in range(5)]
 
 
-def test_users_search_takes_a_search_request(client, create_user):
-    create_user()
-    create_user(userName="bob@example.com", displayName="Bob", externalId=None)
-    body = {
-        "schemas": [SEARCH_URN],
-        "filter": 'userName sw "bob"',
-        "attributes": ["userName", "displayName"],
-        "startIndex": 1,
-        "count": 10,
-    }
-    response = client.post(f"{BASE}/Users/.search", json=body)
-    assert response.status_code == 200
-    found = response.json
-    assert (found["totalResults"], found["startIndex"], found["itemsPerPage"]) == (1, 1, 1)
-    resource = found["Resources"][0]
-    assert set(resource) == {"schemas", "id", "userName", "displayName", "meta"}
-    assert resource["meta"] == {"resourceType": "User"}
-
-
 def test_search_cursor_walk(client, many_users):
     many_users(5)
     body = {"schemas": [SEARCH_URN], "cursor": "", "count": 3}
@@ -241,98 +358,113 @@ def test_search_cursor_walk(client, many_users):
     assert "nextCursor" not in second
 
 
-def test_groups_search(client):
-    client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "Engineering"})
-    body = {
-        "schemas": [SEARCH_URN],
-        "filter": 'displayName eq "engineering"',
-        "excludedAttributes": ["members"],
-    }
-    response = client.post(f"{BASE}/Groups/.search", json=body)
-    assert response.json["totalResults"] == 1
+# ---------------------------------------------------------------------------------------------
+# Sorting (RFC 7644 §3.4.2.3)
 
 
-def test_root_search_spans_resource_types(client, create_user):
-    create_user()
-    client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "Engineering"})
-    everything = client.post(f"{BASE}/.search", json={"schemas": [SEARCH_URN]}).json
-    assert everything["totalResults"] == 2
-    assert [r["meta"]["resourceType"] for r in everything["Resources"]] == ["User", "Group"]
-    second = client.post(
-        f"{BASE}/.search", json={"schemas": [SEARCH_URN], "startIndex": 2, "count": 1}
-    ).json
-    assert [r["meta"]["resourceType"] for r in second["Resources"]] == ["Group"]
-    only_users = client.post(
-        f"{BASE}/.search",
-        json={"schemas": [SEARCH_URN], "filter": 'userName eq "jane@example.com"'},
-    ).json
-    assert [r["meta"]["resourceType"] for r in only_users["Resources"]] == ["User"]
-    by_name = client.post(
-        f"{BASE}/.search", json={"schemas": [SEARCH_URN], "filter": 'displayName sw "Eng"'}
-    ).json
-    assert [r["meta"]["resourceType"] for r in by_name["Resources"]] == ["Group"]
+@pytest.fixture
+def mixed_case(create_user):
+    for name in ("bob", "Alice", "carol", "Dave", "alfred"):
+        create_user(userName=name)
+
+
+def test_sort_by_username_ascending_is_case_insensitive(client, mixed_case):
+    expected = ["alfred", "Alice", "bob", "carol", "Dave"]
+    assert listed_names(search(client, sortBy="userName")) == expected
+    assert listed_names(search(client, sortBy="userName", sortOrder="ascending")) == expected
+    assert listed_names(search(client, sortBy="USERNAME", sortOrder="Ascending")) == expected
+
+
+def test_sort_by_username_descending(client, mixed_case):
+    response = search(client, sortBy="userName", sortOrder="descending")
+    assert listed_names(response) == ["Dave", "carol", "bob", "Alice", "alfred"]
+
+
+def test_sort_then_paginate(client, mixed_case):
+    response = search(client, sortBy="userName", startIndex=2, count=2)
+    assert listed_names(response) == ["Alice", "bob"]
+    assert response.json["totalResults"] == 5
+
+
+def test_sort_by_other_attributes(client, directory):
+    ada, grace, alan, edsger = (
+        directory[k]["userName"] for k in ("ada", "grace", "alan", "edsger")
+    )
+    assert listed_names(search(client, sortBy="name.familyName")) == [edsger, grace, ada, alan]
+    by_title = listed_names(search(client, sortBy="title", sortOrder="descending"))
+    assert by_title == [grace, edsger, ada, alan]  # absent values first: greater than any
+    assert listed_names(search(client, sortBy="meta.created", sortOrder="descending")) == [
+        edsger,
+        alan,
+        grace,
+        ada,
+    ]
+    urn_sorted = listed_names(search(client, sortBy=f"{USER_URN}:displayName"))
+    assert urn_sorted == [ada, alan, edsger, grace]
+
+
+def sorted_names(client, resource: str, sort_by: str, order: str = "ascending") -> list[str]:
+    query = {"sortBy": sort_by, "sortOrder": order}
+    return listed_names(client.get(f"{BASE}/{resource}", query_string=query))
+
+
+def test_sort_by_a_multi_valued_attribute_uses_the_primary_else_the_first(client, create_user):
+    create_user(userName="a", emails=[{"value": "z@x"}, {"value": "B@x", "primary": True}])
+    create_user(userName="b", emails=[{"value": "c@x"}, {"value": "a@x"}])  # no primary: first
+    create_user(userName="c", emails=None)
+    create_user(userName="d", emails=[{"value": "A@x", "type": "work"}])
+    assert sorted_names(client, "Users", "emails.value") == ["d", "a", "b", "c"]
+    assert sorted_names(client, "Users", "emails") == ["d", "a", "b", "c"]
+    assert sorted_names(client, "Users", "emails", "descending") == ["c", "b", "a", "d"]
+    assert sorted_names(client, "Users", "emails.type") == ["d", "a", "b", "c"]
+
+
+def test_sort_is_by_code_point_on_both_databases(client, create_user):
+    # A locale collation (en_US.UTF-8) would put "a-c" after "ab"; Python and SQLite do not.
+    for name in ("ab", "a-c", "B", "é", "_"):
+        create_user(userName=name)
+    assert sorted_names(client, "Users", "userName") == sorted(
+        ["ab", "a-c", "B", "é", "_"], key=str.casefold
+    )
+    assert found(client, 'userName gt "a-c"') == {"ab", "B", "é"}  # not "_" (U+005F)
 
 
 @pytest.mark.parametrize(
-    ("body", "detail", "scim_type"),
+    ("params", "detail"),
     [
+        pytest.param({"sortBy": "shoeSize"}, "sortBy: unknown attribute 'shoeSize'", id="unknown"),
         pytest.param(
-            {"schemas": ["urn:x"]},
-            f"schemas must be [{SEARCH_URN!r}]",
-            "invalidSyntax",
-            id="schemas",
+            {"sortBy": "name.nick"}, "sortBy: unknown attribute 'name.nick'", id="unknown-sub"
         ),
         pytest.param(
-            {"shoe": 1}, "Unknown SearchRequest parameter 'shoe'", "invalidSyntax", id="unknown"
-        ),
-        pytest.param({"count": "ten"}, "count must be an integer", "invalidValue", id="count"),
-        pytest.param(
-            {"attributes": "userName"},
-            "attributes must be a list of attribute names",
-            "invalidValue",
-            id="attrs",
-        ),
-        pytest.param(
-            {"filter": "userName eq"},
-            "Invalid filter: the filter ended unexpectedly",
-            "invalidFilter",
-            id="filter",
+            {"sortBy": "userName", "sortOrder": "up"},
+            "sortOrder must be 'ascending' or 'descending', got 'up'",
+            id="bad-order",
         ),
     ],
 )
-def test_bad_search_requests_are_400(client, body, detail, scim_type):
-    response = client.post(f"{BASE}/Users/.search", json=body)
+def test_bad_sort_is_400(client, create_user, params, detail):
+    create_user()
+    response = search(client, **params)
     assert response.status_code == 400
-    assert response.json == error(400, detail, scim_type)
+    assert response.json == error(400, detail, "invalidValue")
 
 
-def test_root_search_refuses_cursors(client):
-    response = client.post(f"{BASE}/.search", json={"schemas": [SEARCH_URN], "cursor": ""})
-    assert response.json == error(
-        400, "Cursor pagination works per resource type: use /Users/.search", "invalidValue"
-    )
-
-
-def test_root_search_treats_attributes_a_type_lacks_as_missing(client, create_user):
-    jane = create_user()
-    client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "Sales"})
-    both = 'displayName eq "Sales" or userName eq "jane@example.com"'
-    found = client.post(f"{BASE}/.search", json={"schemas": [SEARCH_URN], "filter": both}).json
-    assert [r["meta"]["resourceType"] for r in found["Resources"]] == ["User", "Group"]
-    groups_only = client.post(
-        f"{BASE}/.search", json={"schemas": [SEARCH_URN], "filter": "not (userName pr)"}
-    ).json
-    assert [r["displayName"] for r in groups_only["Resources"]] == ["Sales"]
-    sorted_all = client.post(
-        f"{BASE}/.search", json={"schemas": [SEARCH_URN], "sortBy": "userName"}
-    )
-    assert sorted_all.json["totalResults"] == 2
-    assert sorted_all.json["Resources"][0]["id"] == jane["id"]
+@pytest.mark.parametrize(
+    "sort_by", ["userName; DROP TABLE users", "userName desc, 1", "(select 1)", "user_name_key"]
+)
+def test_injection_in_sort_by_is_400_without_sql(client, create_user, sort_by):
+    create_user()
+    response = client.get(f"{BASE}/Users", query_string={"sortBy": sort_by})
+    assert response.status_code == 400
+    assert response.json == error(400, f"sortBy: unknown attribute {sort_by!r}", "invalidValue")
+    assert len(found(client, "userName pr")) == 1
 
 
 # ---------------------------------------------------------------------------------------------
 # Missing sort values (RFC 7644 §3.4.2.3): greater than every value, so last when ascending and
 # first when descending, on every page of an index or cursor walk, in either direction.
+
 
 # Ties (B/b, a/A, C/c) and missing values interleaved in creation order.
 SORT_VALUES = ["B", None, "a", None, "b", "C", None, "A", "c", None]
@@ -435,3 +567,115 @@ def test_root_search_sorts_missing_values_first_when_descending(client, create_u
     body = {"schemas": [SEARCH_URN], "sortBy": "title", "sortOrder": "descending"}
     found = client.post(f"{BASE}/.search", json=body).json["Resources"]
     assert [r["id"] for r in found] == [missing["id"], present["id"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# POST .search (RFC 7644 §3.4.3)
+
+
+def test_users_search_takes_a_search_request(client, create_user):
+    create_user()
+    create_user(userName="bob@example.com", displayName="Bob", externalId=None)
+    body = {
+        "schemas": [SEARCH_URN],
+        "filter": 'userName sw "bob"',
+        "attributes": ["userName", "displayName"],
+        "startIndex": 1,
+        "count": 10,
+    }
+    response = client.post(f"{BASE}/Users/.search", json=body)
+    assert response.status_code == 200
+    found = response.json
+    assert (found["totalResults"], found["startIndex"], found["itemsPerPage"]) == (1, 1, 1)
+    resource = found["Resources"][0]
+    assert set(resource) == {"schemas", "id", "userName", "displayName", "meta"}
+    assert resource["meta"] == {"resourceType": "User"}
+
+
+def test_groups_search(client):
+    client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "Engineering"})
+    body = {
+        "schemas": [SEARCH_URN],
+        "filter": 'displayName eq "engineering"',
+        "excludedAttributes": ["members"],
+    }
+    response = client.post(f"{BASE}/Groups/.search", json=body)
+    assert response.json["totalResults"] == 1
+
+
+def test_root_search_spans_resource_types(client, create_user):
+    create_user()
+    client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "Engineering"})
+    everything = client.post(f"{BASE}/.search", json={"schemas": [SEARCH_URN]}).json
+    assert everything["totalResults"] == 2
+    assert [r["meta"]["resourceType"] for r in everything["Resources"]] == ["User", "Group"]
+    second = client.post(
+        f"{BASE}/.search", json={"schemas": [SEARCH_URN], "startIndex": 2, "count": 1}
+    ).json
+    assert [r["meta"]["resourceType"] for r in second["Resources"]] == ["Group"]
+    only_users = client.post(
+        f"{BASE}/.search",
+        json={"schemas": [SEARCH_URN], "filter": 'userName eq "jane@example.com"'},
+    ).json
+    assert [r["meta"]["resourceType"] for r in only_users["Resources"]] == ["User"]
+    by_name = client.post(
+        f"{BASE}/.search", json={"schemas": [SEARCH_URN], "filter": 'displayName sw "Eng"'}
+    ).json
+    assert [r["meta"]["resourceType"] for r in by_name["Resources"]] == ["Group"]
+
+
+@pytest.mark.parametrize(
+    ("body", "detail", "scim_type"),
+    [
+        pytest.param(
+            {"schemas": ["urn:x"]},
+            f"schemas must be [{SEARCH_URN!r}]",
+            "invalidSyntax",
+            id="schemas",
+        ),
+        pytest.param(
+            {"shoe": 1}, "Unknown SearchRequest parameter 'shoe'", "invalidSyntax", id="unknown"
+        ),
+        pytest.param({"count": "ten"}, "count must be an integer", "invalidValue", id="count"),
+        pytest.param(
+            {"attributes": "userName"},
+            "attributes must be a list of attribute names",
+            "invalidValue",
+            id="attrs",
+        ),
+        pytest.param(
+            {"filter": "userName eq"},
+            "Invalid filter: the filter ended unexpectedly",
+            "invalidFilter",
+            id="filter",
+        ),
+    ],
+)
+def test_bad_search_requests_are_400(client, body, detail, scim_type):
+    response = client.post(f"{BASE}/Users/.search", json=body)
+    assert response.status_code == 400
+    assert response.json == error(400, detail, scim_type)
+
+
+def test_root_search_refuses_cursors(client):
+    response = client.post(f"{BASE}/.search", json={"schemas": [SEARCH_URN], "cursor": ""})
+    assert response.json == error(
+        400, "Cursor pagination works per resource type: use /Users/.search", "invalidValue"
+    )
+
+
+def test_root_search_treats_attributes_a_type_lacks_as_missing(client, create_user):
+    jane = create_user()
+    client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "Sales"})
+    both = 'displayName eq "Sales" or userName eq "jane@example.com"'
+    found = client.post(f"{BASE}/.search", json={"schemas": [SEARCH_URN], "filter": both}).json
+    assert [r["meta"]["resourceType"] for r in found["Resources"]] == ["User", "Group"]
+    groups_only = client.post(
+        f"{BASE}/.search", json={"schemas": [SEARCH_URN], "filter": "not (userName pr)"}
+    ).json
+    assert [r["displayName"] for r in groups_only["Resources"]] == ["Sales"]
+    sorted_all = client.post(
+        f"{BASE}/.search", json={"schemas": [SEARCH_URN], "sortBy": "userName"}
+    )
+    assert sorted_all.json["totalResults"] == 2
+    assert sorted_all.json["Resources"][0]["id"] == jane["id"]

@@ -23,7 +23,7 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
 from app import auth
-from app.db import db, describe_failure
+from app.db import describe_outage, is_missing_table
 from app.store import audit, maintenance, tokens
 
 # Names appear in audit lines and rate-limit keys: short, printable, and never "env-N", which
@@ -50,11 +50,11 @@ def _reporting_database_failures(command: click.Command, app: Flask) -> click.Co
         try:
             return command.invoke(ctx)
         except (OperationalError, InterfaceError, ProgrammingError) as e:
-            missing_table = _is_missing_table(e)
+            missing_table = is_missing_table(e)
             if isinstance(e, ProgrammingError) and not missing_table:
                 raise  # a bug, not the database: the traceback is what helps
             with app.app_context():
-                line = describe_failure(e, db.engine.url)
+                line = describe_outage(e)
             hint = " (run `flask db upgrade` first)" if missing_table else ""
             raise click.ClickException(
                 f"cannot use the database (DATABASE_URL): {line}{hint}"
@@ -62,12 +62,6 @@ def _reporting_database_failures(command: click.Command, app: Flask) -> click.Co
 
     wrapped.invoke = invoke  # type: ignore[method-assign]
     return wrapped
-
-
-def _is_missing_table(error: Exception) -> bool:
-    """The migrations have not run: SQLite's "no such table", PostgreSQL's undefined_table."""
-    original = getattr(error, "orig", None)
-    return getattr(original, "sqlstate", None) == "42P01" or "no such table" in str(original)
 
 
 @click.group("tokens", cls=AppGroup)  # its commands run in an app context

@@ -226,6 +226,12 @@ def error_class(error: BaseException) -> str:
     return f"{name} (SQLSTATE {sqlstate})" if sqlstate else name
 
 
+def is_missing_table(error: BaseException) -> bool:
+    """The migrations have not run: SQLite's "no such table", PostgreSQL's undefined_table."""
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) == "42P01" or "no such table" in str(original)
+
+
 def describe_outage(error: BaseException) -> str:
     """`describe_failure` for the database of the current app."""
     return describe_failure(error, db.engine.url)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import Select, delete, func, or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.db import db, describe_failure, utcnow
+from app.db import db, describe_outage, utcnow
 from app.models import AuditEvent, Group, GroupMember, User, UserValue
 from app.store import chunks
 
@@ -25,7 +25,7 @@ def unreachable() -> str | None:
         with db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as e:
-        return describe_failure(e, db.engine.url)
+        return describe_outage(e)
     return None
 
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import BASE
 from tests.payloads import (
-    ENTERPRISE_URN,
     LIST_URN,
-    USER_URN,
     found,
     patch_payload,
     search,
-    without_volatile,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -93,131 +88,3 @@ def test_deleted_users_are_not_found(client, create_user):
     assert client.delete(f"{BASE}/Users/{user['id']}").status_code == 204
     assert found(client, 'userName eq "gone@example.com"') == set()
     assert found(client, 'userName co "@example.com"') == {"kept@example.com"}
-
-
-# ---------------------------------------------------------------------------------------------
-# attributes / excludedAttributes (RFC 7644 §3.4.2.5)
-
-
-@pytest.fixture
-def jane(create_user):
-    return create_user(
-        schemas=[USER_URN, ENTERPRISE_URN],
-        **{ENTERPRISE_URN: {"department": "Tour Operations", "employeeNumber": "42"}},
-    )
-
-
-def only_resource(response) -> dict:
-    assert response.status_code == 200, response.json
-    assert response.json["totalResults"] == 1
-    return response.json["Resources"][0]
-
-
-def test_attributes_username_returns_only_the_minimum(client, jane):
-    resource = only_resource(search(client, attributes="userName"))
-    assert resource == {
-        "schemas": [USER_URN],  # the extension is not in the response
-        "id": jane["id"],
-        "userName": "jane@example.com",
-        "meta": {"resourceType": "User"},
-    }
-
-
-def test_attributes_with_a_filter_and_paging(client, jane):
-    response = search(
-        client, filter='userName eq "jane@example.com"', attributes="userName", count=1
-    )
-    assert response.json["Resources"] == [
-        {
-            "schemas": [USER_URN],  # the extension is not in the response
-            "id": jane["id"],
-            "userName": "jane@example.com",
-            "meta": {"resourceType": "User"},
-        }
-    ]
-
-
-def test_excluded_attributes_emails(client, jane):
-    resource = only_resource(search(client, excludedAttributes="emails"))
-    expected = dict(jane)
-    del expected["emails"]
-    assert resource == expected
-
-
-def test_excluded_attributes_several_and_sub_attribute(client, jane):
-    resource = only_resource(search(client, excludedAttributes="emails, name.familyName,locale"))
-    expected = dict(jane, name={"givenName": "Jane"})
-    del expected["emails"], expected["locale"]
-    assert resource == expected
-
-
-def test_excluded_attributes_cannot_remove_always_returned(client, jane):
-    resource = only_resource(search(client, excludedAttributes="id,schemas,userName"))
-    assert resource["id"] == jane["id"]
-    assert resource["schemas"] == [USER_URN, ENTERPRISE_URN]
-    assert "userName" not in resource
-
-
-def test_attributes_sub_attribute(client, jane):
-    resource = only_resource(search(client, attributes="name.givenName"))
-    assert without_volatile(resource) == {
-        "schemas": [USER_URN],  # the extension is not in the response
-        "name": {"givenName": "Jane"},
-        "meta": {"resourceType": "User"},
-    }
-
-
-def test_attributes_multi_valued_sub_attribute(client, jane):
-    resource = only_resource(search(client, attributes="emails.value,displayName"))
-    assert without_volatile(resource) == {
-        "schemas": [USER_URN],  # the extension is not in the response
-        "displayName": "Jane Doe",
-        "emails": [{"value": "jane@example.com"}],
-        "meta": {"resourceType": "User"},
-    }
-
-
-def test_attributes_urn_qualified(client, jane):
-    attributes = f"{USER_URN}:userName,{ENTERPRISE_URN}:department,{USER_URN}:name.familyName"
-    resource = only_resource(search(client, attributes=attributes))
-    assert without_volatile(resource) == {
-        "schemas": [USER_URN, ENTERPRISE_URN],
-        "userName": "jane@example.com",
-        "name": {"familyName": "Doe"},
-        ENTERPRISE_URN: {"department": "Tour Operations"},
-        "meta": {"resourceType": "User"},
-    }
-
-
-def test_excluded_attributes_urn_qualified(client, jane):
-    resource = only_resource(search(client, excludedAttributes=f"{ENTERPRISE_URN}:department"))
-    assert resource[ENTERPRISE_URN] == {"employeeNumber": "42"}
-
-
-def test_attributes_meta_sub_attribute_keeps_resource_type(client, jane):
-    resource = only_resource(search(client, attributes="meta.lastModified"))
-    assert resource == {
-        "schemas": [USER_URN],  # the extension is not in the response
-        "id": jane["id"],
-        "meta": {"resourceType": "User", "lastModified": jane["meta"]["lastModified"]},
-    }
-
-
-def test_excluded_meta_keeps_resource_type(client, jane):
-    resource = only_resource(search(client, excludedAttributes="meta"))
-    assert resource["meta"] == {"resourceType": "User"}
-
-
-def test_attributes_unknown_name_selects_nothing(client, jane):
-    resource = only_resource(search(client, attributes="shoeSize,urn:example:x:y"))
-    assert resource == {
-        "schemas": [USER_URN],  # the extension is not in the response
-        "id": jane["id"],
-        "meta": {"resourceType": "User"},
-    }
-
-
-def test_password_is_never_returned_even_when_asked_for(client, create_user):
-    create_user(password="s3cret!")
-    resource = only_resource(search(client, attributes="password,userName"))
-    assert "password" not in resource

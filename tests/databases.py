@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,8 +32,12 @@ def postgres_admin_url() -> str | None:
 
 
 @contextmanager
-def scratch_postgres_database() -> Iterator[str]:
-    """A fresh database for one test session, dropped afterwards: parallel runs never collide."""
+def scratch_postgres_database(*, locale: str | None = None) -> Iterator[str]:
+    """A fresh database for one test session, dropped afterwards: parallel runs never collide.
+
+    `locale` (such as "C") sets the new database's LC_CTYPE and LC_COLLATE instead of the
+    server's defaults, copying template0 as PostgreSQL requires for a different locale.
+    """
     admin_url = postgres_admin_url()
     if admin_url is None:
         pytest.skip(
@@ -40,9 +45,14 @@ def scratch_postgres_database() -> Iterator[str]:
             "PostgreSQL tests skipped (they run in CI)"
         )
     name = f"scim_test_{uuid.uuid4().hex[:12]}"
+    create = f'CREATE DATABASE "{name}"'
+    if locale is not None:
+        if not re.fullmatch(r"[A-Za-z0-9_.@-]+", locale):
+            raise ValueError(f"not a locale name: {locale!r}")
+        create += f" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE '{locale}' LC_CTYPE '{locale}'"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+        connection.execute(text(create))
     try:
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:

@@ -1,6 +1,7 @@
 """Alembic environment: migrates the database of the Flask app it runs in (flask db ...)."""
 
 import logging
+from contextlib import contextmanager
 from logging.config import fileConfig
 
 from alembic import context
@@ -52,8 +53,35 @@ def run_migrations_online():
     conf_args.setdefault("render_item", render_item)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_db.metadata, **conf_args)
-        with context.begin_transaction():
-            context.run_migrations()
+        with _sqlite_foreign_keys_off(connection):
+            with context.begin_transaction():
+                context.run_migrations()
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(connection):
+    """On SQLite, foreign keys off while the migrations run, checked once they have committed.
+
+    Alembic's batch mode changes a SQLite table by copying it and dropping the old one; with
+    foreign keys on (app.db turns them on for every connection), that drop deletes the rows of
+    every table referencing it through ON DELETE CASCADE: rebuilding `users` would empty
+    user_values. SQLite ignores the pragma inside a transaction, so it is set on the driver's
+    connection before the migrations' transaction begins (sqlite.org/lang_altertable.html).
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    raw.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+        violations = raw.execute("PRAGMA foreign_key_check").fetchall()
+        if violations:
+            raise RuntimeError(
+                f"the migrations left rows whose foreign key fails: {violations[:5]}"
+            )
+    finally:
+        raw.execute("PRAGMA foreign_keys = ON")
 
 
 if context.is_offline_mode():

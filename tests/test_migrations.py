@@ -112,21 +112,11 @@ def test_downgrade_to_base_and_upgrade_again(migrated):
 
 REVISION_0007 = "0007_console_sessions"
 
-# On SQLite, 0008 changes users in Alembic's batch mode (document_key NOT NULL on the way up,
-# dropping it on the way down), which rebuilds the table: DROP TABLE users with the app's
-# PRAGMA foreign_keys = ON deletes every user_values row through ON DELETE CASCADE (0006's
-# docstring describes the same trap). Strict: once 0008 is fixed these pass and must lose it.
-SQLITE_CASCADE = pytest.mark.xfail(
-    strict=True,
-    reason="0008 rebuilds users on SQLite, and the cascade empties user_values",
-)
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def at_0007(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
     """An app on a database the migrations have built up to revision 0007 only."""
     if request.param == "sqlite":
-        request.applymarker(SQLITE_CASCADE)
         yield from _migrated(f"sqlite:///{tmp_path / 'at_0007.sqlite3'}", REVISION_0007)
     else:
         with scratch_postgres_database() as url:
@@ -277,9 +267,7 @@ def test_0008_folds_the_users_already_stored(at_0007):
     }
 
 
-def test_0008_downgrade_restores_type_and_display_from_each_element(request, migrated):
-    if db.engine.dialect.name == "sqlite":
-        request.applymarker(SQLITE_CASCADE)
+def test_0008_downgrade_restores_type_and_display_from_each_element(migrated):
     client = _scim_client(migrated)
     created = client.post(f"{BASE}/Users", json={"schemas": [USER_URN, ENTERPRISE_URN], **ADA})
     assert created.status_code == 201, created.json

@@ -58,6 +58,19 @@ def test_matching_if_match_lets_the_write_through(client, user, header):
     assert client.delete(url, headers={"If-Match": 'W/"2"'}).status_code == 204
 
 
+def test_get_with_if_none_match_current_etag_is_304(client, create_user):
+    user = create_user()
+    url = f"{BASE}/Users/{user['id']}"
+    response = client.get(url, headers={"If-None-Match": user["meta"]["version"]})
+    assert response.status_code == 304
+    assert response.data == b""
+    assert response.headers["ETag"] == user["meta"]["version"]
+    client.patch(url, json=patch_payload({"op": "replace", "value": {"active": False}}))
+    response = client.get(url, headers={"If-None-Match": user["meta"]["version"]})
+    assert response.status_code == 200
+    assert response.json["active"] is False
+
+
 def test_if_none_match_on_groups(client, group):
     url = f"{BASE}/Groups/{group['id']}"
     response = client.get(url, headers={"If-None-Match": 'W/"1"'})

@@ -344,7 +344,7 @@ def test_enterprise_attributes_by_urn(client, create_user):
 def test_filter_and_sort_on_an_extension_attribute_with_a_colon_free_short_name(
     client, create_user
 ):
-    urn = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    urn = ENTERPRISE_URN
     create_user(userName="a", **{urn: {"costCenter": "4130", "organization": "Universal"}})
     create_user(userName="b", **{urn: {"costCenter": "4131", "organization": "Paramount"}})
     # "co" and "or" start these names: they must lex as attributes, not operators.
@@ -355,9 +355,6 @@ def test_filter_and_sort_on_an_extension_attribute_with_a_colon_free_short_name(
     assert found(client, f'{urn}:organization co "ount"') == {"b"}
 
 
-ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-
-
 @pytest.fixture
 def varied(create_user):
     create_user(
@@ -365,8 +362,8 @@ def varied(create_user):
         name={"givenName": "A"},
         emails=[{"value": "a@x", "primary": True}],
         addresses=[{"type": "work", "locality": "X"}],
-        schemas=[USER_URN, ENTERPRISE],
-        **{ENTERPRISE: {"department": "Engineering", "manager": {"value": "m1"}}},
+        schemas=[USER_URN, ENTERPRISE_URN],
+        **{ENTERPRISE_URN: {"department": "Engineering", "manager": {"value": "m1"}}},
     )
     create_user(
         userName="b",
@@ -377,8 +374,8 @@ def varied(create_user):
         userName="c",
         name=None,
         emails=None,
-        schemas=[USER_URN, ENTERPRISE],
-        **{ENTERPRISE: {"employeeNumber": "7"}},
+        schemas=[USER_URN, ENTERPRISE_URN],
+        **{ENTERPRISE_URN: {"employeeNumber": "7"}},
     )
 
 
@@ -389,16 +386,16 @@ def varied(create_user):
         pytest.param("emails pr", {"a", "b"}, id="multi-valued-pr"),
         pytest.param("not (emails pr)", {"c"}, id="not-multi-valued-pr"),
         pytest.param("addresses pr", {"a"}, id="addresses-pr"),
-        pytest.param(f"{ENTERPRISE}:manager pr", {"a"}, id="extension-complex-pr"),
+        pytest.param(f"{ENTERPRISE_URN}:manager pr", {"a"}, id="extension-complex-pr"),
         pytest.param("manager pr", {"a"}, id="extension-attribute-without-urn"),
         pytest.param('department co "GINE"', {"a"}, id="extension-co-without-urn"),
         pytest.param('manager.value sw "M"', {"a"}, id="extension-sub-attribute-sw"),
-        pytest.param(f'{ENTERPRISE}:employeeNumber ew "7"', {"c"}, id="extension-ew"),
+        pytest.param(f'{ENTERPRISE_URN}:employeeNumber ew "7"', {"c"}, id="extension-ew"),
         pytest.param('meta.resourceType eq "User"', {"a", "b", "c"}, id="resource-type"),
         pytest.param('meta.resourceType eq "Group"', set(), id="resource-type-other"),
-        pytest.param(f'schemas eq "{ENTERPRISE}"', {"a", "c"}, id="schemas-extension"),
+        pytest.param(f'schemas eq "{ENTERPRISE_URN}"', {"a", "c"}, id="schemas-extension"),
         pytest.param(f'schemas eq "{USER_URN.upper()}"', {"a", "b", "c"}, id="schemas-core"),
-        pytest.param(f'not (schemas eq "{ENTERPRISE}")', {"b"}, id="not-schemas"),
+        pytest.param(f'not (schemas eq "{ENTERPRISE_URN}")', {"b"}, id="not-schemas"),
         pytest.param('meta.version eq "W/\\"1\\""', {"a", "b", "c"}, id="meta-version"),
         pytest.param("meta.location pr", {"a", "b", "c"}, id="meta-location-pr"),
         pytest.param('emails.value ne "a@x"', {"b", "c"}, id="ne-any-element-or-missing"),

@@ -19,18 +19,17 @@ def fold(text: str) -> str:
 
 
 def folded_copy(document: dict[str, Any]) -> dict[str, Any]:
-    """`document` with every string folded, for SQL to compare `caseExact: false` values with.
+    """The strings of `document` folded, for SQL to compare `caseExact: false` values with.
 
-    Keys stay as written. Lists are left out: multi-valued attributes are matched per element
-    from their own rows, each with a folded copy of its own. Which attributes are caseExact is
-    not decided here: SQL reads this copy only for those that are not (app.filters.visitor.folds).
+    Keys stay as written. Lists are left out (multi-valued attributes are matched per element,
+    from rows with a folded copy of their own), and so are numbers and booleans, which are
+    never folded. Which strings are caseExact is not decided here: SQL reads this copy only for
+    those that are not (app.filters.visitor.folds). store/users.py keeps a user's copy smaller.
     """
     copy: dict[str, Any] = {}
     for key, value in document.items():
         if isinstance(value, str):
             copy[key] = fold(value)
-        elif isinstance(value, dict):
-            copy[key] = folded_copy(value)
-        elif not isinstance(value, list):
-            copy[key] = value
+        elif isinstance(value, dict) and (inner := folded_copy(value)):
+            copy[key] = inner
     return copy

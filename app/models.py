@@ -62,9 +62,10 @@ class User(db.Model):
     active: Mapped[bool | None] = mapped_column(default=True)
     password_hash: Mapped[str | None]
     document: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # app.fold.folded_copy(document): what filters and sortBy on other caseExact=false
-    # attributes (nickName, title, an extension's department...) compare.
-    document_key: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Folded copies of the caseExact=false strings without a *_key column (nickName, title, an
+    # extension's department...), for filters and sortBy (store/users.py). Deferred: SQL reads
+    # it, Python never needs it when loading a user.
+    document_key: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # tombstone marker
@@ -95,7 +96,7 @@ class UserValue(db.Model):
     value_key: Mapped[str | None]  # fold(value) (app.fold)
     primary: Mapped[bool] = mapped_column(default=False)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)  # the element, for other sub-attributes
-    data_key: Mapped[dict[str, Any]] = mapped_column(JSON)  # app.fold.folded_copy(data)
+    data_key: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)  # fold.folded_copy
 
 
 class Group(db.Model):

@@ -203,6 +203,8 @@ def filter_queries(people: list[Person], rng: random.Random) -> dict[str, Callab
             lambda p: f'name.familyName sw "{p.family_name[:4].lower()}"'
         ),
         "displayName eq": each(lambda p: f'displayName eq "{p.display_name}"'),
+        # No index: a scan of the users' folded copies (users.document_key), linear by design.
+        "name.formatted eq (scan)": each(lambda p: f'name.formatted eq "{p.display_name.upper()}"'),
     }
 
 

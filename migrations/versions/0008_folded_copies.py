@@ -27,8 +27,8 @@ def upgrade():
         batch_op.add_column(sa.Column("document_key", sa.JSON(), nullable=True))
     with op.batch_alter_table("user_values", schema=None) as batch_op:
         batch_op.add_column(sa.Column("data_key", sa.JSON(), nullable=True))
-    _fill("users", "id", "document", "document_key", sa.String)
-    _fill("user_values", "id", "data", "data_key", sa.Integer)
+    _fill("users", "id", "document", "document_key", sa.String, _user_copy)
+    _fill("user_values", "id", "data", "data_key", sa.Integer, _folded_copy)
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.alter_column("document_key", existing_type=sa.JSON(), nullable=False)
     with op.batch_alter_table("user_values", schema=None) as batch_op:
@@ -37,7 +37,7 @@ def upgrade():
         batch_op.drop_column("display")
 
 
-def _fill(table_name, key, source, target, key_type):
+def _fill(table_name, key, source, target, key_type, copy):
     """target = folded copy of source, row by row, in batches ordered by key (bounded memory)."""
     table = sa.table(
         table_name, sa.column(key, key_type), sa.column(source, sa.JSON), sa.column(target, sa.JSON)
@@ -57,7 +57,7 @@ def _fill(table_name, key, source, target, key_type):
         if not rows:
             return
         connection.execute(
-            update, [{"row_key": row[0], "folded": _folded_copy(row[1] or {})} for row in rows]
+            update, [{"row_key": row[0], "folded": copy(row[1] or {})} for row in rows]
         )
         last = rows[-1][0]
 
@@ -68,10 +68,28 @@ def _folded_copy(document):
     for name, value in document.items():
         if isinstance(value, str):
             copy[name] = value.casefold()
-        elif isinstance(value, dict):
-            copy[name] = _folded_copy(value)
-        elif not isinstance(value, list):
-            copy[name] = value
+        elif isinstance(value, dict) and (inner := _folded_copy(value)):
+            copy[name] = inner
+    return copy
+
+
+# Strings with folded columns of their own, or compared as written: not copied. The service
+# itself copies only caseExact=false strings by the schema registry (store/users.py); this
+# revision cannot know the extensions a deployment declares, so it may keep a few more.
+_OWN_COLUMNS = ("userName", "displayName", "externalId", "id")
+_OWN_NAME_COLUMNS = ("givenName", "familyName")
+
+
+def _user_copy(document):
+    copy = _folded_copy(document)
+    for name in _OWN_COLUMNS:
+        copy.pop(name, None)
+    name = copy.get("name")
+    if isinstance(name, dict):
+        for part in _OWN_NAME_COLUMNS:
+            name.pop(part, None)
+        if not name:
+            del copy["name"]
     return copy
 
 

@@ -15,6 +15,7 @@ from app.config import ConfigError, load_config
 from app.db import db, end_request, migrate
 from app.schema import extensions
 from app.schema.core import Registry, build_registry
+from app.store import scope  # noqa: F401  (registers the tenant scope on every session)
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:

@@ -91,6 +91,7 @@ def _audit(response: Response) -> Response:
     event = AuditEvent(
         at=datetime.now(UTC),
         request_id=request_id() or "",
+        tenant_id=caller.tenant_id if (caller := g.get("caller")) else None,
         token_name=g.get("token_name"),
         method=request.method,
         resource_type=resource_type,
@@ -100,8 +101,9 @@ def _audit(response: Response) -> Response:
         attributes=_attribute_names(request.method) if g.get("token_name") else [],
         status=response.status_code,
         duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        **_scim_error(response),
     )
-    log.info(json.dumps(_line(event), ensure_ascii=False))
+    log.info(json.dumps(_line(event, caller.tenant_slug if caller else None), ensure_ascii=False))
     if g.get("database_unavailable"):
         # This very request could not reach the database: do not wait for it a second time.
         problems.warning("audit event not stored: the database is unavailable")
@@ -109,6 +111,20 @@ def _audit(response: Response) -> Response:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     response.call_on_close(lambda: _store(app, event))
     return response
+
+
+def _scim_error(response: Response) -> dict[str, str | None]:
+    """The scimType and detail of a SCIM error response, for the console's failure list."""
+    if response.status_code < 400 or response.direct_passthrough:
+        return {}
+    body = response.get_json(silent=True)
+    if not isinstance(body, dict):
+        return {}
+    detail, scim_type = body.get("detail"), body.get("scimType")
+    return {
+        "scim_type": scim_type[:32] if isinstance(scim_type, str) else None,
+        "detail": detail[:500] if isinstance(detail, str) else None,
+    }
 
 
 def _store(app: Flask, event: AuditEvent) -> None:
@@ -122,11 +138,12 @@ def _store(app: Flask, event: AuditEvent) -> None:
             )
 
 
-def _line(event: AuditEvent) -> dict[str, Any]:
+def _line(event: AuditEvent, tenant: str | None) -> dict[str, Any]:
     return {
         "time": event.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "type": "audit",
         "request_id": event.request_id,
+        "tenant": tenant,  # the slug: what an operator greps for
         "token_name": event.token_name,
         "method": event.method,
         "resource_type": event.resource_type,

@@ -1,8 +1,10 @@
 """Bearer tokens: how they are generated and hashed, and the check every SCIM request passes.
 
-Tokens come from two places: SCIM_TOKEN_HASHES (named "env-1", "env-2"... by position) and the
-`tokens` table that `flask tokens ...` manages. Either way only SHA-256 hashes are stored, and
-`g.token_name` tells the audit and the rate limit who is calling, never the token itself.
+Tokens come from two places: SCIM_TOKEN_HASHES (named "env-1", "env-2"... by position, all of
+the default tenant) and the `tokens` table that `flask tokens ...` manages, where each token
+belongs to one tenant. Either way only SHA-256 hashes are stored. `g.caller` tells the audit and
+the rate limit who is calling (token name and tenant), never the token itself, and the request
+acts for the token's tenant only (app.tenancy): a token is the only thing that selects a tenant.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import secrets
 
 from flask import Flask, current_app, g, request
 
-from app.errors import Unauthorized
+from app import tenancy
+from app.errors import Forbidden, Unauthorized
+from app.models import TenantState
 from app.store import tokens
+from app.store.tokens import Caller
 
 TOKEN_BYTES = 32
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="scim"'}
@@ -37,16 +42,31 @@ def token_hash(token: str) -> str:
 def init_app(app: Flask) -> None:
     """Identify the caller of a SCIM request before the rate limit, which counts per token."""
     app.before_request(identify)
+    app.teardown_request(_leave_tenant)
 
 
 def identify() -> None:
-    """before_request: set `g.token_name` for a SCIM request (None: no valid token); no refusal.
+    """before_request: set `g.caller` for a SCIM request (None: no valid token); no refusal.
 
+    A valid token of an active tenant enters that tenant for the rest of the request.
     Refusing is left to require_bearer, after the rate limit, so that guessing tokens is
     limited too (per remote address).
     """
     if is_scim_request():
-        g.token_name = _token_name()
+        _identify()
+
+
+def _identify() -> Caller | None:
+    caller = g.caller = _caller()
+    g.token_name = caller.token_name if caller else None  # for the audit line and rate limit
+    if caller is not None and caller.tenant_state == TenantState.ACTIVE:
+        g.tenant_scope = tenancy.enter(caller.tenant_id)
+    return caller
+
+
+def _leave_tenant(_error: BaseException | None) -> None:
+    if (entered := g.pop("tenant_scope", None)) is not None:
+        tenancy.leave(entered)
 
 
 def is_scim_request() -> bool:
@@ -61,12 +81,21 @@ def is_scim_request() -> bool:
 
 
 def require_bearer() -> None:
-    """before_request hook for every SCIM route (RFC 6750 §3: 401 with a Bearer challenge)."""
-    name = g.get("token_name", _UNSET)
-    if name is _UNSET:
-        name = g.token_name = _token_name()
-    if name is not None:
+    """before_request hook for every SCIM route (RFC 6750 §3: 401 with a Bearer challenge).
+
+    A suspended tenant's token is recognised but refused with 403, so that its IdP admin
+    reads why in the provisioning log; a deleted tenant's tokens are simply not valid (401).
+    """
+    caller = g.get("caller", _UNSET)
+    if caller is _UNSET:
+        caller = _identify()
+    if caller is not None and caller.tenant_state == TenantState.ACTIVE:
         return
+    if caller is not None and caller.tenant_state == TenantState.SUSPENDED:
+        raise Forbidden(
+            f"The tenant {caller.tenant_slug!r} is suspended: its data is kept but no request "
+            "is served until the service operator resumes it"
+        )
     if not _presented():
         raise Unauthorized("Authorization: Bearer <token> is required", headers=_CHALLENGE)
     raise Unauthorized("The bearer token is not valid", headers=_INVALID)
@@ -79,7 +108,7 @@ def _presented() -> str | None:
     return token.strip()
 
 
-def _token_name() -> str | None:
+def _caller() -> Caller | None:
     token = _presented()
     if token is None:
         return None
@@ -90,7 +119,7 @@ def _token_name() -> str | None:
         if hmac.compare_digest(presented, known) and matched is None:
             matched = f"env-{position}"
     if matched is not None:
-        return matched
+        return tokens.default_tenant_caller(matched)
     # The table is searched by its unique index on the hash: a lookup by a SHA-256 of 256
     # random bits tells a guesser nothing about how close a guess came.
-    return tokens.name_for_hash(presented)
+    return tokens.caller_for_hash(presented)

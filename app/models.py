@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, text
+from sqlalchemy import JSON, ForeignKey, ForeignKeyConstraint, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app import tenancy
 from app.db import UTCDateTime, db, utcnow
 
 LIVE = text("deleted_at IS NULL")
@@ -18,6 +20,35 @@ CURRENT_TOKEN = text("revoked_at IS NULL AND replaced_at IS NULL")
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def tenant_column(*, primary_key: bool = False) -> Mapped[int]:
+    """The tenant a row belongs to: the entered one (app.tenancy) unless given. It leads every
+    key and index of the table, so that the schema could be distributed by tenant unchanged."""
+    return mapped_column(
+        ForeignKey("tenants.id"), primary_key=primary_key, default=tenancy.current_id
+    )
+
+
+class TenantState(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"  # its tokens are refused (403), its data kept
+    DELETED = "deleted"  # its tokens are refused (401); its data is purged after retention
+
+
+class Tenant(db.Model):
+    """One customer's directory. Its slug names it to operators; its tokens select it."""
+
+    __tablename__ = "tenants"
+    __table_args__ = (Index("uq_tenants_slug", "slug", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    slug: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), default=TenantState.ACTIVE)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class User(db.Model):
@@ -29,22 +60,26 @@ class User(db.Model):
         # tombstone keeps its name without blocking a new user from taking it.
         Index(
             "uq_users_live_user_name",
+            "tenant_id",
             "user_name_key",
             unique=True,
             sqlite_where=LIVE,
             postgresql_where=LIVE,
         ),
-        Index("ix_users_external_id", "external_id"),
-        Index("ix_users_created_at_id", "created_at", "id"),
-        Index("ix_users_display_name_key", "display_name_key"),
+        Index("ix_users_external_id", "tenant_id", "external_id"),
+        Index("ix_users_created_at_id", "tenant_id", "created_at", "id"),
+        Index("ix_users_display_name_key", "tenant_id", "display_name_key"),
         # text_pattern_ops: `name.familyName sw` (LIKE 'prefix%') uses it whatever the collation.
         Index(
             "ix_users_family_name_key",
+            "tenant_id",
             "family_name_key",
             postgresql_ops={"family_name_key": "text_pattern_ops"},
         ),
     )
 
+    # Ids are globally unique UUIDs; the key still leads with the tenant (tenant_column).
+    tenant_id: Mapped[int] = tenant_column(primary_key=True)
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     user_name: Mapped[str]
     user_name_key: Mapped[str]  # fold(user_name) (app.fold): what uniqueness and filters compare
@@ -85,12 +120,17 @@ class UserValue(db.Model):
 
     __tablename__ = "user_values"
     __table_args__ = (
-        Index("ix_user_values_attribute_value_key", "attribute", "value_key"),
-        Index("ix_user_values_user_id", "user_id"),
+        ForeignKeyConstraint(
+            ["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"
+        ),
+        Index("ix_user_values_attribute_value_key", "tenant_id", "attribute", "value_key"),
+        Index("ix_user_values_user_id", "tenant_id", "user_id"),
     )
 
+    # A row number as its key (SQLite's rowid): nothing looks a row up by it.
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    tenant_id: Mapped[int] = tenant_column()
+    user_id: Mapped[str] = mapped_column(String(36))
     attribute: Mapped[str] = mapped_column(String(64))
     value: Mapped[str | None]
     value_key: Mapped[str | None]  # fold(value) (app.fold)
@@ -108,15 +148,17 @@ class Group(db.Model):
         # Entra ID look groups up by it and would link to the wrong one otherwise.
         Index(
             "uq_groups_live_display_name",
+            "tenant_id",
             "display_name_key",
             unique=True,
             sqlite_where=LIVE,
             postgresql_where=LIVE,
         ),
-        Index("ix_groups_external_id", "external_id"),
-        Index("ix_groups_created_at_id", "created_at", "id"),
+        Index("ix_groups_external_id", "tenant_id", "external_id"),
+        Index("ix_groups_created_at_id", "tenant_id", "created_at", "id"),
     )
 
+    tenant_id: Mapped[int] = tenant_column(primary_key=True)
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     display_name: Mapped[str]
     display_name_key: Mapped[str]  # fold(display_name) (app.fold)
@@ -137,13 +179,15 @@ class GroupMember(db.Model):
 
     __tablename__ = "group_members"
     __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "group_id"], ["groups.tenant_id", "groups.id"], ondelete="CASCADE"
+        ),
         # "Which groups is this user in": the users' `groups` attribute and members.value filters.
-        Index("ix_group_members_member_id", "member_id"),
+        Index("ix_group_members_member_id", "tenant_id", "member_id"),
     )
 
-    group_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
-    )
+    tenant_id: Mapped[int] = tenant_column(primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     member_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     member_type: Mapped[str] = mapped_column(String(5))  # "User" or "Group"
 
@@ -171,6 +215,8 @@ class ConsoleAdmin(db.Model):
     __tablename__ = "console_admins"
 
     username: Mapped[str] = mapped_column(String(64), primary_key=True)  # folded (app.fold)
+    # None: a global admin, who sees every tenant; else the one tenant this admin may see.
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     password_hash: Mapped[str] = mapped_column(String(255))  # werkzeug scrypt; never the password
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -210,11 +256,20 @@ class AuditEvent(db.Model):
     __tablename__ = "audit_events"
     __table_args__ = (
         # "What did the IdP do to this user, and when": newest first, per resource.
-        Index("ix_audit_events_resource_type_resource_id_at", "resource_type", "resource_id", "at"),
+        Index(
+            "ix_audit_events_resource_type_resource_id_at",
+            "tenant_id",
+            "resource_type",
+            "resource_id",
+            "at",
+        ),
+        Index("ix_audit_events_at", "tenant_id", "at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # None: a request refused before its token was recognised belongs to no tenant.
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     request_id: Mapped[str] = mapped_column(String(128))
     token_name: Mapped[str | None] = mapped_column(String(64))  # never the token itself
     method: Mapped[str] = mapped_column(String(8))
@@ -223,7 +278,30 @@ class AuditEvent(db.Model):
     operation: Mapped[str] = mapped_column(String(16))  # create, replace, patch, delete
     attributes: Mapped[list[str]] = mapped_column(JSON)  # names only, never values
     status: Mapped[int]
+    # A refused request's SCIM error, for the console (never in the stdout line: a detail may
+    # quote what the client sent).
+    scim_type: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(500))
     duration_ms: Mapped[float]
+
+
+class MembershipChange(db.Model):
+    """A member added to or removed from a group by a committed write, in that write's
+    transaction: a user's timeline shows what group requests did to it, exactly."""
+
+    __tablename__ = "membership_changes"
+    __table_args__ = (
+        Index("ix_membership_changes_member_id_at", "tenant_id", "member_id", "at"),
+        Index("ix_membership_changes_group_id_at", "tenant_id", "group_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = tenant_column()
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    request_id: Mapped[str] = mapped_column(String(128))
+    group_id: Mapped[str] = mapped_column(String(36))
+    member_id: Mapped[str] = mapped_column(String(36))
+    change: Mapped[str] = mapped_column(String(8))  # "added" or "removed"
 
 
 class Token(db.Model):
@@ -235,9 +313,11 @@ class Token(db.Model):
 
     __tablename__ = "tokens"
     __table_args__ = (
+        # The one key that does not lead with the tenant: a token is how its tenant is found.
         Index("uq_tokens_hash", "hash", unique=True),
         Index(
             "uq_tokens_current_name",
+            "tenant_id",
             "name",
             unique=True,
             sqlite_where=CURRENT_TOKEN,
@@ -246,6 +326,7 @@ class Token(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = tenant_column()
     name: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

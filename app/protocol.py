@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from app import db, intake, paging
+from app import db, intake, paging, tenancy
 from app.errors import (
     InvalidSyntax,
     InvalidValue,
@@ -154,7 +154,7 @@ def _list_query(resource_type: str, params: Any, names: Any) -> ListQuery:
     cursor = paging.decode(
         str(params["cursor"]),
         query=query.fingerprint,
-        secret=config["SCIM_SECRET_KEY"],
+        secret=_cursor_secret(),
         timeout=config["SCIM_CURSOR_TIMEOUT"],
     )
     return replace(query, page=PageRequest(1, count, cursor))
@@ -196,9 +196,7 @@ def list_response(
     # RFC 9865 §3: the cursors of the neighbouring pages, where there are any.
     for name, cursor in (("nextCursor", next_cursor), ("previousCursor", previous_cursor)):
         if cursor_mode and cursor is not None:
-            body[name] = paging.encode(
-                cursor, query=query.fingerprint, secret=current_app.config["SCIM_SECRET_KEY"]
-            )
+            body[name] = paging.encode(cursor, query=query.fingerprint, secret=_cursor_secret())
     body["Resources"] = resources
     return scim_response(body)
 
@@ -311,3 +309,11 @@ def _int_param(params: Any, name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise InvalidValue(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _cursor_secret() -> bytes:
+    """The key a cursor is signed with: the service's secret bound to the caller's tenant, so
+    that another tenant's cursor reads as one this service never issued (nothing revealed)."""
+    secret = current_app.config["SCIM_SECRET_KEY"]
+    secret = secret if isinstance(secret, bytes) else secret.encode("utf-8")
+    return secret + f"\x00tenant:{tenancy.current()}".encode()

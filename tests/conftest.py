@@ -13,9 +13,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
 
-from app import create_app
-from app.auth import token_hash
+from app import create_app, tenancy
+from app.auth import new_token, token_hash
 from app.db import db
+from app.store import tenants, tokens
 from tests.databases import scratch_postgres_database
 from tests.payloads import BASE, GROUP_URN, user_payload
 
@@ -61,7 +62,7 @@ def fresh_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
 def app(database_url: str) -> Iterator[Flask]:
     app = make_app(database_url)
     with app.app_context():
-        db.create_all()
+        create_schema()
         yield app
         db.session.remove()
         db.drop_all()
@@ -76,18 +77,51 @@ def client(app: Flask) -> Iterator[FlaskClient]:
     empty_tables()
 
 
+@pytest.fixture(autouse=True)
+def default_tenant() -> Iterator[None]:
+    """What a test reads or writes through the store directly, it does for the default tenant,
+    as a request with the suite's TOKEN does; tests of other tenants enter theirs."""
+    with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+        yield
+
+
+def create_schema() -> None:
+    """The tables as the models declare them, and the default tenant migration 0009 creates."""
+    db.create_all()
+    tenants.ensure_default()
+
+
 def empty_tables() -> None:
-    """Delete every row, children first. Emptied, not rolled back: race tests need commits that
-    other connections see; a hypothesis test calls it to start each example afresh."""
+    """Delete every row of every tenant, children first, and keep only the default tenant.
+    Emptied, not rolled back: race tests need commits that other connections see; a
+    hypothesis test calls it to start each example afresh."""
     db.session.remove()
     for table in reversed(db.metadata.sorted_tables):
         db.session.execute(table.delete())
     db.session.commit()
+    tenants.ensure_default()
 
 
 @pytest.fixture
 def anonymous(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def tenant_client(app: Flask, client: FlaskClient) -> Callable[[str], FlaskClient]:
+    """A client of a new tenant with this slug, holding a token of its own (`client` empties
+    the tables afterwards, every tenant's)."""
+
+    def make(slug: str) -> FlaskClient:
+        tenant = tenants.create(slug)
+        token = new_token()
+        with tenancy.entered(tenant.id):
+            tokens.create(f"{slug}-idp", token_hash(token))
+        other = app.test_client()
+        other.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        return other
+
+    return make
 
 
 @pytest.fixture

@@ -48,6 +48,7 @@ def test_create_is_one_line_and_one_row_with_the_new_id_and_attribute_names(clie
     assert line == {
         "type": "audit",
         "request_id": "okta-create-1",
+        "tenant": "default",
         "token_name": "env-1",
         "method": "POST",
         "resource_type": "User",

@@ -10,7 +10,7 @@ import pytest
 from app.config import ConfigError
 from app.db import db
 from app.schema import extensions
-from tests.conftest import BASE, TOKEN, empty_tables, make_app
+from tests.conftest import BASE, TOKEN, create_schema, empty_tables, make_app
 from tests.payloads import ENTERPRISE_URN, USER_URN, error, patch_payload, user_payload
 
 SAMPLE = Path(__file__).parent / "samples" / "acme-extension.json"
@@ -21,7 +21,7 @@ ACME = "urn:ietf:params:scim:schemas:extension:acme:2.0:User"
 def acme_app(database_url):
     app = make_app(database_url, SCIM_SCHEMA_EXTENSIONS=str(SAMPLE))
     with app.app_context():
-        db.create_all()
+        create_schema()
     yield app
     with app.app_context():
         db.engine.dispose()  # this app has its own pool: close it, not the garbage collector

@@ -9,6 +9,7 @@ from werkzeug.security import check_password_hash
 
 from app.db import db
 from app.models import User
+from app.tenancy import DEFAULT_TENANT_ID
 from tests.conftest import BASE
 from tests.payloads import (
     ENTERPRISE_URN,
@@ -61,7 +62,7 @@ def test_okta_password_change_is_stored_and_never_returned(client, create_user):
     assert "password" not in response.json
     listed = client.get(f"{BASE}/Users").json["Resources"]
     assert ["password" in u for u in listed] == [False]
-    stored = db.session.get(User, user["id"]).password_hash
+    stored = db.session.get(User, (DEFAULT_TENANT_ID, user["id"])).password_hash
     assert check_password_hash(stored, "new-s3cret!")
     assert "new-s3cret!" not in stored
 

@@ -10,6 +10,7 @@ import pytest
 from app.db import db, utcnow
 from app.models import Group, Token, User
 from app.store import audit
+from app.tenancy import DEFAULT_TENANT_ID
 from tests.conftest import BASE, OTHER_TOKEN, TOKEN
 from tests.payloads import GROUP_URN, patch_payload
 
@@ -134,8 +135,10 @@ def test_purge_tombstones_and_audit_and_stats(app, client, create_user):
         "Purged 1 deleted users and 1 deleted groups older than 30 days.\n"
         "Purged 0 audit events older than 1 days.\n"
     )
-    assert db.session.get(User, gone["id"]) is None
-    assert db.session.get(User, kept["id"]) is not None  # deleted, but recently
+    assert db.session.get(User, (DEFAULT_TENANT_ID, gone["id"])) is None
+    assert (
+        db.session.get(User, (DEFAULT_TENANT_ID, kept["id"])) is not None
+    )  # deleted, but recently
     assert client.get(f"{BASE}/Groups/{group['id']}").json["members"][0]["value"] == active["id"]
     assert "tombstoned_users: 1\ntombstoned_groups: 0" in run(app, "stats").output
     # Without options: audit events older than SCIM_AUDIT_RETENTION_DAYS (90), nothing else.

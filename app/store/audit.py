@@ -7,13 +7,23 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from app import tenancy
 from app.db import db, utcnow
 from app.models import AuditEvent
 
 
 def record(event: AuditEvent) -> None:
-    """Append one event in a short transaction of its own, apart from the request's session."""
-    with Session(db.engine, expire_on_commit=False) as session, session.begin():
+    """Append one event in a short transaction of its own, apart from the request's session.
+
+    It runs after the response, outside the request's tenant scope, so it enters the event's
+    own tenant (or all of them, for a request no token identified).
+    """
+    scope = tenancy.ALL_TENANTS if event.tenant_id is None else event.tenant_id
+    with (
+        tenancy.entered(scope),
+        Session(db.engine, expire_on_commit=False) as session,
+        session.begin(),
+    ):
         session.add(event)
 
 

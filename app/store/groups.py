@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, literal, select, text,
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.dialects import sqlite
 
-from app import validate
+from app import tenancy, validate
 from app.db import commit, db, read_again_on_outage, utcnow
 from app.errors import InvalidPath, InvalidValue, NoTarget, NotFound, Uniqueness
 from app.filters import sql as filters
@@ -381,6 +381,7 @@ def _add_members(group_id: str, members: list[Member]) -> int:
                 db.session.execute(
                     _INSERT_UNNESTED,
                     {
+                        "tenant_id": tenancy.current_id(),
                         "group_id": group_id,
                         "ids": [m.value for m in chunk],
                         "types": [m.type for m in chunk],
@@ -396,8 +397,8 @@ def _add_members(group_id: str, members: list[Member]) -> int:
 
 
 _INSERT_UNNESTED = text(
-    "INSERT INTO group_members (group_id, member_id, member_type) "
-    "SELECT :group_id, member.id, member.type "
+    "INSERT INTO group_members (tenant_id, group_id, member_id, member_type) "
+    "SELECT :tenant_id, :group_id, member.id, member.type "
     "FROM unnest(CAST(:ids AS varchar[]), CAST(:types AS varchar[])) AS member (id, type) "
     "ON CONFLICT DO NOTHING RETURNING member_id"
 )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app import tenancy
 from app.db import db, utcnow
-from app.models import Token
+from app.models import Tenant, Token
 
 # last_used_at is a hint for operators, not a log: refreshed at most this often per token.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -23,25 +25,50 @@ class UnknownName(LookupError):
     """No token (of the kind asked for) has this name."""
 
 
-def name_for_hash(digest: str) -> str | None:
-    """The name of the valid token with this hash, or None; marks it used.
+@dataclass(frozen=True)
+class Caller:
+    """Who a valid token speaks for: its name (never the token) and its tenant."""
 
+    token_name: str
+    tenant_id: int
+    tenant_slug: str
+    tenant_state: str
+
+
+def caller_for_hash(digest: str) -> Caller | None:
+    """The caller of the valid token with this hash, or None; marks the token used.
+
+    The one lookup across tenants on the request path: the token is what names the tenant.
     Runs on a connection of its own: the request's session stays untouched (and SQLite's
     write lock untaken) however the request then goes.
     """
-    with Session(db.engine) as session, session.begin():
-        token = session.scalars(
-            select(Token).where(Token.hash == digest, Token.revoked_at.is_(None))
+    with tenancy.across_tenants(), Session(db.engine) as session, session.begin():
+        found = session.execute(
+            select(Token, Tenant.slug, Tenant.state)
+            .join(Tenant, Tenant.id == Token.tenant_id)
+            .where(Token.hash == digest, Token.revoked_at.is_(None))
         ).one_or_none()
-        if token is None:
+        if found is None:
             return None
+        token, slug, state = found
         now = utcnow()
         if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
             session.execute(
                 update(Token).where(Token.id == token.id).values(last_used_at=now),
                 execution_options={"synchronize_session": False},
             )
-        return token.name
+        return Caller(token.name, token.tenant_id, slug, state)
+
+
+def default_tenant_caller(token_name: str) -> Caller:
+    """The caller of a SCIM_TOKEN_HASHES token: they belong to the default tenant."""
+    with Session(db.engine) as session:
+        found = session.execute(
+            select(Tenant.slug, Tenant.state).where(Tenant.id == tenancy.DEFAULT_TENANT_ID)
+        ).one_or_none()
+    if found is None:  # only on a database made without migrations and never given the row
+        return Caller(token_name, tenancy.DEFAULT_TENANT_ID, tenancy.DEFAULT_TENANT_SLUG, "active")
+    return Caller(token_name, tenancy.DEFAULT_TENANT_ID, *found)
 
 
 def create(name: str, digest: str) -> Token:
@@ -52,7 +79,7 @@ def create(name: str, digest: str) -> Token:
 
 
 def all_tokens() -> list[Token]:
-    """Every token, revoked ones included, by name and age."""
+    """Every token of the entered tenant, revoked ones included, by name and age."""
     return list(db.session.scalars(select(Token).order_by(Token.name, Token.created_at)))
 
 

@@ -37,7 +37,7 @@ from app.auth import token_hash
 from app.db import db
 from app.models import ConsoleAdmin, GroupMember
 from app.store import console as console_store
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, empty_tables
 from tests.net import free_port
 from tests.payloads import GROUP_URN, patch_payload, user_payload
 from tests.test_console import PASSWORD, seed_users
@@ -169,10 +169,7 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 def console(server: str, driver: WebDriver, client: Any) -> Iterator[Console]:
     """Empty tables, an admin password, and a browser without a session; `client` empties the
     tables again afterwards. (Emptied first too: a test elsewhere may have left rows behind.)"""
-    db.session.remove()
-    for table in reversed(db.metadata.sorted_tables):
-        db.session.execute(table.delete())
-    db.session.commit()
+    empty_tables()
     console_store.set_password("admin", PASSWORD)
     driver.delete_all_cookies()
     yield Console(server, driver)

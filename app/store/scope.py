@@ -1,0 +1,99 @@
+"""Every statement the store runs sees only the entered tenant's rows (app.tenancy).
+
+Two layers, so that one mistake cannot leak a customer's data to another:
+
+1. In the ORM, for both databases: each SELECT, UPDATE and DELETE of a tenant-owned table gets
+   `tenant_id = <entered tenant>` wherever that table appears (joins and subqueries included),
+   through SQLAlchemy's `with_loader_criteria`. A new row takes the entered tenant as its
+   default (models.tenant_column). With no tenant entered such a statement fails: unscoped
+   code never silently sees everything.
+2. On PostgreSQL, row-level security (migration 0009): each transaction sets `scim.tenant` to
+   the entered tenant (`*` across tenants), and the tables' policies compare every row with it,
+   for any statement, even one written without the tenant condition. Superusers and roles
+   with BYPASSRLS skip the policies; app/store/rls.py warns at start-up when the service
+   connects as one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, event
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
+
+from app import tenancy
+from app.models import (
+    AuditEvent,
+    Group,
+    GroupMember,
+    MembershipChange,
+    Token,
+    User,
+    UserValue,
+)
+
+TENANT_OWNED: tuple[type[Any], ...] = (
+    User,
+    UserValue,
+    Group,
+    GroupMember,
+    Token,
+    AuditEvent,
+    MembershipChange,
+)
+_OWNED_TABLES = frozenset(model.__table__ for model in TENANT_OWNED)
+
+# What `scim.tenant` holds across tenants; the policies (migration 0009) let it see every row.
+ALL_TENANTS_SETTING = "*"
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _scope_statement(state: ORMExecuteState) -> None:
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if state.execution_options.get("tenant_scope_applied"):
+        return  # a lazy load or refresh of a row already read in scope
+    scope = tenancy.current()
+    if scope is tenancy.ALL_TENANTS:
+        return
+    if scope is None:
+        if any(mapper.local_table in _OWNED_TABLES for mapper in state.all_mappers):
+            raise tenancy.NoTenantScope(
+                "a statement on tenant-owned rows ran outside a tenant scope"
+            )
+        return
+    state.statement = state.statement.options(
+        *(
+            with_loader_criteria(model, _owned_by(scope), include_aliases=True)
+            for model in TENANT_OWNED
+        )
+    )
+
+
+def _owned_by(tenant_id: int) -> Any:
+    # A lambda taking the class: SQLAlchemy caches the statement once and binds the id.
+    return lambda cls: cls.tenant_id == tenant_id
+
+
+@event.listens_for(Session, "after_begin")
+def _set_row_level_security(
+    session: Session, transaction: SessionTransaction, connection: Connection
+) -> None:
+    """PostgreSQL: tell the row-level security policies which tenant this transaction is for.
+
+    `set_config(..., true)` lasts until the transaction ends, so a pooled connection never
+    carries one request's tenant into the next. No tenant entered: an empty setting, which the
+    policies match with no row.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    connection.exec_driver_sql(
+        "SELECT set_config('scim.tenant', %(tenant)s, true)", {"tenant": setting(tenancy.current())}
+    )
+
+
+def setting(scope: tenancy.Scope) -> str:
+    """The value of `scim.tenant` for a scope."""
+    if scope is tenancy.ALL_TENANTS:
+        return ALL_TENANTS_SETTING
+    return "" if scope is None else str(scope)

@@ -12,7 +12,7 @@ from flask import Flask
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from app import openapi
-from tests.conftest import BASE, TOKEN, make_app
+from tests.conftest import BASE, TOKEN, create_schema, make_app
 from tests.payloads import ENTERPRISE_URN, ERROR_URN, USER_URN
 
 SAMPLE = Path(__file__).parent / "samples" / "acme-extension.json"
@@ -22,8 +22,12 @@ METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}  # HEAD and OPTIONS are Flas
 
 
 def served(**settings: str) -> dict[str, Any]:
-    """The document an app with these settings serves; it reads no table, so no database."""
-    client = make_app("sqlite://", **settings).test_client()
+    """The document an app with these settings serves, from an in-memory database whose only
+    row is the default tenant (which the token's caller belongs to)."""
+    app = make_app("sqlite://", **settings)
+    with app.app_context():
+        create_schema()
+    client = app.test_client()
     response = client.get(f"{BASE}/openapi.json", headers=AUTH)
     assert response.status_code == 200, response.json
     return response.json

@@ -46,6 +46,10 @@ def load_config(env: Mapping[str, str]) -> dict[str, object]:
         # 0 keeps audit events for ever; `flask purge` deletes older ones otherwise.
         "SCIM_AUDIT_RETENTION_DAYS": _int(env, "SCIM_AUDIT_RETENTION_DAYS", 90, minimum=0),
         "SCIM_RATE_LIMIT": _rate_limit(env.get("SCIM_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
+        # One budget shared by all of a tenant's tokens; none by default (each token has its own).
+        "SCIM_RATE_LIMIT_PER_TENANT": _rate_limit(
+            env.get("SCIM_RATE_LIMIT_PER_TENANT", ""), "SCIM_RATE_LIMIT_PER_TENANT"
+        ),
         "SCIM_RATE_LIMIT_STORAGE_URI": _storage_uri(env.get("SCIM_RATE_LIMIT_STORAGE_URI", "")),
         "SCIM_RATE_LIMIT_KEY_PREFIX": env.get("SCIM_RATE_LIMIT_KEY_PREFIX", "").strip() or "scim",
         # The operator console (app/console/): on once an admin password is set, unless false.
@@ -141,7 +145,7 @@ def _engine_options(url: str, timeout: int) -> dict[str, object]:
 DEFAULT_RATE_LIMIT = "6000 per minute"
 
 
-def _rate_limit(raw: str) -> str:
+def _rate_limit(raw: str, name: str = "SCIM_RATE_LIMIT") -> str:
     """Flask-Limiter's notation ("600 per minute", "10/second; 1000/hour"); empty disables."""
     raw = raw.strip()
     if not raw:
@@ -150,7 +154,7 @@ def _rate_limit(raw: str) -> str:
         parse_many(raw)
     except ValueError:
         raise ConfigError(
-            f"SCIM_RATE_LIMIT must look like '600 per minute' (or be empty), got {raw!r}"
+            f"{name} must look like '600 per minute' (or be empty), got {raw!r}"
         ) from None
     return raw
 

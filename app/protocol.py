@@ -272,6 +272,11 @@ def register_error_handlers(app: Flask) -> None:
             if original is not None:
                 log.error("unhandled error", exc_info=original)
             detail = "The server could not complete the request; it has been logged"
+        elif e.code == 429 and g.get("rate_limited_tenant"):
+            detail = (
+                "Too many requests for this tenant (all its tokens together); retry after the "
+                "seconds given in Retry-After"
+            )
         else:
             detail = _HTTP_DETAILS.get(e.code or 500, e.description or "Request failed")
         response = e.get_response()

@@ -1,7 +1,9 @@
-"""Rate limits per token (Flask-Limiter): one budget per token name across all SCIM routes.
+"""Rate limits per token (Flask-Limiter): one budget per token across all SCIM routes, and
+optionally one per tenant (SCIM_RATE_LIMIT_PER_TENANT) that all its tokens share.
 
-The key is the caller's token name (`g.token_name`, set by auth.identify just before), or its
-remote address when it presents no valid token, so that guessing tokens is limited too. Only
+The key is the caller's tenant and token name (`g.caller`, set by auth.identify just before;
+two tenants may name their tokens alike), or its remote address when it presents no valid
+token, so that guessing tokens is limited too. Only
 /scim/v2 counts (its routes, and paths there that match none); the probes never do. A refusal
 is a SCIM 429 error with Retry-After. The default (config.DEFAULT_RATE_LIMIT) never refuses an
 IdP that behaves: Entra retries a 429 only in its next cycle, some 40 minutes later.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import time
 
 from flask import Flask, Response, g, request
-from flask_limiter import Limiter, RequestLimit
+from flask_limiter import ApplicationLimit, Limiter, RequestLimit
 
 from app import auth
 
@@ -25,12 +27,25 @@ from app import auth
 def init_app(app: Flask) -> None:
     """Must run after auth.init_app, so that the caller is identified when the limit counts."""
     config = app.config
-    if not config["SCIM_RATE_LIMIT"]:
+    limits = []
+    if config["SCIM_RATE_LIMIT"]:
+        limits.append(ApplicationLimit(config["SCIM_RATE_LIMIT"], key_function=_key))
+    if config["SCIM_RATE_LIMIT_PER_TENANT"]:
+        limits.append(
+            ApplicationLimit(
+                config["SCIM_RATE_LIMIT_PER_TENANT"],
+                key_function=_tenant_key,
+                exempt_when=lambda: g.get("caller") is None,  # no tenant: the address limit
+                scope="tenant",
+                on_breach=_too_many_for_tenant,
+            )
+        )
+    if not limits:
         return
     limiter = Limiter(
         key_func=_key,
         request_identifier=_endpoint,
-        application_limits=[config["SCIM_RATE_LIMIT"]],
+        application_limits=limits,
         storage_uri=config["SCIM_RATE_LIMIT_STORAGE_URI"],
         key_prefix=config["SCIM_RATE_LIMIT_KEY_PREFIX"],
         # Exactly the last window's requests: no doubled burst at a fixed window's edge, and
@@ -46,8 +61,13 @@ def init_app(app: Flask) -> None:
 
 
 def _key() -> str:
-    name = g.get("token_name")
-    return f"token:{name}" if name else f"address:{request.remote_addr or 'unknown'}"
+    if caller := g.get("caller"):
+        return f"token:{caller.tenant_id}:{caller.token_name}"
+    return f"address:{request.remote_addr or 'unknown'}"
+
+
+def _tenant_key() -> str:
+    return f"tenant:{g.caller.tenant_id}"
 
 
 def _endpoint() -> str:
@@ -60,6 +80,11 @@ def _endpoint() -> str:
 
 def _exempt() -> bool:
     return not auth.is_scim_request()
+
+
+def _too_many_for_tenant(limit: RequestLimit) -> Response:
+    g.rate_limited_tenant = True  # the 429's detail says whose budget ran out
+    return _too_many(limit)
 
 
 def _too_many(limit: RequestLimit) -> Response:

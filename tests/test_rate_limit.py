@@ -12,8 +12,11 @@ from flask import Flask
 from limits import parse_many
 from sqlalchemy.engine import make_url
 
+from app import tenancy
+from app.auth import new_token, token_hash
 from app.config import DEFAULT_RATE_LIMIT, ConfigError, load_config
 from app.db import db
+from app.store import tenants, tokens
 from tests.conftest import BASE, OTHER_TOKEN, TOKEN, make_app
 from tests.payloads import error
 
@@ -150,3 +153,40 @@ def test_an_unreachable_redis_lets_requests_through(limited):
 def test_bad_rate_limit_settings_stop_start_up_naming_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         load_config({name: value})
+
+
+def test_two_tenants_tokens_of_the_same_name_have_budgets_of_their_own(limited, client):
+    app = limited("2 per minute")
+    same_name = {}
+    for slug in ("acme", "globex"):
+        tenant = tenants.create(slug)
+        same_name[slug] = new_token()
+        with tenancy.entered(tenant.id):
+            tokens.create("okta", token_hash(same_name[slug]))
+    assert [get(app, same_name["acme"]).status_code for _ in range(3)] == [200, 200, 429]
+    assert [get(app, same_name["globex"]).status_code for _ in range(2)] == [200, 200]
+
+
+def test_a_per_tenant_limit_is_shared_by_all_its_tokens_and_none_is_the_default(limited, client):
+    assert load_config({})["SCIM_RATE_LIMIT_PER_TENANT"] == ""
+    app = limited("100 per minute", SCIM_RATE_LIMIT_PER_TENANT="3 per minute")
+    acme = tenants.create("acme")
+    first, second = new_token(), new_token()
+    with tenancy.entered(acme.id):
+        tokens.create("okta", token_hash(first))
+        tokens.create("entra", token_hash(second))
+    answers = [get(app, token).status_code for token in (first, second, first, second)]
+    assert answers == [200, 200, 200, 429]
+    refused = get(app, first)
+    assert refused.json == error(
+        429,
+        "Too many requests for this tenant (all its tokens together); retry after the seconds "
+        "given in Retry-After",
+    )
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert get(app, TOKEN).status_code == 200  # the default tenant's budget is its own
+
+
+def test_a_per_tenant_limit_that_is_not_a_limit_stops_start_up():
+    with pytest.raises(ConfigError, match="SCIM_RATE_LIMIT_PER_TENANT must look like"):
+        load_config({"SCIM_RATE_LIMIT_PER_TENANT": "lots"})

@@ -6,11 +6,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from app import tenancy
-from app.db import db, utcnow
+from app.db import db, utcnow, violated_constraint
 from app.models import AuditEvent, Group, GroupMember, Tenant, TenantState, Token, User, UserValue
 
 # URL-safe, as a host name label: lower-case letters, digits and inner hyphens, 1-63 characters.
@@ -57,8 +57,10 @@ def create(slug: str, name: str | None = None) -> Tenant:
     db.session.add(tenant)
     try:
         db.session.commit()
-    except IntegrityError:
+    except IntegrityError as e:
         db.session.rollback()
+        if violated_constraint(e) != "uq_tenants_slug":
+            raise
         raise TenantError(f"a tenant with the slug {slug!r} exists already") from None
     return tenant
 
@@ -74,6 +76,12 @@ def ensure_default() -> Tenant:
             state=TenantState.ACTIVE,
         )
         db.session.add(tenant)
+        db.session.flush()
+        if db.session.get_bind().dialect.name == "postgresql":
+            # The id was given, not drawn: the sequence must not hand it out again.
+            db.session.execute(
+                text("SELECT setval(pg_get_serial_sequence('tenants', 'id'), max(id)) FROM tenants")
+            )
         db.session.commit()
     return tenant
 

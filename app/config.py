@@ -25,12 +25,15 @@ class ConfigError(ValueError):
 
 def load_config(env: Mapping[str, str]) -> dict[str, object]:
     database_url = _database_url(env.get("DATABASE_URL", ""))
+    migration_url = _migration_database_url(env.get("MIGRATION_DATABASE_URL", ""), database_url)
     db_timeout = _int(env, "SCIM_DB_TIMEOUT_SECONDS", 5, minimum=1)
     secret_key = _secret_key(env)
     limits = _limits(env)
     return {
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url, db_timeout),
+        # `flask db` connects as the tables' owner when set (docs/tenancy.md); else DATABASE_URL.
+        "MIGRATION_DATABASE_URL": migration_url,
         "SCIM_DB_TIMEOUT_SECONDS": db_timeout,
         "SCIM_TOKEN_HASHES": _token_hashes(env.get("SCIM_TOKEN_HASHES", "")),
         "MAX_CONTENT_LENGTH": limits.body_bytes,  # Werkzeug refuses a larger body with 413
@@ -87,7 +90,21 @@ def _limits(env: Mapping[str, str]) -> Limits:
     )
 
 
-def _database_url(raw: str) -> str:
+def _migration_database_url(raw: str, database_url: str) -> str | None:
+    """MIGRATION_DATABASE_URL, read as DATABASE_URL is; None when unset. It names the same kind
+    of database: the owner of the tables the service uses, not another database."""
+    if not raw.strip():
+        return None
+    url = _database_url(raw, "MIGRATION_DATABASE_URL")
+    if make_url(url).get_backend_name() != make_url(database_url).get_backend_name():
+        raise ConfigError(
+            "MIGRATION_DATABASE_URL must name the same kind of database as DATABASE_URL "
+            "(the same PostgreSQL database, as the role that owns its tables)"
+        )
+    return url
+
+
+def _database_url(raw: str, name: str = "DATABASE_URL") -> str:
     """DATABASE_URL with psycopg 3 named: hosting platforms hand out postgres://... URLs.
 
     SQLAlchemy reads `postgres://` as no dialect at all and `postgresql://` as psycopg2, which
@@ -104,9 +121,9 @@ def _database_url(raw: str) -> str:
         driver = make_url(raw).drivername
     except ArgumentError:
         # The value itself is never echoed: it may hold a password.
-        raise ConfigError(f"DATABASE_URL is not a URL; it must look like {example}") from None
+        raise ConfigError(f"{name} is not a URL; it must look like {example}") from None
     if driver not in DATABASE_DRIVERS:
-        raise ConfigError(f"DATABASE_URL must look like {example}, got {driver!r}")
+        raise ConfigError(f"{name} must look like {example}, got {driver!r}")
     return raw
 
 

@@ -1,15 +1,29 @@
 """Every SQL statement about groups and memberships.
 
 A membership change costs O(members changed): members are inserted and deleted row by row in
-group_members, never loaded and rewritten, and a PATCH never reads the member list.
+group_members, never loaded and rewritten, and a PATCH never reads the member list. Each write
+also records the members it added and removed in membership_changes, in its own transaction,
+from what the INSERT and DELETE statements RETURN: the console shows them on a user's timeline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.dialects import sqlite
 
@@ -20,7 +34,7 @@ from app.filters import sql as filters
 from app.filters.grammar import Compare, Filter
 from app.fold import fold
 from app.limits import DEFAULT_LIMITS
-from app.models import Group, GroupMember, Member, Membership, User, new_id
+from app.models import Group, GroupMember, Member, Membership, MembershipChange, User, new_id
 from app.paging import PageRequest
 from app.patch import Operation
 from app.patch import apply as apply_patch
@@ -130,7 +144,10 @@ def memberships_of(member_ids: list[str]) -> dict[str, list[Membership]]:
     return out
 
 
-def create(body: dict[str, Any], *, max_members: int = DEFAULT_LIMITS.members) -> Group:
+def create(
+    body: dict[str, Any], *, max_members: int = DEFAULT_LIMITS.members, request_id: str = ""
+) -> Group:
+    """POST. `request_id` (app.requests) names the request in the membership changes recorded."""
     checked = validate.resource(GROUP_RESOURCE, body)
     document = checked.document
     members = _existing(_elements(document.pop("members", []), max_members))
@@ -141,7 +158,9 @@ def create(body: dict[str, Any], *, max_members: int = DEFAULT_LIMITS.members) -
     db.session.add(group)
     with locked.refusing(_REFUSALS, group):
         db.session.flush()  # the group's row, before the member rows that refer to it
-        _add_members(group.id, members)
+        changes = _Changes(request_id)
+        changes.note("added", group.id, _add_members(group.id, members))
+        changes.record()
         commit(db.session)
     return group
 
@@ -152,6 +171,7 @@ def replace(
     *,
     if_match: str | None = None,
     max_members: int = DEFAULT_LIMITS.members,
+    request_id: str = "",
 ) -> Group:
     """PUT: displayName, externalId and the whole member list (Okta's AIW apps send this)."""
     checked = validate.resource(GROUP_RESOURCE, body)
@@ -161,8 +181,10 @@ def replace(
     def change(group: Group) -> None:
         _check_display_name_free(document["displayName"], group.id)
         members = _existing(wanted)
-        db.session.execute(sql_delete(GroupMember).where(GroupMember.group_id == group.id))
-        _add_members(group.id, members)
+        changes = _Changes(request_id)  # net: a member kept is deleted and added back, unrecorded
+        changes.note("removed", group.id, _delete_members(GroupMember.group_id == group.id))
+        changes.note("added", group.id, _add_members(group.id, members))
+        changes.record()
         _save(group, document)
 
     return _update(group_id, change, if_match)
@@ -174,6 +196,7 @@ def patch(
     *,
     if_match: str | None = None,
     max_members: int = DEFAULT_LIMITS.members,
+    request_id: str = "",
 ) -> Group:
     """Apply a PatchOp in one transaction: members by SQL, the rest on the small document."""
     listed = sum(
@@ -183,36 +206,40 @@ def patch(
 
     def change(group: Group) -> None:
         document = _document(group)
-        batch = _MemberBatch(group.id)
+        changes = _Changes(request_id)  # created per attempt: a retried change starts afresh
+        batch = _MemberBatch(group.id, changes)
         rows_changed = 0
         for operation in operations:
             if operation.target.resolved.attribute is not MEMBERS:
                 document = apply_patch(document, [operation], resource_id=group.id)
             elif not batch.take(operation):
                 # Anything but a plain add or remove sees the members as the batch leaves them.
-                rows_changed += batch.apply() + _patch_members(group.id, operation)
+                rows_changed += batch.apply() + _patch_members(group.id, operation, changes)
         rows_changed += batch.apply()
         checked = validate.resource(GROUP_RESOURCE, document).document
         if rows_changed == 0 and checked == _document(group):
             return  # nothing changed (an existing member added, say): no new version
         _check_display_name_free(checked["displayName"], group.id)
+        changes.record()
         _save(group, checked)
 
     return _update(group_id, change, if_match)
 
 
-def delete(group_id: str, *, if_match: str | None = None) -> None:
+def delete(group_id: str, *, if_match: str | None = None, request_id: str = "") -> None:
     """Keep a tombstone (RFC 7644 §3.6); its memberships, both ways, are gone."""
 
     def change(group: Group) -> None:
-        db.session.execute(sql_delete(GroupMember).where(GroupMember.group_id == group.id))
-        forget_member(group.id)
+        changes = _Changes(request_id)
+        changes.note("removed", group.id, _delete_members(GroupMember.group_id == group.id))
+        changes.record()
+        forget_member(group.id, request_id=request_id)
         _save(group, _document(group), deleted=True)
 
     _update(group_id, change, if_match)
 
 
-def forget_member(member_id: str) -> None:
+def forget_member(member_id: str, *, request_id: str = "") -> None:
     """Remove a deleted user or group from every group it was in, bumping those groups."""
     parents = select(GroupMember.group_id).where(GroupMember.member_id == member_id)
     db.session.execute(
@@ -221,7 +248,86 @@ def forget_member(member_id: str) -> None:
         .values(version=Group.version + 1, last_modified=utcnow()),
         execution_options={"synchronize_session": False},
     )
-    db.session.execute(sql_delete(GroupMember).where(GroupMember.member_id == member_id))
+    gone = db.session.execute(
+        sql_delete(GroupMember)
+        .where(GroupMember.member_id == member_id)
+        .returning(GroupMember.group_id),
+        execution_options={"synchronize_session": False},
+    ).scalars()
+    changes = _Changes(request_id)
+    for group_id in gone:
+        changes.note("removed", group_id, [member_id])
+    changes.record()
+
+
+class _Changes:
+    """The members one write added to and removed from groups, recorded as membership_changes
+    rows in the write's transaction.
+
+    Net per (group, member): the INSERT and DELETE statements RETURN only rows that really
+    changed, so a member's first and last change tell whether it was there before and after
+    the write; a member removed and added back (a PUT that keeps it) is no change at all.
+    """
+
+    def __init__(self, request_id: str):
+        self.request_id = request_id
+        self._first: dict[tuple[str, str], str] = {}
+        self._last: dict[tuple[str, str], str] = {}
+
+    def note(self, change: str, group_id: str, member_ids: Iterable[str]) -> None:
+        for member_id in member_ids:
+            key = (group_id, member_id)
+            self._first.setdefault(key, change)
+            self._last[key] = change
+
+    def record(self) -> None:
+        """Insert the net changes (one multi-row INSERT per chunk) and start afresh."""
+        rows = [(*key, last) for key, last in self._last.items() if self._first[key] == last]
+        self._first, self._last = {}, {}
+        at = utcnow()
+        for chunk in chunks(rows):
+            _insert_changes(at, self.request_id, chunk)
+
+
+def _insert_changes(at: datetime, request_id: str, rows: list[tuple[str, str, str]]) -> None:
+    if db.session.get_bind().dialect.name == "postgresql":
+        group_ids, member_ids, changes = (list(column) for column in zip(*rows, strict=True))
+        db.session.execute(
+            _INSERT_CHANGES_UNNESTED,
+            {
+                "tenant_id": tenancy.current_id(),
+                "at": at,
+                "request_id": request_id,
+                "group_ids": group_ids,
+                "member_ids": member_ids,
+                "changes": changes,
+            },
+        )
+        return
+    tenant_id = tenancy.current_id()
+    db.session.execute(
+        insert(MembershipChange.__table__).values(
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "at": at,
+                    "request_id": request_id,
+                    "group_id": group_id,
+                    "member_id": member_id,
+                    "change": change,
+                }
+                for group_id, member_id, change in rows
+            ]
+        )
+    )
+
+
+_INSERT_CHANGES_UNNESTED = text(
+    "INSERT INTO membership_changes (tenant_id, at, request_id, group_id, member_id, change) "
+    "SELECT :tenant_id, :at, :request_id, c.group_id, c.member_id, c.change "
+    "FROM unnest(CAST(:group_ids AS varchar[]), CAST(:member_ids AS varchar[]), "
+    "CAST(:changes AS varchar[])) AS c (group_id, member_id, change)"
+).bindparams(bindparam("at", type_=MembershipChange.__table__.c.at.type))
 
 
 class _MemberBatch:
@@ -234,8 +340,9 @@ class _MemberBatch:
     the run must exist, as it must when the operations are applied one at a time.
     """
 
-    def __init__(self, group_id: str):
+    def __init__(self, group_id: str, changes: _Changes):
         self.group_id = group_id
+        self.changes = changes
         self.added: set[str] = set()
         self.removed: set[str] = set()
         self.checked: dict[str, str | None] = {}  # every id added: member id -> declared type
@@ -268,15 +375,18 @@ class _MemberBatch:
     def apply(self) -> int:
         """Write the batch and empty it; returns the rows changed."""
         members = [m for m in _existing(self.checked) if m.value in self.added]
-        changed = sum(
-            _delete_members(
+        removed = [
+            member_id
+            for chunk in chunks(sorted(self.removed))
+            for member_id in _delete_members(
                 GroupMember.group_id == self.group_id, one_of(GroupMember.member_id, chunk)
             )
-            for chunk in chunks(sorted(self.removed))
-        )
-        changed += _add_members(self.group_id, members)
+        ]
+        added = _add_members(self.group_id, members)
+        self.changes.note("removed", self.group_id, removed)
+        self.changes.note("added", self.group_id, added)
         self.added, self.removed, self.checked = set(), set(), {}
-        return changed
+        return len(removed) + len(added)
 
 
 def _member_id_of(value_filter: Filter | None) -> str | None:
@@ -291,7 +401,7 @@ def _member_id_of(value_filter: Filter | None) -> str | None:
     return fold(member_id) if isinstance(member_id, str) else None
 
 
-def _patch_members(group_id: str, operation: Operation) -> int:
+def _patch_members(group_id: str, operation: Operation, changes: _Changes) -> int:
     """Apply one members operation that is not a plain add or remove; returns rows changed."""
     target = operation.target
     if target.resolved.sub_attribute is not None:
@@ -300,20 +410,28 @@ def _patch_members(group_id: str, operation: Operation) -> int:
     if target.value_filter is not None:
         matched = filters.members_where(target.value_filter)
     if operation.op == "remove":
-        return _delete_members(GroupMember.group_id == group_id, matched)
+        removed = _delete_members(GroupMember.group_id == group_id, matched)
+        changes.note("removed", group_id, removed)
+        return len(removed)
     members = _existing(_elements(_as_list(operation.value)))
-    removed = 0
+    removed = []
     if operation.op == "replace":
         removed = _delete_members(GroupMember.group_id == group_id, matched)
-        if matched is not None and removed == 0:
+        if matched is not None and not removed:
             # RFC 7644 §3.5.2.3: a replace whose filter matches no member has no target.
             raise NoTarget("No member matches the filter in the path")
-    return removed + _add_members(group_id, members)
+    added = _add_members(group_id, members)
+    changes.note("removed", group_id, removed)
+    changes.note("added", group_id, added)
+    return len(removed) + len(added)
 
 
-def _delete_members(*conditions: ColumnElement[bool] | None) -> int:
+def _delete_members(*conditions: ColumnElement[bool] | None) -> list[str]:
+    """Delete the memberships matching the conditions; the ids of the members removed."""
     where = [c for c in conditions if c is not None]
-    return db.session.execute(sql_delete(GroupMember).where(*where)).rowcount
+    statement = sql_delete(GroupMember).where(*where).returning(GroupMember.member_id)
+    options = {"synchronize_session": False}  # member rows are never loaded as objects
+    return list(db.session.execute(statement, execution_options=options).scalars())
 
 
 def _check_member_count(count: int, max_members: int) -> None:
@@ -366,8 +484,8 @@ def _existing(wanted: dict[str, str | None]) -> list[Member]:
     return members
 
 
-def _add_members(group_id: str, members: list[Member]) -> int:
-    """Insert the members not already there (adding one is a no-op); returns how many."""
+def _add_members(group_id: str, members: list[Member]) -> list[str]:
+    """Insert the members not already there (adding one is a no-op); the ids of those added."""
     for member in members:
         if member.type == "Group":
             _refuse_cycle(group_id, member.value)
@@ -376,24 +494,27 @@ def _add_members(group_id: str, members: list[Member]) -> int:
     # that were new: one statement, on PostgreSQL and SQLite (3.35+) alike.
     if db.session.get_bind().dialect.name == "postgresql":
         # The rows as two arrays: two parameters however many members (see store.one_of).
-        return sum(
-            len(
-                db.session.execute(
-                    _INSERT_UNNESTED,
-                    {
-                        "tenant_id": tenancy.current_id(),
-                        "group_id": group_id,
-                        "ids": [m.value for m in chunk],
-                        "types": [m.type for m in chunk],
-                    },
-                ).all()
-            )
+        return [
+            member_id
             for chunk in chunks(unique)
-        )
+            for member_id in db.session.execute(
+                _INSERT_UNNESTED,
+                {
+                    "tenant_id": tenancy.current_id(),
+                    "group_id": group_id,
+                    "ids": [m.value for m in chunk],
+                    "types": [m.type for m in chunk],
+                },
+            ).scalars()
+        ]
     table = GroupMember.__table__
     new = sqlite.insert(table).on_conflict_do_nothing().returning(table.c.member_id)
     rows = [{"group_id": group_id, "member_id": m.value, "member_type": m.type} for m in unique]
-    return sum(len(db.session.execute(new, chunk).all()) for chunk in chunks(rows))
+    return [
+        member_id
+        for chunk in chunks(rows)
+        for member_id in db.session.execute(new, chunk).scalars()
+    ]
 
 
 _INSERT_UNNESTED = text(

@@ -67,7 +67,7 @@ def user(
         "created": timestamp(row.created_at),
         "lastModified": timestamp(row.last_modified),
         "location": f"{projection.base_url}/Users/{row.id}",
-        "version": etag(row.version),
+        "version": etag(row.version, row.tenant_id),
     }
     return project(rt, body, projection)
 
@@ -87,7 +87,7 @@ def group(
         "created": timestamp(row.created_at),
         "lastModified": timestamp(row.last_modified),
         "location": f"{projection.base_url}/Groups/{row.id}",
-        "version": etag(row.version),
+        "version": etag(row.version, row.tenant_id),
     }
     return project(GROUP_RESOURCE, body, projection)
 

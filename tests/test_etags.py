@@ -88,3 +88,30 @@ def test_projection_keeps_etag_and_location_headers(client):
     assert client.get(url, query_string={"attributes": "userName"}).headers["ETag"] == 'W/"1"'
     patched = client.patch(f"{url}?excludedAttributes=meta", json=RENAME)
     assert patched.headers["ETag"] == 'W/"2"'
+
+
+def test_an_etag_minted_for_one_tenant_never_matches_in_another(client, tenant_client, user):
+    """The default tenant keeps W/"<version>"; every other tenant's versions carry an opaque tag
+    of the tenant, so another tenant's ETag is a stale one (412), never a match."""
+    acme = tenant_client("acme")
+    theirs = acme.post(f"{BASE}/Users", json=user_payload()).json
+    acme_url, our_url = f"{BASE}/Users/{theirs['id']}", f"{BASE}/Users/{user['id']}"
+    acme_etag, our_etag = theirs["meta"]["version"], user["meta"]["version"]
+    assert our_etag == 'W/"1"'
+    assert acme_etag.startswith('W/"') and acme_etag.endswith('.1"') and acme_etag != our_etag
+    assert acme.get(acme_url).headers["ETag"] == acme_etag
+
+    assert client.patch(our_url, json=RENAME, headers={"If-Match": acme_etag}).status_code == 412
+    assert acme.patch(acme_url, json=RENAME, headers={"If-Match": our_etag}).status_code == 412
+    assert acme.get(acme_url, headers={"If-None-Match": our_etag}).status_code == 200
+    assert acme.get(acme_url, headers={"If-None-Match": acme_etag}).status_code == 304
+    renamed = acme.patch(acme_url, json=RENAME, headers={"If-Match": acme_etag})
+    assert renamed.status_code == 200
+    assert renamed.headers["ETag"] == acme_etag.replace('.1"', '.2"')
+
+    # meta.version filters compare with the tag each tenant sees.
+    escaped = renamed.headers["ETag"].replace('"', '\\"')
+    version_filter = {"filter": f'meta.version eq "{escaped}"'}
+    found = acme.get(f"{BASE}/Users", query_string=version_filter).json
+    assert [r["id"] for r in found["Resources"]] == [theirs["id"]]
+    assert client.get(f"{BASE}/Users", query_string=version_filter).json["totalResults"] == 0

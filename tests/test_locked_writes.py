@@ -259,7 +259,7 @@ def _token(name: str) -> tuple[type, dict[str, Any]]:
         pytest.param(
             [_member("missing")],
             None,  # SQLite says "FOREIGN KEY constraint failed", naming none
-            "fk_group_members_group_id_groups",
+            "fk_group_members_tenant_id_groups",
             id="foreign-key",
         ),
         pytest.param([_user("u1", None)], None, None, id="not-null"),

@@ -37,8 +37,8 @@ def create_group() -> Response:
 @bp.get("/<group_id>")
 def get_group(group_id: str) -> Response:
     group = groups.get(group_id)
-    if etags.matches(protocol.if_none_match(), group.version):
-        return protocol.not_modified(etags.etag(group.version))
+    if etags.matches(protocol.if_none_match(), group.version, group.tenant_id):
+        return protocol.not_modified(etags.etag(group.version, group.tenant_id))
     return render.group(group, protocol.projection())
 
 
@@ -63,7 +63,7 @@ def patch_group(group_id: str) -> Response:
     projection = protocol.projection()
     if not projection.attributes and not projection.excluded_attributes:
         # RFC 7644 §3.5.2 allows 204: it spares reading 100,000 members to answer a PATCH.
-        return protocol.no_content(etag=etags.etag(group.version))
+        return protocol.no_content(etag=etags.etag(group.version, group.tenant_id))
     return render.group(group, projection)
 
 

@@ -36,13 +36,13 @@ def groups(rows: list[Group], projection: Projection) -> list[dict[str, Any]]:
 def user(row: User, projection: Projection, status: int = 200) -> Response:
     """One user, with its ETag; a 201 also carries its Location."""
     body = users([row], projection)[0]
-    return _one(body, row.version, f"{projection.base_url}/Users/{row.id}", status)
+    return _one(body, etags.etag(row.version, row.tenant_id), row, "Users", projection, status)
 
 
 def group(row: Group, projection: Projection, status: int = 200) -> Response:
     """One group, with its ETag; a 201 also carries its Location."""
     body = groups([row], projection)[0]
-    return _one(body, row.version, f"{projection.base_url}/Groups/{row.id}", status)
+    return _one(body, etags.etag(row.version, row.tenant_id), row, "Groups", projection, status)
 
 
 def page(query: ListQuery, found: Page, resources: list[dict[str, Any]]) -> Response:
@@ -52,8 +52,14 @@ def page(query: ListQuery, found: Page, resources: list[dict[str, Any]]) -> Resp
     )
 
 
-def _one(body: dict[str, Any], version: int, location: str, status: int) -> Response:
+def _one(
+    body: dict[str, Any],
+    etag: str,
+    row: User | Group,
+    endpoint: str,
+    projection: Projection,
+    status: int,
+) -> Response:
     # ETag and Location from the row, not the body, which a projection may have stripped.
-    return protocol.resource(
-        body, status, etag=etags.etag(version), location=location if status == 201 else None
-    )
+    location = f"{projection.base_url}/{endpoint}/{row.id}" if status == 201 else None
+    return protocol.resource(body, status, etag=etag, location=location)

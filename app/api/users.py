@@ -40,8 +40,8 @@ def create_user() -> Response:
 @bp.get("/<user_id>")
 def get_user(user_id: str) -> Response:
     user = users.get(user_id)
-    if etags.matches(protocol.if_none_match(), user.version):
-        return protocol.not_modified(etags.etag(user.version))
+    if etags.matches(protocol.if_none_match(), user.version, user.tenant_id):
+        return protocol.not_modified(etags.etag(user.version, user.tenant_id))
     return render.user(user, protocol.projection())
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ColumnElement,
     String,
     and_,
+    bindparam,
     case,
     cast,
     false,
@@ -33,6 +34,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.functions import FunctionElement
 
+from app import etags, tenancy
 from app.db import UTCDateTime
 from app.errors import InvalidFilter, InvalidValue
 from app.filters.grammar import ORDERING, SUBSTRING, Filter, as_path_error
@@ -161,8 +163,14 @@ def _group_elements(resolved: Resolved) -> Elements | None:
 
 
 def _etag(version: Any) -> Any:
-    """meta.version as serialize writes it (etags.etag): W/"<version>", built in SQL."""
-    return literal('W/"', String) + cast(version, String) + literal('"', String)
+    """meta.version as serialize writes it (etags.etag), built in SQL: the tenant's tag, bound
+    when the statement runs (a filter always runs in its tenant's scope), then the version."""
+    tag = bindparam("etag_tenant_tag", type_=String, callable_=_current_tenant_tag, unique=True)
+    return literal('W/"', String) + tag + cast(version, String) + literal('"', String)
+
+
+def _current_tenant_tag() -> str:
+    return etags.tenant_tag(tenancy.current_id())
 
 
 # Where each queried attribute lives. For users, anything singular not listed is read from the

@@ -33,6 +33,7 @@ WRITE_ATTEMPTS = 5
 
 class Versioned(Protocol):
     version: int
+    tenant_id: int
 
 
 R = TypeVar("R", bound=Versioned)
@@ -62,7 +63,7 @@ def update_locked(
     for _ in range(WRITE_ATTEMPTS):
         try:
             row = load()
-            if if_match is not None and not etags.matches(if_match, row.version):
+            if if_match is not None and not etags.matches(if_match, row.version, row.tenant_id):
                 raise PreconditionFailed(
                     f"{kind} {resource_id} has changed (it is now version {row.version})"
                 )

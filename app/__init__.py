@@ -15,7 +15,7 @@ from app.config import ConfigError, load_config
 from app.db import db, end_request, migrate
 from app.schema import extensions
 from app.schema.core import Registry, build_registry
-from app.store import scope  # noqa: F401  (registers the tenant scope on every session)
+from app.store import rls, scope  # noqa: F401  (scope registers the tenant scope on sessions)
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
@@ -41,6 +41,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.teardown_request(lambda _error: end_request(db.session))
     protocol.register_error_handlers(app)
     cli.init_app(app)  # flask tokens ..., flask purge, flask stats
+    rls.start_check(app)  # PostgreSQL: warns, in the background, if its role skips RLS
     if hops := app.config["SCIM_PROXY_HOPS"]:  # only behind a proxy we know about
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
     return app

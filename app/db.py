@@ -7,7 +7,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from typing import ParamSpec, TypeVar
@@ -23,6 +23,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     TypeDecorator,
     UniqueConstraint,
+    create_engine,
     event,
     text,
 )
@@ -36,6 +37,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
+from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -59,6 +61,19 @@ class Base(DeclarativeBase):
 # written, so no read-back after COMMIT can fail a write that already happened.
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
+
+
+def migration_engine(config: Mapping[str, object]) -> Engine:
+    """The engine `flask db` migrates with, from the app's config: MIGRATION_DATABASE_URL's when
+    set (on PostgreSQL the tables' owner, while the service connects as a role that is not;
+    docs/tenancy.md), else the app's own. Unpooled: a connection closes when released."""
+    url = config.get("MIGRATION_DATABASE_URL")
+    if not isinstance(url, str) or not url:
+        return db.engine
+    # The same bounds as the service's connections (SCIM_DB_TIMEOUT_SECONDS), not its pool.
+    options = config["SQLALCHEMY_ENGINE_OPTIONS"]
+    connect_args = options.get("connect_args", {}) if isinstance(options, dict) else {}
+    return create_engine(url, poolclass=NullPool, connect_args=connect_args)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -7,13 +7,16 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from app.db import migration_engine
+
 config = context.config
 # disable_existing_loggers=False: migrating from inside the app must not silence its loggers.
 fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
 
 target_db = current_app.extensions["migrate"].db
-engine = target_db.engine
+# MIGRATION_DATABASE_URL (the tables' owner) when set, else the app's DATABASE_URL.
+engine = migration_engine(current_app.config)
 config.set_main_option(
     "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
 )

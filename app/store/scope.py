@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, event
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
+from sqlalchemy.sql.util import find_tables
 
 from app import tenancy
 from app.models import (
@@ -57,7 +58,9 @@ def _scope_statement(state: ORMExecuteState) -> None:
     if scope is tenancy.ALL_TENANTS:
         return
     if scope is None:
-        if any(mapper.local_table in _OWNED_TABLES for mapper in state.all_mappers):
+        # Every table the statement reads, subqueries and `select_from` included: an entity
+        # need not be among the selected columns (`select(func.count()).select_from(User)`).
+        if _OWNED_TABLES.intersection(find_tables(state.statement, include_joins=True)):
             raise tenancy.NoTenantScope(
                 "a statement on tenant-owned rows ran outside a tenant scope"
             )

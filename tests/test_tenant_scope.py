@@ -1,0 +1,111 @@
+"""The store's tenant scope (app/store/scope.py): every ORM statement sees the entered tenant's
+rows only; with no tenant entered it fails instead of seeing every tenant's; the deliberate
+cross-tenant path sees all. (The HTTP isolation proof is tests/test_tenant_isolation.py.)"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.exc import StatementError
+
+from app import tenancy
+from app.db import db
+from app.models import Group, GroupMember, Token, User, UserValue
+from app.schema.core import USER_RESOURCE
+from app.store import tenants
+from app.store import users as user_store
+
+
+@pytest.fixture
+def two_tenants(client):
+    """Tenants a (3 users) and b (5 users), seeded through the store as a write would."""
+    made = {}
+    for slug, count in (("a", 3), ("b", 5)):
+        tenant = tenants.create(slug)
+        with tenancy.entered(tenant.id):
+            documents = [
+                {
+                    "schemas": [USER_RESOURCE.schema.id],
+                    "userName": f"u{i}@example.com",
+                    "emails": [{"value": f"u{i}@example.com"}],
+                    "active": True,
+                }
+                for i in range(count)
+            ]
+            user_store.insert_many(USER_RESOURCE, documents, [datetime.now(UTC)] * count)
+            db.session.commit()
+        made[slug] = tenant.id
+    return made
+
+
+COUNTS = [
+    pytest.param(lambda: select(func.count()).select_from(User), id="count-select-from"),
+    pytest.param(lambda: select(func.count(User.id)), id="count-column"),
+    pytest.param(
+        lambda: (
+            select(func.count()).select_from(UserValue).join(User, User.id == UserValue.user_id)
+        ),
+        id="join",
+    ),
+    pytest.param(
+        lambda: select(func.count()).where(
+            select(func.count(User.id)).where(User.active).scalar_subquery() > 4
+        ),
+        id="scalar-subquery",
+    ),
+]
+# What each query answers for tenant a (3 users), b (5) and across both.
+EXPECTED = {
+    "count-select-from": {"a": 3, "b": 5, "all": 8},
+    "count-column": {"a": 3, "b": 5, "all": 8},
+    "join": {"a": 3, "b": 5, "all": 8},
+    "scalar-subquery": {"a": 0, "b": 1, "all": 1},
+}
+
+
+@pytest.mark.parametrize("query", COUNTS)
+def test_a_tenant_counts_only_its_own_rows(two_tenants, query, request):
+    seen = {}
+    for slug, tenant_id in two_tenants.items():
+        with tenancy.entered(tenant_id):
+            seen[slug] = db.session.scalar(query())
+    with tenancy.across_tenants():
+        seen["all"] = db.session.scalar(query())
+    assert seen == EXPECTED[request.node.callspec.id.split("-", 1)[1]]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        *COUNTS,
+        pytest.param(lambda: select(Group.id).where(exists(select(GroupMember.member_id))), id="e"),
+        pytest.param(lambda: update(User).values(active=False), id="update"),
+        pytest.param(lambda: delete(Token), id="delete"),
+    ],
+)
+def test_with_no_tenant_entered_a_statement_on_tenant_rows_fails(two_tenants, statement):
+    with tenancy.entered(None), pytest.raises(tenancy.NoTenantScope):
+        db.session.execute(statement())
+    db.session.rollback()
+
+
+def test_with_no_tenant_entered_a_new_row_cannot_be_created(client):
+    with tenancy.entered(None), pytest.raises(StatementError) as refused:
+        db.session.add(User(user_name="x", user_name_key="x", document={}, version=1))
+        db.session.flush()
+    assert isinstance(refused.value.orig, tenancy.NoTenantScope)
+    db.session.rollback()
+
+
+def test_updates_and_deletes_touch_only_the_entered_tenant(two_tenants):
+    with tenancy.entered(two_tenants["a"]):
+        assert db.session.execute(update(User).values(active=False)).rowcount == 3
+        db.session.commit()
+    with tenancy.entered(two_tenants["b"]):
+        assert db.session.scalar(select(func.count()).where(User.active.is_(False))) == 0
+        assert db.session.execute(delete(User)).rowcount == 5
+        db.session.commit()
+    with tenancy.entered(two_tenants["a"]):
+        assert db.session.scalar(select(func.count(User.id))) == 3

@@ -154,7 +154,7 @@ def _list_query(resource_type: str, params: Any, names: Any) -> ListQuery:
     cursor = paging.decode(
         str(params["cursor"]),
         query=query.fingerprint,
-        secret=_cursor_secret(),
+        secret=cursor_secret(),
         timeout=config["SCIM_CURSOR_TIMEOUT"],
     )
     return replace(query, page=PageRequest(1, count, cursor))
@@ -196,7 +196,7 @@ def list_response(
     # RFC 9865 §3: the cursors of the neighbouring pages, where there are any.
     for name, cursor in (("nextCursor", next_cursor), ("previousCursor", previous_cursor)):
         if cursor_mode and cursor is not None:
-            body[name] = paging.encode(cursor, query=query.fingerprint, secret=_cursor_secret())
+            body[name] = paging.encode(cursor, query=query.fingerprint, secret=cursor_secret())
     body["Resources"] = resources
     return scim_response(body)
 
@@ -316,7 +316,7 @@ def _int_param(params: Any, name: str, default: int) -> int:
         raise InvalidValue(f"{name} must be an integer, got {raw!r}") from None
 
 
-def _cursor_secret() -> bytes:
+def cursor_secret() -> bytes:
     """The key a cursor is signed with: the service's secret bound to the caller's tenant, so
     that another tenant's cursor reads as one this service never issued (nothing revealed)."""
     secret = current_app.config["SCIM_SECRET_KEY"]

@@ -7,9 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from flask import current_app
 
-from app import paging
+from app import paging, protocol
 from tests.conftest import BASE
 from tests.payloads import (
     GROUP_URN,
@@ -319,7 +318,7 @@ def test_expired_cursor_is_400_expired_cursor(client, many_users):
     old = paging.encode(
         paging.Cursor(("x",)),
         query=query,
-        secret=current_app.config["SCIM_SECRET_KEY"],
+        secret=protocol.cursor_secret(),  # the key of the caller's tenant, as the service signs
         now=time.time() - 3601,
     )
     assert first["nextCursor"]

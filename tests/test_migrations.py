@@ -16,11 +16,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import inspect
 
+from app import tenancy
+from app.auth import new_token, token_hash
 from app.db import UTCDateTime, db
+from app.store import tenants, tokens
 from tests.conftest import BASE, TOKEN, make_app
 from tests.databases import scratch_postgres_database
 from tests.payloads import (
     ENTERPRISE_URN,
+    GROUP_URN,
     USER_URN,
     error,
     patch_payload,
@@ -288,3 +292,225 @@ def test_0008_downgrade_restores_type_and_display_from_each_element(migrated):
         ("Ada@École.fr", "Work", "Ada at École"),
         ("ada@home.example", "home", None),
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# 0009_tenants on a database that already holds a directory
+
+REVISION_0008 = "0008_folded_copies"
+OKTA_TOKEN = "okta-token-from-before-tenants-0123"
+GRACE_ID = "0b0b0b0b-0000-4000-8000-000000000000"
+GRACE = {
+    "userName": "grace@example.org",
+    "name": {"givenName": "Grace", "familyName": "Hopper"},
+    "displayName": "Grace Hopper",
+    "emails": [{"value": "grace@example.org", "type": "work", "primary": True}],
+    "active": True,
+}
+GROUP_ID = "0c0c0c0c-0000-4000-8000-000000000000"
+BEFORE = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+
+# The tables as revision 0008 left them, before any of them had a tenant.
+GROUPS_0008 = sa.table(
+    "groups",
+    *(sa.column(n, sa.String) for n in ("id", "display_name", "display_name_key", "external_id")),
+    sa.column("created_at", UTCDateTime()),
+    sa.column("last_modified", UTCDateTime()),
+    sa.column("deleted_at", UTCDateTime()),
+    sa.column("version", sa.Integer),
+)
+GROUP_MEMBERS_0008 = sa.table(
+    "group_members", *(sa.column(n, sa.String) for n in ("group_id", "member_id", "member_type"))
+)
+TOKENS_0008 = sa.table(
+    "tokens",
+    sa.column("name", sa.String),
+    sa.column("hash", sa.String),
+    sa.column("created_at", UTCDateTime()),
+)
+AUDIT_EVENTS_0008 = sa.table(
+    "audit_events",
+    sa.column("at", UTCDateTime()),
+    *(sa.column(n, sa.String) for n in ("request_id", "token_name", "method", "resource_type")),
+    sa.column("resource_id", sa.String),
+    sa.column("operation", sa.String),
+    sa.column("attributes", sa.JSON),
+    sa.column("status", sa.Integer),
+    sa.column("duration_ms", sa.Float),
+)
+CONSOLE_ADMINS_0008 = sa.table(
+    "console_admins",
+    sa.column("username", sa.String),
+    sa.column("password_hash", sa.String),
+    sa.column("created_at", UTCDateTime()),
+    sa.column("password_changed_at", UTCDateTime()),
+)
+TENANT_OWNED_TABLES = ("users", "user_values", "groups", "group_members", "tokens")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def populated_at_0008(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
+    """A directory as a deployment held it at revision 0008, before tenants: two users (stored
+    as 0007 stored them, then folded by 0008 as a real upgrade folds them), a group with both,
+    a named token, audit rows (one of a request no token identified) and a console admin."""
+    if request.param == "sqlite":
+        migrated = _migrated(f"sqlite:///{tmp_path / 'at_0008.sqlite3'}", REVISION_0007)
+        yield from _populated_at_0008(migrated)
+    else:
+        with scratch_postgres_database() as url:
+            yield from _populated_at_0008(_migrated(url, REVISION_0007))
+
+
+def _populated_at_0008(migrated: Iterator[Flask]) -> Iterator[Flask]:
+    for app in migrated:
+        rows = [_rows_0007(ADA_ID, ADA), _rows_0007(GRACE_ID, GRACE)]
+        with db.engine.begin() as connection:
+            connection.execute(USERS_0007.insert(), [user for user, _ in rows])
+            connection.execute(USER_VALUES_0007.insert(), [v for _, values in rows for v in values])
+        flask_migrate.upgrade(revision=REVISION_0008)
+        with db.engine.begin() as connection:
+            connection.execute(
+                GROUPS_0008.insert(),
+                [
+                    {
+                        "id": GROUP_ID,
+                        "display_name": "Engineering",
+                        "display_name_key": "engineering",
+                        "external_id": None,
+                        "created_at": BEFORE,
+                        "last_modified": BEFORE,
+                        "deleted_at": None,
+                        "version": 1,
+                    }
+                ],
+            )
+            connection.execute(
+                GROUP_MEMBERS_0008.insert(),
+                [
+                    {"group_id": GROUP_ID, "member_id": member, "member_type": "User"}
+                    for member in (ADA_ID, GRACE_ID)
+                ],
+            )
+            connection.execute(
+                TOKENS_0008.insert(),
+                [{"name": "okta", "hash": token_hash(OKTA_TOKEN), "created_at": BEFORE}],
+            )
+            audit = {
+                "at": BEFORE,
+                "method": "POST",
+                "resource_type": "User",
+                "operation": "create",
+                "attributes": [],
+                "status": 201,
+                "duration_ms": 1.5,
+            }
+            connection.execute(
+                AUDIT_EVENTS_0008.insert(),
+                [
+                    {**audit, "request_id": "r-1", "token_name": "okta", "resource_id": ADA_ID},
+                    {
+                        **audit,
+                        "request_id": "r-2",
+                        "token_name": None,
+                        "resource_id": None,
+                        "status": 401,
+                    },
+                ],
+            )
+            connection.execute(
+                CONSOLE_ADMINS_0008.insert(),
+                [
+                    {
+                        "username": "admin",
+                        "password_hash": "scrypt:32768:8:1$salt$hash",
+                        "created_at": BEFORE,
+                        "password_changed_at": BEFORE,
+                    }
+                ],
+            )
+        yield app
+
+
+def _column(table: str, *columns: str) -> list[tuple[Any, ...]]:
+    """Every row's values of these columns, with no tenant condition (ordered, for comparing)."""
+    names = ", ".join(columns)
+    with db.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Across tenants, as migrations and operators' commands say they are.
+            connection.exec_driver_sql("SELECT set_config('scim.tenant', '*', true)")
+        rows = connection.execute(sa.text(f"SELECT {names} FROM {table} ORDER BY {names}")).all()
+    return [tuple(row) for row in rows]
+
+
+def test_0009_moves_an_existing_directory_into_the_default_tenant(populated_at_0008):
+    flask_migrate.upgrade()
+
+    assert _column("tenants", "id", "slug", "state") == [(1, "default", "active")]
+    for table in TENANT_OWNED_TABLES:
+        assert {tenant for (tenant,) in _column(table, "tenant_id")} == {1}, table
+    assert _column("users", "tenant_id", "id") == [(1, ADA_ID), (1, GRACE_ID)]
+    assert _column("group_members", "tenant_id", "group_id", "member_id") == [
+        (1, GROUP_ID, ADA_ID),
+        (1, GROUP_ID, GRACE_ID),
+    ]
+    assert _column("tokens", "tenant_id", "name") == [(1, "okta")]
+    # A request no token identified belongs to no tenant; the others to `default`.
+    assert sorted(_column("audit_events", "request_id", "tenant_id")) == [("r-1", 1), ("r-2", None)]
+    # The console admin from before sees every tenant: a global account.
+    assert _column("console_admins", "username", "tenant_id") == [("admin", None)]
+    assert _column("membership_changes", "id") == []
+
+
+def test_after_0009_the_old_tokens_see_the_old_directory(populated_at_0008):
+    flask_migrate.upgrade()
+
+    for token in (OKTA_TOKEN, TOKEN):  # the named token, and one of SCIM_TOKEN_HASHES
+        client = populated_at_0008.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        assert _found(client, 'emails.value eq "ADA@école.fr"') == (1, [ADA_ID])
+        assert _found(client, 'userName eq "GRACE@example.org"') == (1, [GRACE_ID])
+        ada = client.get(f"{BASE}/Users/{ADA_ID}")
+        assert ada.status_code == 200
+        assert without_volatile(ada.json) == {
+            "schemas": [USER_URN, ENTERPRISE_URN],
+            **ADA,
+            "groups": [
+                {
+                    "value": GROUP_ID,
+                    "$ref": f"http://localhost{BASE}/Groups/{GROUP_ID}",
+                    "display": "Engineering",
+                    "type": "direct",
+                }
+            ],
+            "meta": {"resourceType": "User"},
+        }
+        group = client.get(f"{BASE}/Groups/{GROUP_ID}")
+        assert group.status_code == 200
+        assert sorted(m["value"] for m in group.json["members"]) == [ADA_ID, GRACE_ID]
+
+
+def test_after_0009_uniqueness_holds_per_tenant(populated_at_0008):
+    flask_migrate.upgrade()
+    default = _scim_client(populated_at_0008)
+    acme_id = tenants.create("acme").id
+    acme_token = new_token()
+    with tenancy.entered(acme_id):
+        tokens.create("acme-idp", token_hash(acme_token))
+    acme = populated_at_0008.test_client()
+    acme.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {acme_token}"
+
+    same_name = user_payload(userName="ADA@école.fr", emails=None)
+    taken = default.post(f"{BASE}/Users", json=same_name)
+    assert (taken.status_code, taken.json) == (
+        409,
+        error(409, "userName 'ADA@école.fr' is already taken", "uniqueness"),
+    )
+    assert acme.post(f"{BASE}/Users", json=same_name).status_code == 201
+    group = {"schemas": [GROUP_URN], "displayName": "ENGINEERING"}
+    assert default.post(f"{BASE}/Groups", json=group).status_code == 409
+    assert acme.post(f"{BASE}/Groups", json=group).status_code == 201
+    assert acme.post(f"{BASE}/Groups", json=group).status_code == 409
+    # Each tenant still sees only its own.
+    assert _found(default, 'userName eq "ada@école.fr"') == (1, [ADA_ID])
+    assert _found(acme, 'userName eq "ada@école.fr"')[0] == 1
+    assert _found(acme, 'userName eq "grace@example.org"') == (0, [])

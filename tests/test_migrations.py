@@ -18,6 +18,7 @@ from sqlalchemy import inspect
 
 from app import tenancy
 from app.auth import new_token, token_hash
+from app.config import ConfigError
 from app.db import UTCDateTime, db
 from app.store import tenants, tokens
 from tests.conftest import BASE, TOKEN, make_app
@@ -514,3 +515,30 @@ def test_after_0009_uniqueness_holds_per_tenant(populated_at_0008):
     assert _found(default, 'userName eq "ada@école.fr"') == (1, [ADA_ID])
     assert _found(acme, 'userName eq "ada@école.fr"')[0] == 1
     assert _found(acme, 'userName eq "grace@example.org"') == (0, [])
+
+
+def test_migration_database_url_must_name_the_same_kind_of_database(tmp_path):
+    with pytest.raises(ConfigError) as refused:
+        make_app(
+            f"sqlite:///{tmp_path / 'scim.sqlite3'}",
+            MIGRATION_DATABASE_URL="postgresql://owner:owner-secret@db.example:5432/scim",
+        )
+    assert str(refused.value) == (
+        "MIGRATION_DATABASE_URL must name the same kind of database as DATABASE_URL "
+        "(the same PostgreSQL database, as the role that owns its tables)"
+    )
+
+
+def test_flask_db_upgrade_connects_with_migration_database_url_when_set(tmp_path):
+    service, owner = tmp_path / "service.sqlite3", tmp_path / "owner.sqlite3"
+    app = make_app(f"sqlite:///{service}", MIGRATION_DATABASE_URL=f"sqlite:///{owner}")
+    with app.app_context():
+        flask_migrate.upgrade()
+        db.engine.dispose()
+    tables = {}
+    for path in (owner, service):
+        engine = sa.create_engine(f"sqlite:///{path}")
+        tables[path] = set(inspect(engine).get_table_names())
+        engine.dispose()
+    assert tables[owner] == {t.name for t in db.metadata.sorted_tables} | {"alembic_version"}
+    assert tables[service] == set()  # unset, DATABASE_URL would have been migrated instead

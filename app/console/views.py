@@ -1,4 +1,13 @@
-"""The console's pages. Each is one store call or a few; every one but login needs a session."""
+"""The console's pages. Each is one store call or a few; every one but login needs a session.
+
+A global admin (console_admins.tenant_id None) lands on the tenants page and may open any
+tenant's pages under /console/t/<slug>/; an admin bound to one tenant lands on that tenant's
+dashboard, and every other tenant's address answers 404, as an address that does not exist
+does. Within a tenant's pages every store call runs in that tenant's scope (app.tenancy),
+entered by the gate below before the view runs; the tenants page reads across tenants, and
+says so. The addresses from before tenants (/console/users...) redirect to the default
+tenant's pages.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,9 @@ from typing import Any
 
 from flask import (
     Blueprint,
+    abort,
     current_app,
+    g,
     make_response,
     redirect,
     render_template,
@@ -17,10 +28,12 @@ from flask import (
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Response
 
-from app.console import sessions
+from app import tenancy
+from app.console import chart, sessions
 from app.errors import ScimError
+from app.models import ConsoleAdmin, TenantState
 from app.store import console as store
-from app.store import groups, users
+from app.store import groups, tenants, users
 
 bp = Blueprint(
     "console",
@@ -31,6 +44,7 @@ bp = Blueprint(
 )
 PUBLIC = {"console.login", "console.static"}
 MAX_PAGE = 10**6
+TENANT_PREFIX = "/t/<tenant>"
 # No inline script or style, nothing from another origin, never inside a frame.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -43,17 +57,56 @@ SECURITY_HEADERS = {
 }
 
 
+@bp.url_value_preprocessor
+def _take_tenant(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Keep the slug aside: the gate resolves it once the visitor is known to be signed in
+    (so that an anonymous visitor learns nothing of which slugs exist)."""
+    # g can outlive a request (an app context pushed around several, as in tests).
+    g.pop("console_tenant", None)
+    g.pop("console_slug", None)
+    if values and "tenant" in values:
+        g.console_slug = values.pop("tenant")
+
+
+@bp.url_defaults
+def _add_tenant(endpoint: str, values: dict[str, Any]) -> None:
+    """Links from a tenant's page stay within that tenant unless they name another."""
+    if "tenant" in values or "console_tenant" not in g:
+        return
+    if current_app.url_map.is_endpoint_expecting(endpoint, "tenant"):
+        values["tenant"] = g.console_tenant.slug
+
+
 @bp.before_request
 def _gate() -> Response | tuple[str, int] | None:
     if request.endpoint == "console.static":
         return None  # the stylesheet and script tell nothing, and style the page below
     if not store.admin_exists():
         return not_set_up()
-    if request.endpoint in PUBLIC or sessions.current_admin() is not None:
-        return None
-    # After logging in, the admin goes where they were going, but never to the logout page.
-    target = None if request.endpoint == "console.logout" else _here()
-    return redirect(url_for("console.login", next=target))
+    admin = sessions.current_admin()
+    if request.endpoint not in PUBLIC and admin is None:
+        # After logging in, the admin goes where they were going, but never to the logout page.
+        target = None if request.endpoint == "console.logout" else _here()
+        return redirect(url_for("console.login", next=target))
+    scope: tenancy.Scope = None  # outside a tenant's pages no tenant's row is read
+    if (slug := g.get("console_slug")) is not None:
+        assert admin is not None
+        tenant = store.visible_tenant(slug, admin)
+        if tenant is None:
+            abort(404)  # another tenant's, deleted, or no such slug: the same answer
+        g.console_tenant = tenant
+        scope = tenant.id
+    store.end_transaction()  # the next statement begins a transaction in the scope below
+    g.console_scope = tenancy.enter(scope)
+    return None
+
+
+@bp.teardown_request
+def _leave_scope(_error: BaseException | None) -> None:
+    g.pop("console_tenant", None)
+    g.pop("console_slug", None)
+    if (entered := g.pop("console_scope", None)) is not None:
+        tenancy.leave(entered)
 
 
 def not_set_up() -> tuple[str, int]:
@@ -106,6 +159,11 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
 
+@bp.app_template_filter("percent")
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value * 100:.1f}%"
+
+
 # The query parameters console pages read; nothing else a visitor sends reaches url_for
 # (`?endpoint=` or `?_external=` would otherwise be taken as its own arguments).
 PAGE_PARAMETERS = ("q", "sort", "order", "page")
@@ -116,12 +174,18 @@ def console_url(**changes: Any) -> str:
     """This page's URL with some query parameters changed (sorting, paging links)."""
     kept = {k: v for k, v in request.args.items() if k in PAGE_PARAMETERS}
     args = {**kept, **changes}
-    return url_for(request.endpoint or "console.dashboard", **(request.view_args or {}), **args)
+    return url_for(request.endpoint or "console.home", **(request.view_args or {}), **args)
 
 
 @bp.context_processor
 def _globals() -> dict[str, Any]:
-    return {"admin": sessions.current_admin(), "csrf_token": sessions.csrf_token}
+    admin = sessions.current_admin()
+    return {
+        "admin": admin,
+        "is_global": admin is not None and admin.tenant_id is None,
+        "current_tenant": g.get("console_tenant"),
+        "csrf_token": sessions.csrf_token,
+    }
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -164,22 +228,92 @@ def logout() -> Response | str:
 
 
 @bp.get("/")
+def home() -> Response:
+    """Where an admin lands: the tenants page (global), or their tenant's dashboard."""
+    admin = _admin()
+    if admin.tenant_id is None:
+        return redirect(url_for("console.tenants_page"))
+    tenant = store.tenant_by_id(admin.tenant_id)
+    if tenant is None or tenant.state == TenantState.DELETED:
+        abort(404)
+    return redirect(url_for("console.dashboard", tenant=tenant.slug))
+
+
+# --- The tenants (global admins only) --------------------------------------------------------
+
+
+@bp.get("/tenants")
+def tenants_page() -> str:
+    _global_admin_only()
+    with tenancy.across_tenants():  # deliberately: one line per tenant, from every tenant's rows
+        rows = store.tenant_rows()
+    store.end_transaction()  # nothing after this page's reads runs across tenants
+    return render_template("console/tenants.html", rows=rows, days=store.ERROR_RATE_DAYS)
+
+
+@bp.post("/tenants/<slug>/suspend")
+def suspend_tenant(slug: str) -> Response:
+    return _set_state(slug, TenantState.SUSPENDED)
+
+
+@bp.post("/tenants/<slug>/resume")
+def resume_tenant(slug: str) -> Response:
+    return _set_state(slug, TenantState.ACTIVE)
+
+
+def _set_state(slug: str, state: TenantState) -> Response:
+    _global_admin_only()
+    sessions.check_csrf()
+    try:
+        tenants.set_state(slug, state)
+    except tenants.TenantError:
+        abort(404)
+    return redirect(url_for("console.tenants_page"), 303)
+
+
+def _admin() -> ConsoleAdmin:
+    admin = sessions.current_admin()
+    assert admin is not None  # the gate let only signed-in admins through
+    return admin
+
+
+def _global_admin_only() -> None:
+    """A tenant-bound admin gets the answer of an address that does not exist."""
+    if _admin().tenant_id is not None:
+        abort(404)
+
+
+# --- One tenant's pages: /console/t/<slug>/... -----------------------------------------------
+
+
+@bp.get(f"{TENANT_PREFIX}/")
 def dashboard() -> str:
     return render_template(
         "console/dashboard.html",
         counts=store.counts(),
         health=store.health(),
         events=store.recent_events(),
+        chart=chart.build(store.hourly()),
     )
 
 
-@bp.get("/events")
+@bp.get(f"{TENANT_PREFIX}/events")
 def events() -> str:
     """The dashboard's event table alone, which console.js reloads every few seconds."""
     return render_template("console/_events.html", events=store.recent_events())
 
 
-@bp.get("/users")
+@bp.get(f"{TENANT_PREFIX}/failures")
+def failures_page() -> str:
+    """The tenant's refused requests alone, newest first, each with the SCIM error it got."""
+    return render_template(
+        "console/failures.html",
+        listing=store.failures(page=_page()),
+        chart=chart.build(store.hourly()),
+    )
+
+
+@bp.get(f"{TENANT_PREFIX}/users")
 def users_page() -> str:
     # userName by default: its index serves the first page; last modified needs a sort.
     sort, descending = _sort(store.USER_SORTS, "userName")
@@ -193,7 +327,7 @@ def users_page() -> str:
     return render_template("console/users.html", listing=listing, sort=sort, desc=descending)
 
 
-@bp.get("/users/<user_id>")
+@bp.get(f"{TENANT_PREFIX}/users/<user_id>")
 def user_page(user_id: str) -> str:
     user = users.get(user_id)
     return render_template(
@@ -202,10 +336,11 @@ def user_page(user_id: str) -> str:
         attributes={k: v for k, v in user.document.items() if k != "password"},
         memberships=store.memberships(user.id),
         events=store.timeline("User", user.id),
+        membership_changes=store.membership_changes(user.id),
     )
 
 
-@bp.get("/groups")
+@bp.get(f"{TENANT_PREFIX}/groups")
 def groups_page() -> str:
     sort, descending = _sort(store.GROUP_SORTS, "displayName")
     listing = store.groups_listing(
@@ -217,7 +352,7 @@ def groups_page() -> str:
     )
 
 
-@bp.get("/groups/<group_id>")
+@bp.get(f"{TENANT_PREFIX}/groups/<group_id>")
 def group_page(group_id: str) -> str:
     group = groups.get(group_id)
     return render_template(
@@ -226,6 +361,33 @@ def group_page(group_id: str) -> str:
         members=store.members(group.id, page=_page()),
         events=store.timeline("Group", group.id),
     )
+
+
+# --- The addresses from before tenants: the default tenant's pages -----------------------------
+
+LEGACY = {
+    "/events": "events",
+    "/users": "users_page",
+    "/users/<user_id>": "user_page",
+    "/groups": "groups_page",
+    "/groups/<group_id>": "group_page",
+}
+
+
+def _legacy(endpoint: str) -> Any:
+    def view(**ids: str) -> Response:
+        target = url_for(f"console.{endpoint}", tenant=tenancy.DEFAULT_TENANT_SLUG, **ids)
+        if request.query_string:
+            target += "?" + request.query_string.decode("ascii", "replace")
+        return redirect(target)
+
+    view.__name__ = f"legacy_{endpoint}"
+    view.__doc__ = "A bookmark from before tenants: the same page of the default tenant."
+    return view
+
+
+for _rule, _endpoint in LEGACY.items():
+    bp.add_url_rule(_rule, f"legacy_{_endpoint}", _legacy(_endpoint), methods=["GET"])
 
 
 def _page() -> int:
@@ -246,4 +408,4 @@ def _safe_next(target: str | None) -> str:
     """Only a path inside the console: a login link must not send the admin elsewhere."""
     if target and target.startswith("/console/") and not target.startswith("//"):
         return target
-    return url_for("console.dashboard")
+    return url_for("console.home")

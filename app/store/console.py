@@ -1,9 +1,13 @@
-"""Every SQL statement of the operator console: its admins, sessions, lockouts, listings and
-dashboard.
+"""Every SQL statement of the operator console: its admins, sessions, lockouts, listings,
+dashboard, tenants overview, failures and hourly chart.
 
 Read-only towards users and groups: listings page in SQL (LIMIT/OFFSET after a COUNT), a
 group's members are read one page at a time in the order of the membership key, so that a group
 of 100,000 opens as fast as a group of ten. SCIM filters go through app.filters, as in the API.
+
+Admins, sessions and lockouts belong to no tenant. Everything else reads tenant-owned rows, so
+it runs in the tenant scope the page entered (app/store/scope.py adds the tenant to every
+statement); the tenants overview runs across tenants, deliberately.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Select,
     Update,
     and_,
+    cast,
     delete,
     func,
     inspect,
@@ -34,24 +40,29 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import aliased
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app import tenancy
 from app.db import db, utcnow
 from app.errors import InvalidFilter, InvalidPath, InvalidValue
 from app.filters import grammar
 from app.filters import sql as filters
 from app.fold import fold
 from app.models import (
+    AuditEvent,
     ConsoleAdmin,
     ConsoleLoginFailure,
     ConsoleSession,
     Group,
     GroupMember,
     Membership,
+    MembershipChange,
+    Tenant,
+    TenantState,
     User,
     UserValue,
 )
 from app.paging import PageRequest
 from app.schema import ResourceType
-from app.store import audit, groups, maintenance, pages
+from app.store import audit, groups, maintenance, pages, tenants
 from app.store import users as users_store
 
 PER_PAGE = 50
@@ -87,13 +98,25 @@ def get_admin(username: str) -> ConsoleAdmin | None:
     return db.session.get(ConsoleAdmin, _username_key(username))
 
 
-def set_password(username: str, password: str) -> ConsoleAdmin:
-    """Create the admin or change its password; every session it had ends with it."""
+# What set_password does with an admin's tenant: keep it (a new admin is then global), or bind.
+KEEP_TENANT: Any = object()
+
+
+def set_password(
+    username: str, password: str, *, tenant_id: int | None = KEEP_TENANT
+) -> ConsoleAdmin:
+    """Create the admin or change its password; every session it had ends with it.
+
+    `tenant_id`: the one tenant the admin may see, or None for a global admin (every tenant);
+    left out, an existing admin keeps what it had and a new one is global.
+    """
     key, now = _username_key(username), utcnow()
     admin = db.session.get(ConsoleAdmin, key)
     if admin is None:
-        admin = ConsoleAdmin(username=key)
+        admin = ConsoleAdmin(username=key, tenant_id=None)
         db.session.add(admin)
+    if tenant_id is not KEEP_TENANT:
+        admin.tenant_id = tenant_id
     admin.password_hash = generate_password_hash(password)
     admin.password_changed_at = now
     db.session.execute(_end(now).where(ConsoleSession.username == key))
@@ -200,6 +223,13 @@ def end_sessions(*, idle: timedelta) -> int:
     ended = db.session.execute(_end(now).where(ConsoleSession.last_seen_at > now - idle))
     db.session.commit()
     return ended.rowcount
+
+
+def end_transaction() -> None:
+    """End the session's transaction (it only read), so that the next statement begins one in
+    the tenant scope entered since: PostgreSQL's row-level security setting is taken when a
+    transaction begins (app/store/scope.py)."""
+    db.session.commit()
 
 
 def _end(now: datetime) -> Update:
@@ -445,3 +475,136 @@ def timeline(resource_type: str, resource_id: str, limit: int = 100) -> list[Any
 
 def recent_events(limit: int = 20) -> list[Any]:
     return audit.recent(limit=limit)
+
+
+def failures(*, page: int = 1, per_page: int = PER_PAGE) -> Listing:
+    """The requests refused with a 4xx or 5xx, newest first, with the SCIM error each got."""
+    query = select(AuditEvent).where(AuditEvent.status >= 400)
+    keys = [pages.Key(AuditEvent.at, descending=True), pages.Key(AuditEvent.id, descending=True)]
+    return _listing(query, keys, page, per_page, "all", None)
+
+
+@dataclass(frozen=True)
+class MembershipEvent:
+    """A member added to or removed from a group by a group request (store/groups.py)."""
+
+    at: datetime
+    request_id: str
+    change: str  # "added" or "removed"
+    group_id: str
+    group_display: str | None  # None: the group's row is gone
+    group_deleted: bool
+
+
+def membership_changes(member_id: str, limit: int = 100) -> list[MembershipEvent]:
+    """What group requests did to one user's (or group's) memberships, newest first."""
+    rows = db.session.execute(
+        select(
+            MembershipChange.at,
+            MembershipChange.request_id,
+            MembershipChange.change,
+            MembershipChange.group_id,
+            Group.display_name,
+            Group.deleted_at.is_not(None),
+        )
+        .outerjoin(Group, Group.id == MembershipChange.group_id)
+        .where(MembershipChange.member_id == member_id)
+        .order_by(MembershipChange.at.desc(), MembershipChange.id.desc())
+        .limit(limit)
+    )
+    return [MembershipEvent(*row[:5], bool(row[5])) for row in rows]
+
+
+# --- Requests and failures per hour, and per tenant ------------------------------------------
+
+CHART_HOURS = 72
+ERROR_RATE_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Hour:
+    start: datetime
+    requests: int
+    failures: int  # status >= 400
+
+
+def hourly(hours: int = CHART_HOURS, *, now: datetime | None = None) -> list[Hour]:
+    """The audited requests and failures of each of the last `hours` hours, oldest first
+    (the current hour last), counted in SQL: one row per hour that had any."""
+    now = now or utcnow()
+    current = int(now.timestamp()) // 3600
+    first = current - hours + 1
+    since = datetime.fromtimestamp(first * 3600, tz=now.tzinfo)
+    hour = _hour_number(AuditEvent.at).label("hour")
+    rows = db.session.execute(
+        select(hour, func.count(), func.count().filter(AuditEvent.status >= 400))
+        .where(AuditEvent.at >= since)
+        .group_by(hour)
+    )
+    counted = {int(number): (requests, failed) for number, requests, failed in rows}
+    return [
+        Hour(
+            datetime.fromtimestamp(number * 3600, tz=now.tzinfo),
+            *counted.get(number, (0, 0)),
+        )
+        for number in range(first, current + 1)
+    ]
+
+
+def _hour_number(at: Any) -> ColumnElement[int]:
+    """Hours since the Unix epoch: the same number on both databases, whatever their zone."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return func.floor(func.extract("epoch", at) / 3600)
+    # SQLite keeps the UTC time as text: strftime('%s') reads it as UTC seconds.
+    return cast(func.strftime("%s", at), Integer) // 3600
+
+
+@dataclass(frozen=True)
+class TenantRow:
+    """One line of the console's tenants page."""
+
+    summary: tenants.Summary
+    requests: int  # audited requests over the last ERROR_RATE_DAYS days
+    failures: int
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.summary.tenant
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.failures / self.requests if self.requests else None
+
+
+def tenant_rows(days: int = ERROR_RATE_DAYS) -> list[TenantRow]:
+    """Every tenant not deleted, with its counts, last request and recent error rate.
+
+    Reads every tenant's rows: the caller enters tenancy.across_tenants() deliberately.
+    """
+    if tenancy.current() is not tenancy.ALL_TENANTS:
+        raise tenancy.NoTenantScope("the tenants overview reads every tenant's rows")
+    since = utcnow() - timedelta(days=days)
+    rows = db.session.execute(
+        select(AuditEvent.tenant_id, func.count(), func.count().filter(AuditEvent.status >= 400))
+        .where(AuditEvent.at >= since, AuditEvent.tenant_id.is_not(None))
+        .group_by(AuditEvent.tenant_id)
+    )
+    rates = {tenant_id: (requests, failed) for tenant_id, requests, failed in rows}
+    return [
+        TenantRow(summary, *rates.get(summary.tenant.id, (0, 0))) for summary in tenants.summaries()
+    ]
+
+
+def visible_tenant(slug: str, admin: ConsoleAdmin) -> Tenant | None:
+    """The tenant of this slug if the admin may see it: any tenant not deleted for a global
+    admin, only their own for a bound one; None otherwise, whichever the reason."""
+    tenant = db.session.scalars(select(Tenant).where(Tenant.slug == slug)).one_or_none()
+    if tenant is None or tenant.state == TenantState.DELETED:
+        return None
+    if admin.tenant_id is not None and admin.tenant_id != tenant.id:
+        return None
+    return tenant
+
+
+def tenant_by_id(tenant_id: int) -> Tenant | None:
+    return tenants.by_id(tenant_id)

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,12 +67,21 @@ class Deployment:
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
     """A scratch database set up as deploy/ sets one up: roles by the script, then migrations
-    as the owner (MIGRATION_DATABASE_URL); the roles are dropped with the database."""
+    as the owner (MIGRATION_DATABASE_URL)."""
     if request.param == "sqlite":
         pytest.skip(
             "row-level security is PostgreSQL's: on SQLite the store layer's tenant scope is "
             "the only layer (tested on both databases by the tenancy tests)"
         )
+    with scratch_postgres_database() as admin_url, two_roles(admin_url) as deployment:
+        _migrate(deployment)
+        yield deployment
+
+
+@contextmanager
+def two_roles(admin_url: str) -> Iterator[Deployment]:
+    """Run deploy/postgres/app-role.sql on the database, as a superuser, for two roles of unique
+    names; they are dropped afterwards (once the database is gone: they belong to the server)."""
     psql = shutil.which("psql")
     if psql is None:
         if os.environ.get("CI", "").lower() == "true":
@@ -79,42 +89,55 @@ def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
         pytest.skip("psql is not installed: deploy/postgres/app-role.sql cannot be run")
     suffix = uuid.uuid4().hex[:10]
     owner_role, app_role = f"scim_owner_{suffix}", f"scim_app_{suffix}"
+    url = make_url(admin_url)
     try:
-        with scratch_postgres_database() as admin_url:
-            url = make_url(admin_url)
-            done = subprocess.run(
-                [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", f"owner_role={owner_role}"]
-                + ["-v", f"app_role={app_role}", "-v", "owner_password=owner-secret-1"]
-                + ["-v", "app_password=app-secret-1", "-f", str(SCRIPT)]
-                + ["-d", url.set(drivername="postgresql").render_as_string(hide_password=False)],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert done.returncode == 0, done.stderr
-            owner_url = url.set(username=owner_role, password="owner-secret-1")
-            app_url = url.set(username=app_role, password="app-secret-1")
-            deployment = Deployment(
-                admin_url,
-                owner_url.render_as_string(hide_password=False),
-                app_url.render_as_string(hide_password=False),
-                owner_role,
-                app_role,
-            )
-            migrating = make_app(deployment.app_url, MIGRATION_DATABASE_URL=deployment.owner_url)
-            with migrating.app_context():
-                flask_migrate.upgrade()
-                db.engine.dispose()
-            _join_check(migrating)
-            yield deployment
+        done = subprocess.run(
+            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", f"owner_role={owner_role}"]
+            + ["-v", f"app_role={app_role}", "-v", "owner_password=owner-secret-1"]
+            + ["-v", "app_password=app-secret-1", "-f", str(SCRIPT)]
+            + ["-d", url.set(drivername="postgresql").render_as_string(hide_password=False)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        owner_url = url.set(username=owner_role, password="owner-secret-1")
+        app_url = url.set(username=app_role, password="app-secret-1")
+        yield Deployment(
+            admin_url,
+            owner_url.render_as_string(hide_password=False),
+            app_url.render_as_string(hide_password=False),
+            owner_role,
+            app_role,
+        )
     finally:
-        # Roles belong to the server, not to the database: dropped once the database is gone.
-        if (admin_url := postgres_admin_url()) is not None:
-            admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-            with admin.connect() as connection:
-                for role in (app_role, owner_role):
-                    connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
-            admin.dispose()
+        _drop_roles_later.extend((app_role, owner_role))
+
+
+# Dropped at the end of the module, after the scratch databases that hold their privileges.
+_drop_roles_later: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_roles() -> Iterator[None]:
+    yield
+    if _drop_roles_later and (admin_url := postgres_admin_url()) is not None:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            for role in _drop_roles_later:
+                connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()
+        _drop_roles_later.clear()
+
+
+def _migrate(deployment: Deployment) -> None:
+    """`flask db upgrade` as deploy/ runs it: DATABASE_URL the service's, the migrations the
+    owner's."""
+    migrating = make_app(deployment.app_url, MIGRATION_DATABASE_URL=deployment.owner_url)
+    with migrating.app_context():
+        flask_migrate.upgrade()
+        db.engine.dispose()
+    _join_check(migrating)
 
 
 @pytest.fixture(scope="module")
@@ -473,3 +496,36 @@ def test_there_is_nothing_to_check_on_sqlite(tmp_path):
     assert "scim_rls_check" not in app.extensions
     with app.app_context():
         db.engine.dispose()
+
+
+def test_an_existing_deployment_moves_to_two_roles():
+    """A database the migrations built as one role (a superuser here, as the old compose file
+    did): the script hands every table to the owner, and the service works as the other role."""
+    with scratch_postgres_database() as admin_url:
+        before = make_app(admin_url)
+        with before.app_context():
+            flask_migrate.upgrade()
+            db.engine.dispose()
+        _join_check(before)
+        with two_roles(admin_url) as deployment:
+            _migrate(deployment)  # nothing left to do, as the new owner
+            app = make_app(deployment.app_url)
+            _join_check(app)
+            with app.app_context():
+                owners = set(
+                    db.session.scalars(
+                        text(
+                            "SELECT pg_get_userbyid(c.relowner) FROM pg_class c "
+                            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'S')"
+                        )
+                    )
+                )
+                client = app.test_client()
+                client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+                created = client.post(f"{BASE}/Users", json=user_payload())
+                created.close()
+                db.session.remove()
+                db.engine.dispose()
+    assert owners == {deployment.owner_role}
+    assert created.status_code == 201, created.json

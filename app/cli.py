@@ -1,11 +1,23 @@
-"""`flask` commands for operators: named tokens, purging old data, counts.
+"""`flask` commands for operators: tenants, named tokens, purging old data, counts.
 
-flask tokens create NAME          # prints the new token once; only its hash is stored
-flask tokens list                 # names and dates, never hashes
-flask tokens rotate NAME [--keep-old]
-flask tokens revoke NAME [--old]
-flask purge [--tombstones-older-than DAYS] [--audit-older-than DAYS]
-flask stats
+flask tenants create SLUG [--name NAME]   # a new customer directory; then give it a token:
+flask tenants list [--all]                # users, groups, tokens, last request (--all: deleted too)
+flask tenants suspend SLUG                # its tokens get 403 until resumed; its data is kept
+flask tenants resume SLUG
+flask tenants delete SLUG                 # its tokens stop at once; purged after retention
+flask tokens create NAME [--tenant SLUG]  # prints the new token once; only its hash is stored
+flask tokens list [--tenant SLUG]         # names and dates, never hashes
+flask tokens rotate NAME [--keep-old] [--tenant SLUG]
+flask tokens revoke NAME [--old] [--tenant SLUG]
+flask purge [--tenant SLUG] [--tombstones-older-than DAYS] [--audit-older-than DAYS]
+flask stats [--tenant SLUG]
+
+The tokens commands act for the `default` tenant unless --tenant names another. Without
+--tenant, `flask stats` counts and `flask purge` purges across every tenant (the deliberate
+path, app.tenancy.across_tenants), and `flask purge` also removes the tenants deleted more than
+SCIM_TENANT_RETENTION_DAYS ago. Each command enters its tenant scope itself, never one it
+inherits. Errors (an unknown or invalid slug, a slug taken, deleting `default`) end the command
+with one line and status 1.
 
 Every command of the app, `flask db ...` included, reports a database it cannot use in one line
 naming it (host, port, database, user) and the cause, instead of a traceback.
@@ -15,16 +27,21 @@ from __future__ import annotations
 
 import copy
 import re
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
-from app import auth
+from app import auth, tenancy
 from app.db import describe_outage, is_missing_table
-from app.store import audit, maintenance, tokens
+from app.models import Tenant, TenantState
+from app.store import audit, maintenance, tenants, tokens
+
+T = TypeVar("T")
 
 # Names appear in audit lines and rate-limit keys: short, printable, and never "env-N", which
 # names the tokens of SCIM_TOKEN_HASHES.
@@ -34,6 +51,7 @@ _ENV_NAME = re.compile(r"env-\d+")
 
 def init_app(app: Flask) -> None:
     """Runs last in create_app, so that it also wraps Flask-Migrate's and the console's commands."""
+    app.cli.add_command(tenants_group)
     app.cli.add_command(tokens_group)
     app.cli.add_command(purge)
     app.cli.add_command(stats)
@@ -64,6 +82,92 @@ def _reporting_database_failures(command: click.Command, app: Flask) -> click.Co
     return wrapped
 
 
+@click.group("tenants", cls=AppGroup)  # its commands run in an app context
+def tenants_group() -> None:
+    """Tenants: one customer's directory each, selected by the tokens it is given."""
+
+
+@tenants_group.command("create")
+@click.argument("slug")
+@click.option("--name", help="A display name (default: the slug).")
+def create_tenant(slug: str, name: str | None) -> None:
+    """Create a tenant with this SLUG (lower-case letters, digits and hyphens)."""
+    tenant = _or_fail(lambda: tenants.create(slug, name))
+    click.echo(f"Created tenant {tenant.slug} ({tenant.name}), active.")
+    click.echo(f"Next, a token for its IdP: flask tokens create NAME --tenant {tenant.slug}")
+
+
+@tenants_group.command("list")
+@click.option("--all", "include_deleted", is_flag=True, help="Include deleted tenants.")
+def list_tenants(include_deleted: bool) -> None:
+    """Every tenant: state, live users and groups, valid tokens, last SCIM request."""
+    rows = tenants.summaries(include_deleted=include_deleted)
+    _table(
+        ("SLUG", "NAME", "STATE", "USERS", "GROUPS", "TOKENS", "LAST REQUEST"),
+        [
+            (
+                row.tenant.slug,
+                row.tenant.name,
+                row.tenant.state,
+                str(row.users),
+                str(row.groups),
+                str(row.tokens),
+                _date(row.last_request_at),
+            )
+            for row in rows
+        ],
+    )
+
+
+@tenants_group.command("suspend")
+@click.argument("slug")
+def suspend_tenant(slug: str) -> None:
+    """Refuse the tenant's tokens (403, naming the tenant) and keep its data."""
+    tenant = _or_fail(lambda: tenants.set_state(slug, TenantState.SUSPENDED))
+    click.echo(
+        f"Suspended tenant {tenant.slug}: its requests get 403 and its data is kept, until "
+        f"flask tenants resume {tenant.slug}"
+    )
+
+
+@tenants_group.command("resume")
+@click.argument("slug")
+def resume_tenant(slug: str) -> None:
+    """Accept the tenant's tokens again."""
+    tenant = _or_fail(lambda: tenants.set_state(slug, TenantState.ACTIVE))
+    click.echo(f"Resumed tenant {tenant.slug}: its tokens are accepted again.")
+
+
+@tenants_group.command("delete")
+@click.argument("slug")
+def delete_tenant(slug: str) -> None:
+    """Delete the tenant: its tokens stop at once; `flask purge` removes its data later."""
+    tenant = _or_fail(lambda: tenants.set_state(slug, TenantState.DELETED))
+    click.echo(f"Deleted tenant {tenant.slug}: its tokens are refused from now on (401).")
+    days = current_app.config["SCIM_TENANT_RETENTION_DAYS"]
+    if not days:
+        click.echo(
+            "Its data is kept (SCIM_TENANT_RETENTION_DAYS=0): `flask purge` never removes it."
+        )
+        return
+    assert tenant.deleted_at is not None
+    due = tenant.deleted_at + timedelta(days=days)
+    click.echo(
+        f"`flask purge` removes its data once it has been deleted for {days} days "
+        f"(SCIM_TENANT_RETENTION_DAYS): from {_date(due)}."
+    )
+
+
+_TENANT_OPTION = click.option(
+    "--tenant",
+    "slug",
+    default=tenancy.DEFAULT_TENANT_SLUG,
+    show_default=True,
+    metavar="SLUG",
+    help="The tenant the tokens belong to.",
+)
+
+
 @click.group("tokens", cls=AppGroup)  # its commands run in an app context
 def tokens_group() -> None:
     """Named bearer tokens, stored as SHA-256 hashes (SCIM_TOKEN_HASHES keeps working too)."""
@@ -71,38 +175,47 @@ def tokens_group() -> None:
 
 @tokens_group.command("create")
 @click.argument("name")
-def create_token(name: str) -> None:
-    """Create a token named NAME and print it, once."""
+@_TENANT_OPTION
+def create_token(name: str, slug: str) -> None:
+    """Create a token named NAME for a tenant and print it, once."""
     _check_name(name)
+    tenant = _token_tenant(slug)
     token = auth.new_token()
-    _or_fail(lambda: tokens.create(name, auth.token_hash(token)))
+    with tenancy.entered(tenant.id):
+        _or_fail(lambda: tokens.create(name, auth.token_hash(token)))
     _print_token(name, token)
+    _say_tenant(tenant)
 
 
 @tokens_group.command("list")
-def list_tokens() -> None:
-    """Every token: name, state, created, replaced, revoked, last used (never a hash)."""
-    rows = tokens.all_tokens()
+@_TENANT_OPTION
+def list_tokens(slug: str) -> None:
+    """A tenant's tokens: name, state, created, replaced, revoked, last used (never a hash)."""
+    tenant = _token_tenant(slug)
+    with tenancy.entered(tenant.id):
+        rows = tokens.all_tokens()
     if not rows:
-        click.echo("No tokens in the database (SCIM_TOKEN_HASHES may still hold some).")
+        if tenant.id == tenancy.DEFAULT_TENANT_ID:
+            click.echo("No tokens in the database (SCIM_TOKEN_HASHES may still hold some).")
+        else:
+            click.echo(
+                f"Tenant {tenant.slug} has no tokens: flask tokens create NAME{_flag(tenant)}"
+            )
         return
-    header = ("NAME", "STATE", "CREATED", "REPLACED", "REVOKED", "LAST USED")
-    lines = [header] + [
-        (
-            row.name,
-            "revoked" if row.revoked_at else "old (valid)" if row.replaced_at else "current",
-            _date(row.created_at),
-            _date(row.replaced_at),
-            _date(row.revoked_at),
-            _date(row.last_used_at),
-        )
-        for row in rows
-    ]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    for line in lines:
-        click.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        )
+    _table(
+        ("NAME", "STATE", "CREATED", "REPLACED", "REVOKED", "LAST USED"),
+        [
+            (
+                row.name,
+                "revoked" if row.revoked_at else "old (valid)" if row.replaced_at else "current",
+                _date(row.created_at),
+                _date(row.replaced_at),
+                _date(row.revoked_at),
+                _date(row.last_used_at),
+            )
+            for row in rows
+        ],
+    )
 
 
 @tokens_group.command("rotate")
@@ -112,28 +225,43 @@ def list_tokens() -> None:
     is_flag=True,
     help="Keep the old token valid until `flask tokens revoke NAME --old`.",
 )
-def rotate_token(name: str, keep_old: bool) -> None:
+@_TENANT_OPTION
+def rotate_token(name: str, keep_old: bool, slug: str) -> None:
     """Issue a new token for NAME; the old one is revoked at once unless --keep-old."""
+    tenant = _token_tenant(slug)
     token = auth.new_token()
-    _or_fail(lambda: tokens.rotate(name, auth.token_hash(token), keep_old=keep_old))
+    with tenancy.entered(tenant.id):
+        _or_fail(lambda: tokens.rotate(name, auth.token_hash(token), keep_old=keep_old))
     _print_token(name, token)
     if keep_old:
-        click.echo(f"The old token stays valid until: flask tokens revoke {name} --old")
+        click.echo(
+            f"The old token stays valid until: flask tokens revoke {name} --old{_flag(tenant)}"
+        )
     else:
         click.echo("The old token is revoked.")
+    _say_tenant(tenant)
 
 
 @tokens_group.command("revoke")
 @click.argument("name")
 @click.option("--old", "old_only", is_flag=True, help="Only the tokens a rotation replaced.")
-def revoke_token(name: str, old_only: bool) -> None:
+@_TENANT_OPTION
+def revoke_token(name: str, old_only: bool, slug: str) -> None:
     """Revoke every valid token named NAME (with --old: only those replaced by a rotation)."""
-    count = _or_fail(lambda: tokens.revoke(name, old_only=old_only))
-    click.echo(f"Revoked {count} token{'s' if count != 1 else ''} named {name}.")
+    tenant = _token_tenant(slug)
+    with tenancy.entered(tenant.id):
+        count = _or_fail(lambda: tokens.revoke(name, old_only=old_only))
+    click.echo(f"Revoked {count} token{'s' if count != 1 else ''} named {name}{_of(tenant)}.")
 
 
 @click.command("purge")
 @with_appcontext
+@click.option(
+    "--tenant",
+    "slug",
+    metavar="SLUG",
+    help="Purge this tenant's rows only (default: every tenant's, and old deleted tenants).",
+)
 @click.option(
     "--tombstones-older-than",
     "tombstone_days",
@@ -144,10 +272,31 @@ def revoke_token(name: str, old_only: bool) -> None:
     "--audit-older-than",
     "audit_days",
     type=click.IntRange(min=1),
-    help="Delete audit events older than DAYS days (default: SCIM_AUDIT_RETENTION_DAYS).",
+    help="Delete audit events and membership changes older than DAYS days "
+    "(default: SCIM_AUDIT_RETENTION_DAYS).",
 )
-def purge(tombstone_days: int | None, audit_days: int | None) -> None:
-    """Delete old audit events (always, by the retention setting) and, when asked, tombstones."""
+def purge(slug: str | None, tombstone_days: int | None, audit_days: int | None) -> None:
+    """Delete old audit events and membership changes (always, by the retention setting), when
+    asked tombstones, and without --tenant the tenants deleted before SCIM_TENANT_RETENTION_DAYS."""
+    if slug is not None:
+        tenant = _or_fail(lambda: tenants.lookup(slug))
+        click.echo(f"Tenant {tenant.slug}:")
+        with tenancy.entered(tenant.id):
+            _purge_rows(tombstone_days, audit_days)
+        return
+    with tenancy.across_tenants():
+        _purge_rows(tombstone_days, audit_days)
+        days = current_app.config["SCIM_TENANT_RETENTION_DAYS"]
+        if not days:
+            click.echo("Deleted tenants are kept (SCIM_TENANT_RETENTION_DAYS=0).")
+            return
+        gone = tenants.purge_deleted(days)
+    which = f": {', '.join(gone)}" if gone else ""
+    click.echo(f"Purged {len(gone)} deleted tenants older than {days} days{which}.")
+
+
+def _purge_rows(tombstone_days: int | None, audit_days: int | None) -> None:
+    """Purge in the tenant scope the caller entered (one tenant, or across tenants)."""
     if tombstone_days is not None:
         purged = maintenance.purge_tombstones(tombstone_days)
         click.echo(
@@ -156,16 +305,35 @@ def purge(tombstone_days: int | None, audit_days: int | None) -> None:
         )
     days = audit_days or current_app.config["SCIM_AUDIT_RETENTION_DAYS"]
     if not days:
-        click.echo("Audit events are kept (SCIM_AUDIT_RETENTION_DAYS=0).")
+        click.echo("Audit events and membership changes are kept (SCIM_AUDIT_RETENTION_DAYS=0).")
         return
     click.echo(f"Purged {audit.purge(days)} audit events older than {days} days.")
+    changes = maintenance.purge_membership_changes(days)
+    click.echo(f"Purged {changes} membership changes older than {days} days.")
 
 
 @click.command("stats")
 @with_appcontext
-def stats() -> None:
-    """Counts of users, groups, memberships, tombstones and audit events."""
-    for name, value in maintenance.counts().items():
+@click.option(
+    "--tenant",
+    "slug",
+    metavar="SLUG",
+    help="This tenant's counts (default: the totals of every tenant).",
+)
+def stats(slug: str | None) -> None:
+    """Counts of users, groups, memberships, tombstones and audit events; of tenants in total."""
+    if slug is not None:
+        tenant = _or_fail(lambda: tenants.lookup(slug))
+        with tenancy.entered(tenant.id):
+            figures = maintenance.counts()
+    else:
+        with tenancy.across_tenants():
+            figures = maintenance.counts()
+            by_state = tenants.count()
+        # Deleted tenants wait for `flask purge`; their rows are still in the totals above.
+        figures["tenants"] = sum(n for state, n in by_state.items() if state != TenantState.DELETED)
+        figures["tombstoned_tenants"] = by_state.get(TenantState.DELETED, 0)
+    for name, value in figures.items():
         click.echo(f"{name}: {value}")
 
 
@@ -178,11 +346,52 @@ def _check_name(name: str) -> None:
         )
 
 
-def _or_fail(action):  # noqa: ANN001, ANN202 - a store call and its result
+def _or_fail(action: Callable[[], T]) -> T:
+    """The store call's result; its refusal (a name or slug unknown or taken) as one line."""
     try:
         return action()
-    except (tokens.NameTaken, tokens.UnknownName) as e:
+    except (tokens.NameTaken, tokens.UnknownName, tenants.TenantError) as e:
         raise click.ClickException(str(e)) from None
+
+
+def _token_tenant(slug: str) -> Tenant:
+    """The tenant a tokens command acts for: any but a deleted one."""
+    tenant = _or_fail(lambda: tenants.lookup(slug, include_deleted=True))
+    if tenant.state == TenantState.DELETED:
+        raise click.ClickException(
+            f"the tenant {slug!r} is deleted: its tokens are refused and it gets no new ones"
+        )
+    return tenant
+
+
+def _say_tenant(tenant: Tenant) -> None:
+    """After a new token: whose it is (when not the default tenant's) and whether it works."""
+    if tenant.id != tenancy.DEFAULT_TENANT_ID:
+        click.echo(f"It belongs to tenant {tenant.slug} ({tenant.name}).")
+    if tenant.state == TenantState.SUSPENDED:
+        click.echo(
+            f"The tenant {tenant.slug} is suspended: its requests get 403 until "
+            f"flask tenants resume {tenant.slug}"
+        )
+
+
+def _flag(tenant: Tenant) -> str:
+    """The --tenant option that repeats a command for this tenant ("" for the default)."""
+    return "" if tenant.id == tenancy.DEFAULT_TENANT_ID else f" --tenant {tenant.slug}"
+
+
+def _of(tenant: Tenant) -> str:
+    return "" if tenant.id == tenancy.DEFAULT_TENANT_ID else f" in tenant {tenant.slug}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns padded to their widest cell, two spaces apart."""
+    lines = [tuple(header), *(tuple(row) for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for line in lines:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
 
 
 def _print_token(name: str, token: str) -> None:

@@ -48,6 +48,8 @@ def load_config(env: Mapping[str, str]) -> dict[str, object]:
         "SCIM_CURSOR_TIMEOUT": _int(env, "SCIM_CURSOR_TIMEOUT", 3600, minimum=1),
         # 0 keeps audit events for ever; `flask purge` deletes older ones otherwise.
         "SCIM_AUDIT_RETENTION_DAYS": _int(env, "SCIM_AUDIT_RETENTION_DAYS", 90, minimum=0),
+        # Days a deleted tenant's data is kept before `flask purge` removes it; 0 keeps it for ever.
+        "SCIM_TENANT_RETENTION_DAYS": _int(env, "SCIM_TENANT_RETENTION_DAYS", 30, minimum=0),
         "SCIM_RATE_LIMIT": _rate_limit(env.get("SCIM_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
         # One budget shared by all of a tenant's tokens; none by default (each token has its own).
         "SCIM_RATE_LIMIT_PER_TENANT": _rate_limit(

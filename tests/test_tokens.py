@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from app import tenancy
 from app.db import db, utcnow
 from app.models import Group, Token, User
 from app.store import audit
@@ -16,7 +17,10 @@ from tests.payloads import GROUP_URN, patch_payload
 
 
 def run(app, *args: str):
-    result = app.test_cli_runner().invoke(args=list(args))
+    """`flask ARGS` as a shell runs it: no tenant entered (the commands enter their own)."""
+    db.session.remove()
+    with tenancy.entered(None):
+        result = app.test_cli_runner().invoke(args=list(args))
     db.session.remove()
     return result
 
@@ -128,21 +132,31 @@ def test_purge_tombstones_and_audit_and_stats(app, client, create_user):
     assert stats == (
         "users_active: 0\nusers_inactive: 1\nusers_unassigned: 0\ngroups: 1\nmemberships: 1\n"
         "tombstoned_users: 2\ntombstoned_groups: 1\naudit_events: 3\n"
+        "tenants: 1\ntombstoned_tenants: 0\n"
     )
+    assert run(app, "stats", "--tenant", "default").output == stats.split("tenants: 1")[0]
     result = run(app, "purge", "--tombstones-older-than", "30", "--audit-older-than", "1")
     assert result.exit_code == 0, result.output
     assert result.output == (
         "Purged 1 deleted users and 1 deleted groups older than 30 days.\n"
         "Purged 0 audit events older than 1 days.\n"
+        "Purged 0 membership changes older than 1 days.\n"
+        "Purged 0 deleted tenants older than 30 days.\n"
     )
     assert db.session.get(User, (DEFAULT_TENANT_ID, gone["id"])) is None
     assert (
         db.session.get(User, (DEFAULT_TENANT_ID, kept["id"])) is not None
     )  # deleted, but recently
+    db.session.remove()  # SQLite: the reads' transaction holds the write lock (BEGIN IMMEDIATE)
     assert client.get(f"{BASE}/Groups/{group['id']}").json["members"][0]["value"] == active["id"]
     assert "tombstoned_users: 1\ntombstoned_groups: 0" in run(app, "stats").output
-    # Without options: audit events older than SCIM_AUDIT_RETENTION_DAYS (90), nothing else.
-    assert run(app, "purge").output == "Purged 0 audit events older than 90 days.\n"
+    # Without options: audit events older than SCIM_AUDIT_RETENTION_DAYS (90), and tenants
+    # deleted before SCIM_TENANT_RETENTION_DAYS (30), nothing else.
+    assert run(app, "purge").output == (
+        "Purged 0 audit events older than 90 days.\n"
+        "Purged 0 membership changes older than 90 days.\n"
+        "Purged 0 deleted tenants older than 30 days.\n"
+    )
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -1,4 +1,6 @@
-"""SQL for operators' commands: purging tombstones for good, and counting what is stored."""
+"""SQL for operators' commands: purging tombstones and old membership changes for good, and
+counting what is stored. Each works in the tenant scope its caller entered (app.tenancy): one
+tenant's rows, or every tenant's across_tenants()."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from sqlalchemy import Select, delete, func, or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import db, describe_outage, utcnow
-from app.models import AuditEvent, Group, GroupMember, User, UserValue
+from app.models import AuditEvent, Group, GroupMember, MembershipChange, User, UserValue
 from app.store import chunks
 
 
@@ -55,6 +57,17 @@ def purge_tombstones(older_than_days: int) -> Purged:
         db.session.execute(delete(Group).where(Group.id.in_(chunk)))
     db.session.commit()
     return Purged(users=len(user_ids), groups=len(group_ids))
+
+
+def purge_membership_changes(older_than_days: int) -> int:
+    """Delete the membership changes (users' timelines) older than this many days; how many.
+    They go with the audit events of the same age: both are the record of past requests."""
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    deleted = db.session.execute(
+        delete(MembershipChange).where(MembershipChange.at < cutoff)
+    ).rowcount
+    db.session.commit()
+    return deleted
 
 
 def counts() -> dict[str, int]:

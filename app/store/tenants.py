@@ -11,7 +11,17 @@ from sqlalchemy.exc import IntegrityError
 
 from app import tenancy
 from app.db import db, utcnow, violated_constraint
-from app.models import AuditEvent, Group, GroupMember, Tenant, TenantState, Token, User, UserValue
+from app.models import (
+    AuditEvent,
+    Group,
+    GroupMember,
+    MembershipChange,
+    Tenant,
+    TenantState,
+    Token,
+    User,
+    UserValue,
+)
 
 # URL-safe, as a host name label: lower-case letters, digits and inner hyphens, 1-63 characters.
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -46,6 +56,23 @@ def by_slug(slug: str, *, include_deleted: bool = False) -> Tenant:
     if tenant is None or (tenant.state == TenantState.DELETED and not include_deleted):
         raise TenantError(f"no tenant has the slug {slug!r} (`flask tenants list` shows them)")
     return tenant
+
+
+def lookup(slug: str, *, include_deleted: bool = False) -> Tenant:
+    """`by_slug` for a command about to enter the tenant's scope: the session's transaction ends
+    here, so that the next one begins inside that scope (on PostgreSQL the row-level security
+    setting is taken when a transaction begins, app/store/scope.py). The tenant comes back
+    detached, its attributes loaded."""
+    tenant = by_slug(slug, include_deleted=include_deleted)
+    db.session.expunge(tenant)
+    db.session.commit()
+    return tenant
+
+
+def count() -> dict[str, int]:
+    """How many tenants there are, by state."""
+    rows = db.session.execute(select(Tenant.state, func.count()).group_by(Tenant.state))
+    return {str(state): number for state, number in rows}
 
 
 def by_id(tenant_id: int) -> Tenant | None:
@@ -123,7 +150,7 @@ def summaries(include_deleted: bool = False) -> list[Summary]:
 
 def _per_tenant(query: Select) -> dict:  # type: ignore[type-arg]
     column = query.selected_columns[0]
-    return dict(db.session.execute(query.group_by(column)).tuples().all())
+    return {key: value for key, value in db.session.execute(query.group_by(column))}
 
 
 def purge_deleted(older_than_days: int) -> list[str]:
@@ -140,7 +167,15 @@ def purge_deleted(older_than_days: int) -> list[str]:
         )
         for tenant in gone:
             # Children first: the composite foreign keys lead with the tenant.
-            for model in (UserValue, GroupMember, User, Group, Token, AuditEvent):
+            for model in (
+                UserValue,
+                GroupMember,
+                MembershipChange,
+                User,
+                Group,
+                Token,
+                AuditEvent,
+            ):
                 db.session.execute(delete(model).where(model.tenant_id == tenant.id))
             db.session.execute(
                 delete(Tenant).where(Tenant.id == tenant.id),

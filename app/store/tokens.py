@@ -72,6 +72,7 @@ def default_tenant_caller(token_name: str) -> Caller:
 
 
 def create(name: str, digest: str) -> Token:
+    """A new current token named `name` for the entered tenant (names are unique per tenant)."""
     token = Token(name=name, hash=digest)
     db.session.add(token)
     _commit(name)
@@ -84,7 +85,8 @@ def all_tokens() -> list[Token]:
 
 
 def rotate(name: str, digest: str, *, keep_old: bool) -> Token:
-    """A new current token for `name`; the old one is revoked, or only marked replaced."""
+    """A new current token for `name` in the entered tenant; the old one is revoked, or only
+    marked replaced."""
     old = _current(name)
     now = utcnow()
     if keep_old:
@@ -99,7 +101,8 @@ def rotate(name: str, digest: str, *, keep_old: bool) -> Token:
 
 
 def revoke(name: str, *, old_only: bool = False) -> int:
-    """Revoke every valid token of `name` (`old_only`: those a rotation replaced); how many."""
+    """Revoke every valid token of `name` in the entered tenant (`old_only`: those a rotation
+    replaced); how many."""
     query = update(Token).where(Token.name == name, Token.revoked_at.is_(None))
     if old_only:
         query = query.where(Token.replaced_at.is_not(None))

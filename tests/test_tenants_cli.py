@@ -29,6 +29,7 @@ from app.models import (
     UserValue,
 )
 from tests.payloads import BASE, GROUP_URN, error, user_payload
+from tests.test_row_level_security import deployment, service  # noqa: F401  (fixtures)
 
 SUSPENDED = (
     "The tenant {!r} is suspended: its data is kept but no request is served until the "
@@ -617,3 +618,43 @@ def test_purge_takes_membership_changes_with_the_audit_retention(app, client):
         "Purged 2 membership changes older than 90 days.\n"
     )
     assert rows_of(acme["id"])["membership_changes"] == 2  # the recent removals stay
+
+
+# ---------------------------------------------------------------------------------------------
+# As production runs it: PostgreSQL's row-level security on, the service's role not the owner.
+
+
+def test_the_commands_work_under_row_level_security(service: Flask) -> None:  # noqa: F811
+    """Each transaction's `scim.tenant` is set when it begins: a command that looked its tenant
+    up in a transaction of no tenant, and wrote in it, would be refused by the policies."""
+    with service.app_context():
+        assert ok(service, "tenants", "create", "acme").startswith("Created tenant acme")
+        acme = client_for(
+            service, issued(ok(service, "tokens", "create", "okta", "--tenant", "acme"))
+        )
+        other = client_for(service, issued(ok(service, "tokens", "create", "okta")))
+        post_user(acme, "ada@example.com")
+        post_user(other, "grace@example.com")
+        assert user_names(acme) == ["ada@example.com"]
+        assert [row[0] for row in table(ok(service, "tokens", "list", "--tenant", "acme"))] == [
+            "NAME",
+            "okta",
+        ]
+        assert stats_of(ok(service, "stats", "--tenant", "acme"))["users_active"] == 1
+        totals = stats_of(ok(service, "stats"))
+        assert (totals["users_active"], totals["tenants"]) == (2, 2)
+        listed = table(ok(service, "tenants", "list"))
+        assert [row[:4] for row in listed[1:]] == [
+            ["acme", "acme", "active", "1"],
+            ["default", "Default", "active", "1"],
+        ]
+        ok(service, "tokens", "rotate", "okta", "--tenant", "acme")
+        assert get_users(acme)[0] == 401
+        ok(service, "tenants", "delete", "acme")
+        backdate_deletion("acme", 31)
+        assert ok(service, "purge", "--audit-older-than", "1").endswith(
+            "Purged 1 deleted tenants older than 30 days: acme.\n"
+        )
+        assert rows_of(tenant_id("default"))["users"] == 1
+        assert stats_of(ok(service, "stats"))["tenants"] == 1
+        assert user_names(other) == ["grace@example.com"]

@@ -25,6 +25,8 @@ from tests.conftest import BASE, TOKEN, make_app, statements
 from tests.payloads import GROUP_URN, error, patch_payload, user_payload
 
 PASSWORD = "correct horse battery staple"
+DEFAULT = "/console/t/default"  # the default tenant's pages; /console/users... redirect there
+CSRF_PAGE = "/console/tenants"  # a global admin's page with a form, for its CSRF token
 
 
 # --- helpers, also used by tests/e2e/test_console_browser.py ------------------------------
@@ -68,7 +70,7 @@ def log_in(browser: FlaskClient, password: str = PASSWORD, **environ: Any) -> An
 
 
 def user_names(html: str) -> list[str]:
-    return re.findall(r'<a href="/console/users/[0-9a-f-]{36}">([^<]+)</a>', html)
+    return re.findall(r'<a href="/console/t/[a-z0-9-]+/users/[0-9a-f-]{36}">([^<]+)</a>', html)
 
 
 # --- fixtures ------------------------------------------------------------------------------
@@ -235,7 +237,7 @@ def test_login_cookie_is_signed_httponly_lax_and_scoped_to_the_console(anonymous
     assert "Expires=" in cookie  # SCIM_CONSOLE_SESSION_MINUTES
     assert "Secure" not in cookie  # plain HTTP here
     assert PASSWORD not in cookie
-    assert anonymous.get("/console/users").status_code == 200
+    assert anonymous.get(f"{DEFAULT}/users").status_code == 200
 
 
 def test_login_cookie_is_secure_over_https(app, admin):
@@ -264,7 +266,7 @@ def test_login_redirects_back_to_the_page_asked_for_but_never_out_of_the_console
         },
     )
     assert response.headers["Location"] == "/console/groups?q=eng"
-    anonymous.post("/console/logout", data={"csrf": csrf_of(anonymous.get("/console/").text)})
+    anonymous.post("/console/logout", data={"csrf": csrf_of(anonymous.get(CSRF_PAGE).text)})
     page = anonymous.get("/console/login")
     response = anonymous.post(
         "/console/login",
@@ -287,10 +289,10 @@ def test_login_and_logout_need_the_sessions_csrf_token(anonymous, browser, admin
     assert anonymous.get("/console/users").status_code == 302
 
     assert browser.post("/console/logout").status_code == 400
-    assert browser.get("/console/users").status_code == 200
-    token = csrf_of(browser.get("/console/").text)
+    assert browser.get(f"{DEFAULT}/users").status_code == 200
+    token = csrf_of(browser.get(CSRF_PAGE).text)
     assert browser.post("/console/logout", data={"csrf": token}).status_code == 302
-    assert browser.get("/console/users").status_code == 302
+    assert browser.get(f"{DEFAULT}/users").status_code == 302
 
 
 def test_repeated_failures_lock_out_that_address_and_username(app, admin):
@@ -319,22 +321,22 @@ def holding(app: Flask, cookie: str) -> FlaskClient:
 
 
 def signed_in(visitor: FlaskClient) -> bool:
-    response = visitor.get("/console/users")
+    response = visitor.get(f"{DEFAULT}/users")
     assert response.status_code in (200, 302)
     if response.status_code == 302:
-        assert response.headers["Location"] == "/console/login?next=/console/users"
+        assert response.headers["Location"] == "/console/login?next=/console/t/default/users"
     return response.status_code == 200
 
 
 def log_out(browser: FlaskClient) -> Any:
-    return browser.post("/console/logout", data={"csrf": csrf_of(browser.get("/console/").text)})
+    return browser.post("/console/logout", data={"csrf": csrf_of(browser.get(CSRF_PAGE).text)})
 
 
 def test_logout_ends_the_session_for_every_copy_of_its_cookie(app, browser, create_user):
     user = create_user()
     copy = cookie_of(browser)
     assert signed_in(holding(app, copy))  # the copy works while the session lives...
-    token = csrf_of(browser.get("/console/").text)
+    token = csrf_of(browser.get(CSRF_PAGE).text)
     response = browser.post("/console/logout", data={"csrf": token})
     assert (response.status_code, response.headers["Location"]) == (302, "/console/login")
     stale = holding(app, copy)
@@ -384,9 +386,9 @@ def test_get_logout_is_an_html_page_that_offers_the_button_and_ends_nothing(anon
 
 
 def test_a_new_password_ends_existing_sessions(browser):
-    assert browser.get("/console/users").status_code == 200
+    assert browser.get(f"{DEFAULT}/users").status_code == 200
     store.set_password("admin", "another long password")
-    assert browser.get("/console/users").status_code == 302
+    assert browser.get(f"{DEFAULT}/users").status_code == 302
 
 
 def test_a_new_password_ends_every_session_of_that_admin_and_only_those(app, admin):
@@ -502,7 +504,7 @@ def test_users_search_by_text_and_by_scim_filter(client, browser, create_user):
     )
 
     def search(q: str) -> tuple[list[str], str]:
-        response = browser.get("/console/users", query_string={"q": q, "sort": "userName"})
+        response = browser.get(f"{DEFAULT}/users", query_string={"q": q, "sort": "userName"})
         assert response.status_code == 200
         return user_names(response.text), response.text
 
@@ -523,24 +525,24 @@ def test_users_search_by_text_and_by_scim_filter(client, browser, create_user):
 
 def test_users_table_pages_and_sorts(client, browser):
     seed_users(120)
-    first = browser.get("/console/users?sort=userName&order=asc")
+    first = browser.get(f"{DEFAULT}/users?sort=userName&order=asc")
     assert user_names(first.text)[:2] == ["user00000@example.com", "user00001@example.com"]
     assert len(user_names(first.text)) == 50
     assert "120 users" in first.text
     assert "page 1 of 3" in first.text
-    last = browser.get("/console/users?sort=userName&order=asc&page=3")
+    last = browser.get(f"{DEFAULT}/users?sort=userName&order=asc&page=3")
     assert len(user_names(last.text)) == 20
     assert user_names(last.text)[-1] == "user00119@example.com"
-    beyond = browser.get("/console/users?sort=userName&order=asc&page=99")
+    beyond = browser.get(f"{DEFAULT}/users?sort=userName&order=asc&page=99")
     assert "page 3 of 3" in beyond.text
-    descending = browser.get("/console/users?sort=userName&order=desc")
+    descending = browser.get(f"{DEFAULT}/users?sort=userName&order=desc")
     assert user_names(descending.text)[0] == "user00119@example.com"
-    assert user_names(browser.get("/console/users").text)[0] == "user00000@example.com"
-    newest = browser.get("/console/users?sort=lastModified&order=desc")
+    assert user_names(browser.get(f"{DEFAULT}/users").text)[0] == "user00000@example.com"
+    newest = browser.get(f"{DEFAULT}/users?sort=lastModified&order=desc")
     assert user_names(newest.text)[0] == "user00119@example.com"
-    inactive_first = browser.get("/console/users?sort=active&order=asc")
+    inactive_first = browser.get(f"{DEFAULT}/users?sort=active&order=asc")
     assert user_names(inactive_first.text)[0] == "user00000@example.com"  # n % 4 == 0
-    by_name = browser.get("/console/users?sort=name&order=desc")
+    by_name = browser.get(f"{DEFAULT}/users?sort=name&order=desc")
     assert user_names(by_name.text)[0] == "user00119@example.com"
 
 
@@ -558,24 +560,27 @@ def test_user_page_shows_attributes_groups_and_timeline_but_no_password(client, 
         "/Groups",
         {"schemas": [GROUP_URN], "displayName": "Engineering", "members": [{"value": user["id"]}]},
     )
-    page = browser.get(f"/console/users/{user['id']}")
+    page = browser.get(f"{DEFAULT}/users/{user['id']}")
     assert page.status_code == 200
     html = page.text
     for shown in ("jane@example.com", "Janet", "Doe", "00u1abcd2EFGH3ijk4l5", "en-US"):
         assert shown in html
-    assert f'href="/console/groups/{group["id"]}">Engineering</a>' in html
+    assert f'href="{DEFAULT}/groups/{group["id"]}">Engineering</a>' in html
     assert "s3cret-Passw0rd!" not in html
     assert "<dt>password</dt>" not in html  # the attribute, whatever its (hashed) value
-    timeline = html.split('id="timeline"')[1]
+    timeline = html.split('id="timeline"')[1].split('id="membership-changes"')[0]
     rows = re.findall(r"<tr class=\"[^\"]*\">(.*?)</tr>", timeline, re.S)
     assert len(rows) == 2
     assert "<td>patch</td>" in rows[0] and "name.givenName" in rows[0]
     assert "<td>create</td>" in rows[1] and "userName" in rows[1]
     assert "Janet" not in timeline  # names of attributes, never their values
+    changes = html.split('id="membership-changes"')[1]
+    assert f'href="{DEFAULT}/groups/{group["id"]}">Engineering</a>' in changes
+    assert "<td>Added to</td>" in changes
 
 
 def test_missing_user_or_group_is_an_html_404(browser):
-    for path in ("/console/users/nope", "/console/groups/nope"):
+    for path in (f"{DEFAULT}/users/nope", f"{DEFAULT}/groups/nope"):
         response = browser.get(path)
         assert response.status_code == 404
         assert response.mimetype == "text/html"
@@ -591,14 +596,16 @@ def test_groups_search_and_member_paging_reads_one_page_in_sql(client, browser):
     )
     db.session.commit()
 
-    listing = browser.get("/console/groups?q=bi")
-    assert re.findall(r'href="/console/groups/[0-9a-f-]{36}">([^<]+)</a>', listing.text) == ["Big"]
+    listing = browser.get(f"{DEFAULT}/groups?q=bi")
+    assert re.findall(
+        r'href="/console/t/default/groups/[0-9a-f-]{36}">([^<]+)</a>', listing.text
+    ) == ["Big"]
     assert '<td class="num">120</td>' in listing.text
-    by_filter = browser.get('/console/groups?q=displayName eq "small"')
+    by_filter = browser.get(f'{DEFAULT}/groups?q=displayName eq "small"')
     assert ">Small</a>" in by_filter.text and ">Big</a>" not in by_filter.text
 
     with statements() as seen:
-        third = browser.get(f"/console/groups/{group['id']}?page=3")
+        third = browser.get(f"{DEFAULT}/groups/{group['id']}?page=3")
     assert "120 members" in third.text and "page 3 of 3" in third.text
     assert len(user_names(third.text)) == 20
     member_reads = [s for s in seen if "group_members" in s and "count(" not in s.lower()]
@@ -614,15 +621,15 @@ def test_dashboard_shows_counts_health_and_recent_events(client, browser, create
         "/Groups",
         {"schemas": [GROUP_URN], "displayName": "Eng", "members": [{"value": user["id"]}]},
     )
-    html = browser.get("/console/").text
+    html = browser.get(f"{DEFAULT}/").text
     assert '<span class="n">7</span> active users' in html
     assert '<span class="n">2</span> inactive users' in html
     assert '<span class="n">1</span> groups' in html
     assert '<span class="n">1</span> memberships' in html
     assert "● Reachable" in html, html.split("<h2>Database</h2>")[1][:400]
-    events = browser.get("/console/events").text
+    events = browser.get(f"{DEFAULT}/events").text
     assert "<td>create</td>" in events
-    assert 'href="/console/groups/' in events
+    assert f'href="{DEFAULT}/groups/' in events
 
 
 def test_a_user_whose_idp_removed_active_is_shown_without_status(client, browser, create_user):
@@ -633,19 +640,19 @@ def test_a_user_whose_idp_removed_active_is_shown_without_status(client, browser
         f"/Users/{user['id']}",
         patch_payload({"op": "remove", "path": "active"}),
     )
-    dashboard = browser.get("/console/").text
+    dashboard = browser.get(f"{DEFAULT}/").text
     assert '<span class="n">0</span> active users' in dashboard
     assert '<span class="n">0</span> inactive users' in dashboard
     assert '<span class="n">1</span> without status</a>' in dashboard
     no_status = '<span class="no" title="the identity provider removed active">no status</span>'
-    assert no_status in browser.get("/console/users").text
-    assert no_status in browser.get(f"/console/users/{user['id']}").text
-    listing = browser.get("/console/users?q=not (active pr)").text
+    assert no_status in browser.get(f"{DEFAULT}/users").text
+    assert no_status in browser.get(f"{DEFAULT}/users/{user['id']}").text
+    listing = browser.get(f"{DEFAULT}/users?q=not (active pr)").text
     assert user_names(listing) == [user["userName"]]
 
 
 def test_console_pages_forbid_framing_inline_script_and_caching(browser):
-    response = browser.get("/console/users")
+    response = browser.get(f"{DEFAULT}/users")
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["Cache-Control"] == "no-store"
@@ -680,7 +687,7 @@ def test_set_password_command_stores_only_a_hash(app, client, anonymous):
 
 @pytest.mark.parametrize("query", ["endpoint=x", "_external=1", "_anchor=zz", "view_args=1"])
 def test_unknown_query_parameters_never_reach_the_page_links(browser, query):
-    response = browser.get(f"/console/users?{query}&q=jane")
+    response = browser.get(f"{DEFAULT}/users?{query}&q=jane")
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert "_external" not in page and "_anchor" not in page and "http://localhost" not in page

@@ -36,7 +36,7 @@ def init_app(app: Flask) -> None:
 
 def _root() -> Response:
     """To the console: its pages, or, until a password is set, the page that says how."""
-    return redirect(url_for("console.dashboard"))
+    return redirect(url_for("console.home"))
 
 
 def _unrouted() -> Response | None:

@@ -17,9 +17,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import tenancy
+from app.config import ConfigError, load_config
 from app.db import db, utcnow
 from app.models import (
     AuditEvent,
+    ConsoleAdmin,
+    ConsoleSession,
     Group,
     GroupMember,
     MembershipChange,
@@ -520,6 +523,20 @@ def test_purge_removes_every_row_of_a_tenant_deleted_before_the_retention(app, c
     globex = populate(app, "globex")
     recent = populate(app, "recent")
     default_user = post_user(client, "alan@example.com")
+    refused = app.test_client().post(f"{BASE}/Users", json=user_payload())
+    refused.close()  # audited with no tenant: no tenant's purge removes it
+    assert refused.status_code == 401
+    with tenancy.entered(None):
+        # Console admins bound to a tenant go with it (with their sessions); global ones stay.
+        for username, tenant in (
+            ("acme-it", acme["id"]),
+            ("globex-it", globex["id"]),
+            ("ops", None),
+        ):
+            db.session.add(ConsoleAdmin(username=username, tenant_id=tenant, password_hash="-"))
+            db.session.add(ConsoleSession(id_hash=f"session-of-{username}", username=username))
+        db.session.commit()
+    db.session.remove()
     assert all(rows_of(acme["id"]).values())  # something in every table
     globex_rows, recent_rows = rows_of(globex["id"]), rows_of(recent["id"])
     default_rows = rows_of(tenancy.DEFAULT_TENANT_ID)
@@ -537,12 +554,31 @@ def test_purge_removes_every_row_of_a_tenant_deleted_before_the_retention(app, c
     assert rows_of(globex["id"]) == globex_rows
     assert rows_of(recent["id"]) == recent_rows  # deleted 29 days ago: kept for now
     assert rows_of(tenancy.DEFAULT_TENANT_ID) == default_rows
+    with tenancy.across_tenants():
+        no_tenant = db.session.scalars(
+            db.select(AuditEvent.status).where(AuditEvent.tenant_id.is_(None))
+        ).all()
+        admins = db.session.scalars(db.select(ConsoleAdmin.username)).all()
+        sessions = db.session.scalars(db.select(ConsoleSession.username)).all()
+    db.session.remove()
+    assert no_tenant == [401]
+    assert sorted(admins) == sorted(sessions) == ["globex-it", "ops"]
     slugs = [row[0] for row in table(ok(app, "tenants", "list", "--all"))[1:]]
     assert slugs == ["default", "globex", "recent"]
     assert user_names(globex["client"]) == ["ada@globex.example", "grace@globex.example"]
     assert user_names(client) == [default_user["userName"]]
     # The slug is free again.
     assert ok(app, "tenants", "create", "acme").startswith("Created tenant acme")
+
+
+def test_the_retention_is_30_days_unless_set_and_0_keeps_deleted_tenants():
+    assert load_config({})["SCIM_TENANT_RETENTION_DAYS"] == 30
+    assert load_config({"SCIM_TENANT_RETENTION_DAYS": "0"})["SCIM_TENANT_RETENTION_DAYS"] == 0
+    assert load_config({"SCIM_TENANT_RETENTION_DAYS": "365"})["SCIM_TENANT_RETENTION_DAYS"] == 365
+    with pytest.raises(
+        ConfigError, match=r"^SCIM_TENANT_RETENTION_DAYS must be at least 0, got -1$"
+    ):
+        load_config({"SCIM_TENANT_RETENTION_DAYS": "-1"})
 
 
 def test_purge_keeps_deleted_tenants_when_retention_is_off(app, client, monkeypatch):

@@ -37,7 +37,7 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
 from app import auth, tenancy
-from app.db import describe_outage, is_missing_table
+from app.db import describe_outage, is_missing_table, utcnow
 from app.models import Tenant, TenantState
 from app.store import audit, maintenance, tenants, tokens
 
@@ -84,14 +84,21 @@ def _reporting_database_failures(command: click.Command, app: Flask) -> click.Co
 
 @click.group("tenants", cls=AppGroup)  # its commands run in an app context
 def tenants_group() -> None:
-    """Tenants: one customer's directory each, selected by the tokens it is given."""
+    """Tenants: one customer's directory each.
+
+    A request's token selects its tenant: give each tenant's IdP a token of its own.
+    """
 
 
 @tenants_group.command("create")
 @click.argument("slug")
 @click.option("--name", help="A display name (default: the slug).")
 def create_tenant(slug: str, name: str | None) -> None:
-    """Create a tenant with this SLUG (lower-case letters, digits and hyphens)."""
+    """Create a tenant.
+
+    SLUG: 1-63 lower-case letters, digits and hyphens, starting and ending with a letter or
+    digit. Its IdP then needs a token: flask tokens create NAME --tenant SLUG
+    """
     tenant = _or_fail(lambda: tenants.create(slug, name))
     click.echo(f"Created tenant {tenant.slug} ({tenant.name}), active.")
     click.echo(f"Next, a token for its IdP: flask tokens create NAME --tenant {tenant.slug}")
@@ -100,7 +107,10 @@ def create_tenant(slug: str, name: str | None) -> None:
 @tenants_group.command("list")
 @click.option("--all", "include_deleted", is_flag=True, help="Include deleted tenants.")
 def list_tenants(include_deleted: bool) -> None:
-    """Every tenant: state, live users and groups, valid tokens, last SCIM request."""
+    """Every tenant with its counts.
+
+    Its state, live users and groups, valid tokens and last SCIM request.
+    """
     rows = tenants.summaries(include_deleted=include_deleted)
     _table(
         ("SLUG", "NAME", "STATE", "USERS", "GROUPS", "TOKENS", "LAST REQUEST"),
@@ -122,7 +132,10 @@ def list_tenants(include_deleted: bool) -> None:
 @tenants_group.command("suspend")
 @click.argument("slug")
 def suspend_tenant(slug: str) -> None:
-    """Refuse the tenant's tokens (403, naming the tenant) and keep its data."""
+    """Suspend a tenant: 403 to its requests.
+
+    Its tokens are recognised and refused with a SCIM error naming the tenant; its data is kept.
+    """
     tenant = _or_fail(lambda: tenants.set_state(slug, TenantState.SUSPENDED))
     click.echo(
         f"Suspended tenant {tenant.slug}: its requests get 403 and its data is kept, until "
@@ -133,7 +146,7 @@ def suspend_tenant(slug: str) -> None:
 @tenants_group.command("resume")
 @click.argument("slug")
 def resume_tenant(slug: str) -> None:
-    """Accept the tenant's tokens again."""
+    """Resume a suspended tenant."""
     tenant = _or_fail(lambda: tenants.set_state(slug, TenantState.ACTIVE))
     click.echo(f"Resumed tenant {tenant.slug}: its tokens are accepted again.")
 
@@ -141,7 +154,10 @@ def resume_tenant(slug: str) -> None:
 @tenants_group.command("delete")
 @click.argument("slug")
 def delete_tenant(slug: str) -> None:
-    """Delete the tenant: its tokens stop at once; `flask purge` removes its data later."""
+    """Delete a tenant: its tokens stop at once.
+
+    `flask purge` removes its data once SCIM_TENANT_RETENTION_DAYS have passed.
+    """
     tenant = _or_fail(lambda: tenants.set_state(slug, TenantState.DELETED))
     click.echo(f"Deleted tenant {tenant.slug}: its tokens are refused from now on (401).")
     days = current_app.config["SCIM_TENANT_RETENTION_DAYS"]
@@ -150,8 +166,7 @@ def delete_tenant(slug: str) -> None:
             "Its data is kept (SCIM_TENANT_RETENTION_DAYS=0): `flask purge` never removes it."
         )
         return
-    assert tenant.deleted_at is not None
-    due = tenant.deleted_at + timedelta(days=days)
+    due = (tenant.deleted_at or utcnow()) + timedelta(days=days)  # set_state sets deleted_at
     click.echo(
         f"`flask purge` removes its data once it has been deleted for {days} days "
         f"(SCIM_TENANT_RETENTION_DAYS): from {_date(due)}."
@@ -170,7 +185,11 @@ _TENANT_OPTION = click.option(
 
 @click.group("tokens", cls=AppGroup)  # its commands run in an app context
 def tokens_group() -> None:
-    """Named bearer tokens, stored as SHA-256 hashes (SCIM_TOKEN_HASHES keeps working too)."""
+    """Named bearer tokens of a tenant.
+
+    Each belongs to one tenant (--tenant, by default `default`) and is stored as its SHA-256
+    hash; SCIM_TOKEN_HASHES keeps working too, for the default tenant.
+    """
 
 
 @tokens_group.command("create")
@@ -276,8 +295,12 @@ def revoke_token(name: str, old_only: bool, slug: str) -> None:
     "(default: SCIM_AUDIT_RETENTION_DAYS).",
 )
 def purge(slug: str | None, tombstone_days: int | None, audit_days: int | None) -> None:
-    """Delete old audit events and membership changes (always, by the retention setting), when
-    asked tombstones, and without --tenant the tenants deleted before SCIM_TENANT_RETENTION_DAYS."""
+    """Delete old data, of one tenant or of all.
+
+    Always audit events and membership changes older than the audit retention; when asked,
+    tombstones; and without --tenant, the tenants deleted more than SCIM_TENANT_RETENTION_DAYS
+    ago with all their rows.
+    """
     if slug is not None:
         tenant = _or_fail(lambda: tenants.lookup(slug))
         click.echo(f"Tenant {tenant.slug}:")
@@ -321,7 +344,10 @@ def _purge_rows(tombstone_days: int | None, audit_days: int | None) -> None:
     help="This tenant's counts (default: the totals of every tenant).",
 )
 def stats(slug: str | None) -> None:
-    """Counts of users, groups, memberships, tombstones and audit events; of tenants in total."""
+    """Counts of one tenant, or totals of all.
+
+    Users, groups, memberships, tombstones and audit events; in total, also the tenants.
+    """
     if slug is not None:
         tenant = _or_fail(lambda: tenants.lookup(slug))
         with tenancy.entered(tenant.id):

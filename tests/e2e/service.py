@@ -40,11 +40,14 @@ class Reply:
         return self.headers.get("Content-Type", "").split(";")[0].strip()
 
 
-def request(method: str, url: str, body: Any = None, *, timeout: float = 30) -> Reply:
-    """One request with the test token; never raises for an HTTP error or a broken connection."""
+def request(
+    method: str, url: str, body: Any = None, *, timeout: float = 30, token: str = TOKEN
+) -> Reply:
+    """One request with the test token (the default tenant's) or `token`; never raises for an
+    HTTP error or a broken connection."""
     data = json.dumps(body).encode() if body is not None else None
     http = urllib.request.Request(url, data=data, method=method)
-    http.add_header("Authorization", f"Bearer {TOKEN}")
+    http.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         http.add_header("Content-Type", "application/scim+json")
     try:

@@ -1,70 +1,204 @@
-"""Several gunicorn workers writing to one group at once lose nothing (SQLite and PostgreSQL)."""
+"""Several gunicorn workers writing to one group at once lose nothing (SQLite and PostgreSQL), and
+two tenants doing so at the same time, with the same userNames and group names, each end with
+exactly their own data (issue 15, isolation proof)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.e2e.service import gunicorn, migrate, request
+from app import tenancy
+from app.auth import new_token, token_hash
+from app.db import db
+from app.store import tenants, tokens
+from tests.conftest import TOKEN, make_app
+from tests.e2e.service import Reply, gunicorn, migrate, request
 from tests.payloads import GROUP_URN, PATCH_URN, user_payload
 
 WRITERS = 24
 
 
 @pytest.fixture
-def service(fresh_database_url: str, tmp_path: Path) -> Iterator[str]:
-    """gunicorn with 3 workers of 4 threads on a migrated database; yields the /scim/v2 URL."""
+def database(fresh_database_url: str) -> str:
+    """A migrated database, as in production."""
     migrate(fresh_database_url)
-    with gunicorn(fresh_database_url, tmp_path / "gunicorn.log", workers=3, threads=4) as base:
+    return fresh_database_url
+
+
+@pytest.fixture
+def service(database: str, tmp_path: Path) -> Iterator[str]:
+    """gunicorn with 3 workers of 4 threads on a migrated database; yields the /scim/v2 URL."""
+    with gunicorn(database, tmp_path / "gunicorn.log", workers=3, threads=4) as base:
         yield base
 
 
-def test_concurrent_member_adds_to_one_group_lose_none(service):
-    users = []
-    for n in range(WRITERS):
-        created = request(
-            "POST", f"{service}/Users", user_payload(userName=f"u{n}@example.com", externalId=None)
-        )
-        assert created.status == 201, created.body
-        users.append(created.body["id"])
-    group = request("POST", f"{service}/Groups", {"schemas": [GROUP_URN], "displayName": "Race"})
-    assert group.status == 201
-
-    def add(user_id: str) -> int:
-        body = {
-            "schemas": [PATCH_URN],
-            "Operations": [{"op": "add", "path": "members", "value": [{"value": user_id}]}],
-        }
-        return request("PATCH", f"{service}/Groups/{group.body['id']}", body).status
-
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        statuses = list(pool.map(add, users))
-    assert statuses == [204] * WRITERS
-    after = request("GET", f"{service}/Groups/{group.body['id']}")
-    assert after.status == 200
-    assert sorted(m["value"] for m in after.body["members"]) == sorted(users)
-    assert after.body["meta"]["version"] == f'W/"{WRITERS + 1}"'
+def tenant_tokens(database_url: str, *slugs: str) -> list[str]:
+    """A token of a new tenant for each slug, made as `flask tenants create` and `flask tokens
+    create --tenant` make them."""
+    app = make_app(database_url)
+    out = []
+    with app.app_context():
+        for slug in slugs:
+            tenant = tenants.create(slug)
+            token = new_token()
+            with tenancy.entered(tenant.id):
+                tokens.create(f"{slug}-idp", token_hash(token))
+            out.append(token)
+        db.session.remove()
+        db.engine.dispose()
+    return out
 
 
-def test_concurrent_patches_to_one_user_all_apply(service):
-    user = request("POST", f"{service}/Users", user_payload())
-    assert user.status == 201
+@pytest.fixture(params=["one tenant", "two tenants at once"])
+def callers(request: pytest.FixtureRequest, database: str, service: str) -> list[str]:
+    """The tokens that run a test's workload, each its own copy at the same time: the default
+    tenant's alone, or two new tenants' (the same userNames and group names in both)."""
+    if request.param == "one tenant":
+        return [TOKEN]
+    return tenant_tokens(database, "tenant-a", "tenant-b")
 
-    def add_email(n: int) -> int:
-        body = {
-            "schemas": [PATCH_URN],
-            "Operations": [
-                {"op": "add", "path": "emails", "value": [{"value": f"alias{n}@example.com"}]}
-            ],
-        }
-        return request("PATCH", f"{service}/Users/{user.body['id']}", body).status
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        statuses = list(pool.map(add_email, range(16)))
-    assert statuses == [200] * 16
-    after = request("GET", f"{service}/Users/{user.body['id']}").body
-    assert len(after["emails"]) == 17
-    assert after["meta"]["version"] == 'W/"17"'
+def at_once(callers: list[str], workload: Callable[[str], None]) -> None:
+    """Run `workload` for every caller in a thread of its own, started together; re-raise the
+    first failure."""
+    barrier = threading.Barrier(len(callers))
+
+    def run(token: str) -> None:
+        barrier.wait(timeout=30)
+        workload(token)
+
+    with ThreadPoolExecutor(max_workers=len(callers)) as pool:
+        for done in [pool.submit(run, token) for token in callers]:
+            done.result()
+
+
+def simultaneously(calls: list[tuple[str, str, str, Any]]) -> list[Reply]:
+    """Send every (token, method, URL, body) at the same instant, each from a thread of its own."""
+    barrier = threading.Barrier(len(calls))
+
+    def send(call: tuple[str, str, str, Any]) -> Reply:
+        token, *rest = call
+        barrier.wait(timeout=30)
+        return request(*rest, token=token)
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(send, calls))
+
+
+def version_number(version: str) -> int:
+    """N of W/"N" (the default tenant) or W/"<tenant tag>.N" (app/etags.py)."""
+    match = re.fullmatch(r'W/"(?:[0-9a-f]+\.)?(\d+)"', version)
+    assert match, version
+    return int(match[1])
+
+
+def listed(service: str, token: str, endpoint: str) -> list[dict[str, Any]]:
+    got = request("GET", f"{service}/{endpoint}?count=1000", token=token)
+    assert got.status == 200, got.body
+    assert got.body["totalResults"] == len(got.body["Resources"])
+    return got.body["Resources"]
+
+
+def test_concurrent_member_adds_to_one_group_lose_none(service, callers):
+    made: dict[str, tuple[list[str], str]] = {}
+
+    def workload(token: str) -> None:
+        def post_user(n: int) -> str:
+            body = user_payload(userName=f"u{n}@example.com", externalId=None)
+            created = request("POST", f"{service}/Users", body, token=token)
+            assert created.status == 201, created.body
+            return created.body["id"]
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            users = list(pool.map(post_user, range(WRITERS)))
+        body = {"schemas": [GROUP_URN], "displayName": "Race"}
+        group = request("POST", f"{service}/Groups", body, token=token)
+        assert group.status == 201, group.body
+
+        def add(user_id: str) -> int:
+            body = {
+                "schemas": [PATCH_URN],
+                "Operations": [{"op": "add", "path": "members", "value": [{"value": user_id}]}],
+            }
+            return request(
+                "PATCH", f"{service}/Groups/{group.body['id']}", body, token=token
+            ).status
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            statuses = list(pool.map(add, users))
+        assert statuses == [204] * WRITERS
+        made[token] = (users, group.body["id"])
+
+    at_once(callers, workload)
+    for token, (users, group_id) in made.items():
+        after = request("GET", f"{service}/Groups/{group_id}", token=token)
+        assert after.status == 200
+        assert sorted(m["value"] for m in after.body["members"]) == sorted(users)
+        assert version_number(after.body["meta"]["version"]) == WRITERS + 1
+        # Each tenant sees its own users and its own group "Race", nothing of the other's.
+        assert sorted(u["id"] for u in listed(service, token, "Users")) == sorted(users)
+        assert [g["id"] for g in listed(service, token, "Groups")] == [group_id]
+
+
+def test_concurrent_patches_to_one_user_all_apply(service, callers):
+    made: dict[str, str] = {}
+
+    def workload(token: str) -> None:
+        user = request("POST", f"{service}/Users", user_payload(), token=token)
+        assert user.status == 201, user.body
+
+        def add_email(n: int) -> int:
+            body = {
+                "schemas": [PATCH_URN],
+                "Operations": [
+                    {"op": "add", "path": "emails", "value": [{"value": f"alias{n}@example.com"}]}
+                ],
+            }
+            return request("PATCH", f"{service}/Users/{user.body['id']}", body, token=token).status
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(add_email, range(16)))
+        assert statuses == [200] * 16
+        made[token] = user.body["id"]
+
+    at_once(callers, workload)
+    for token, user_id in made.items():
+        after = request("GET", f"{service}/Users/{user_id}", token=token).body
+        assert len(after["emails"]) == 17
+        assert version_number(after["meta"]["version"]) == 17
+        assert [u["id"] for u in listed(service, token, "Users")] == [user_id]
+
+
+def test_the_same_names_raced_within_and_across_tenants(service, database):
+    """Each tenant sends the same new userName and group displayName twice at the same instant
+    as the other tenant does: in each tenant exactly one of its two wins (201) and the other is
+    409, whatever the other tenant does."""
+    callers = tenant_tokens(database, "tenant-a", "tenant-b")
+    for round_ in range(4):
+        user = user_payload(userName=f"same{round_}@example.com", externalId=None)
+        group = {"schemas": [GROUP_URN], "displayName": f"Same {round_}"}
+        calls = [
+            (token, "POST", f"{service}/{endpoint}", body)
+            for token in callers
+            for endpoint, body in (("Users", user), ("Groups", group))
+            for _ in range(2)
+        ]
+        replies = simultaneously(calls)
+        for at in range(0, len(calls), 2):
+            token, _, url, _ = calls[at]
+            pair = sorted(reply.status for reply in replies[at : at + 2])
+            assert pair == [201, 409], (round_, callers.index(token), url, replies[at : at + 2])
+            (lost,) = (r for r in replies[at : at + 2] if r.status == 409)
+            assert lost.body["scimType"] == "uniqueness", lost.body
+
+    for token in callers:
+        names = sorted(u["userName"] for u in listed(service, token, "Users"))
+        assert names == [f"same{n}@example.com" for n in range(4)]
+        groups = sorted(g["displayName"] for g in listed(service, token, "Groups"))
+        assert groups == [f"Same {n}" for n in range(4)]

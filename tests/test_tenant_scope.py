@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, exists, func, select, text, update
 from sqlalchemy.exc import StatementError
 
 from app import tenancy
@@ -109,3 +109,26 @@ def test_updates_and_deletes_touch_only_the_entered_tenant(two_tenants):
         db.session.commit()
     with tenancy.entered(two_tenants["a"]):
         assert db.session.scalar(select(func.count(User.id))) == 3
+
+
+def test_postgresql_row_level_security_setting_follows_the_scope_within_a_transaction(
+    two_tenants, database_url
+):
+    """A console page may read one tenant, then all, in one transaction: each statement runs
+    under the setting of the scope it ran in (row-level security reads it; see
+    tests/test_row_level_security.py for the policies themselves)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("row-level security is PostgreSQL's")
+    current = text("SELECT current_setting('scim.tenant', true)")
+    seen = []
+    with tenancy.entered(two_tenants["a"]):
+        seen.append(db.session.scalar(current))
+        db.session.scalar(select(func.count(User.id)))
+        with tenancy.across_tenants():
+            seen.append(db.session.scalar(current))
+            with tenancy.entered(two_tenants["b"]):
+                seen.append(db.session.scalar(current))
+        assert db.session().in_transaction()  # still the one transaction
+        seen.append(db.session.scalar(current))
+    db.session.commit()
+    assert seen == [str(two_tenants["a"]), "*", str(two_tenants["b"]), str(two_tenants["a"])]

@@ -46,14 +46,16 @@ _OWNED_TABLES = frozenset(model.__table__ for model in TENANT_OWNED)
 
 # What `scim.tenant` holds across tenants; the policies (migration 0009) let it see every row.
 ALL_TENANTS_SETTING = "*"
+_SETTING = "scim.tenant"  # session.info: the value this session's transaction has set
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _scope_statement(state: ORMExecuteState) -> None:
+    _keep_row_level_security_current(state.session)
     if not (state.is_select or state.is_update or state.is_delete):
         return
     if state.execution_options.get("tenant_scope_applied"):
-        return  # a lazy load or refresh of a row already read in scope
+        return  # the statement carries its tenant condition already
     scope = tenancy.current()
     if scope is tenancy.ALL_TENANTS:
         return
@@ -88,11 +90,35 @@ def _set_row_level_security(
     carries one request's tenant into the next. No tenant entered: an empty setting, which the
     policies match with no row.
     """
-    if connection.dialect.name != "postgresql":
-        return
+    if connection.dialect.name == "postgresql":
+        _set_config(session, connection, setting(tenancy.current()))
+
+
+@event.listens_for(Session, "before_flush")
+def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> None:
+    _keep_row_level_security_current(session)
+
+
+def _keep_row_level_security_current(session: Session) -> None:
+    """PostgreSQL: a scope entered or left within a transaction (a console page that reads one
+    tenant, then all) moves the transaction's setting with it, before the next statement."""
+    wanted = setting(tenancy.current())
+    if session.info.get(_SETTING) in (None, wanted) or not session.in_transaction():
+        return  # not begun yet (after_begin will set it), SQLite, or already current
+    _set_config(session, session.connection(), wanted)
+
+
+def _set_config(session: Session, connection: Connection, value: str) -> None:
     connection.exec_driver_sql(
-        "SELECT set_config('scim.tenant', %(tenant)s, true)", {"tenant": setting(tenancy.current())}
+        "SELECT set_config('scim.tenant', %(tenant)s, true)", {"tenant": value}
     )
+    session.info[_SETTING] = value
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_setting(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost transaction: set_config(..., true) ended
+        session.info.pop(_SETTING, None)
 
 
 def setting(scope: tenancy.Scope) -> str:

@@ -1,5 +1,7 @@
 """The operator console in a real browser: headless Chromium (Debian's chromium and
-chromium-driver, driven by Selenium) against gunicorn, on SQLite and PostgreSQL.
+chromium-driver, driven by Selenium) against gunicorn, on SQLite and PostgreSQL; across tenants
+too (the tenants page, suspend and resume, an admin bound to one tenant, failures, membership
+changes).
 
 The SCIM side is driven over HTTP with a bearer token, as an IdP would; what it did must show up
 in the console. Screenshots of the main pages land in test-artifacts/console/ (not committed).
@@ -33,10 +35,12 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import delete, insert
 
-from app.auth import token_hash
+from app import tenancy
+from app.auth import new_token, token_hash
 from app.db import db
 from app.models import ConsoleAdmin, GroupMember
 from app.store import console as console_store
+from app.store import tenants, tokens
 from tests.conftest import TOKEN, empty_tables
 from tests.net import free_port
 from tests.payloads import GROUP_URN, patch_payload, user_payload
@@ -185,9 +189,13 @@ class Console:
     def wait(self, condition: Callable[[WebDriver], Any], timeout: float = 30) -> Any:
         return WebDriverWait(self.driver, timeout).until(condition)
 
-    def log_in(self, password: str = PASSWORD) -> None:
+    def log_in(self, password: str = PASSWORD, username: str | None = None) -> None:
         self.open("/console/")
         self.wait(expected_conditions.url_contains("/console/login"))
+        if username is not None:
+            field = self.driver.find_element(By.NAME, "username")
+            field.clear()
+            field.send_keys(username)
         self.driver.find_element(By.NAME, "password").send_keys(password)
         submit = self.driver.find_element(By.CSS_SELECTOR, "form.login button")
         submit.click()
@@ -215,18 +223,29 @@ class Console:
     def screenshot(self, name: str) -> None:
         self.driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
-    def api(self, method: str, path: str, body: Any = None) -> Any:
+    def api(self, method: str, path: str, body: Any = None, token: str = TOKEN) -> Any:
         """A SCIM request with the bearer token, as an IdP sends it."""
-        request = urllib.request.Request(
+        with urllib.request.urlopen(self._request(method, path, body, token), timeout=30) as r:
+            assert "Set-Cookie" not in r.headers  # SCIM clients never get a cookie
+            raw = r.read()
+        return json.loads(raw) if raw else None
+
+    def refused(self, method: str, path: str, body: Any = None, token: str = TOKEN) -> Any:
+        """A SCIM request that must be refused: its status and SCIM error body."""
+        try:
+            urllib.request.urlopen(self._request(method, path, body, token), timeout=30).close()
+        except urllib.error.HTTPError as e:
+            with e:
+                return e.code, json.loads(e.read())
+        pytest.fail(f"{method} {path} was not refused")
+
+    def _request(self, method: str, path: str, body: Any, token: str) -> urllib.request.Request:
+        return urllib.request.Request(
             f"{self.base}/scim/v2{path}",
             data=json.dumps(body).encode() if body is not None else None,
             method=method,
-            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/scim+json"},
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"},
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            assert "Set-Cookie" not in response.headers  # SCIM clients never get a cookie
-            raw = response.read()
-        return json.loads(raw) if raw else None
 
     def provision_people(self) -> dict[str, str]:
         ids = {}
@@ -254,7 +273,10 @@ def test_a_wrong_password_is_refused(console):
 
 def test_log_in_and_watch_a_user_created_through_the_scim_api_appear(console):
     console.log_in()
-    assert console.driver.current_url == f"{console.base}/console/"
+    # A global admin lands on the tenants page; the default tenant's dashboard is one click on.
+    assert console.driver.current_url == f"{console.base}/console/tenants"
+    console.driver.find_element(By.LINK_TEXT, "Default").click()
+    console.wait(expected_conditions.url_to_be(f"{console.base}/console/t/default/"))
     assert "Dashboard" in console.text("h1")
     # The dashboard's event list reloads itself (console.js): the create shows up unasked.
     user = console.api("POST", "/Users", user_payload(userName="new.hire@example.com"))
@@ -343,7 +365,7 @@ def test_user_timeline_shows_what_the_idp_did_after_a_patch(console):
     console.log_in()
     console.open("/console/users?sort=userName")
     console.driver.find_element(By.LINK_TEXT, "ada.lovelace@example.com").click()
-    console.wait(expected_conditions.url_contains(f"/console/users/{ada}"))
+    console.wait(expected_conditions.url_contains(f"/console/t/default/users/{ada}"))
     assert "Augusta Ada" in console.text(".attributes")
     assert console.driver.find_element(By.LINK_TEXT, "Analytical Engines")
     rows = console.driver.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")
@@ -352,9 +374,9 @@ def test_user_timeline_shows_what_the_idp_did_after_a_patch(console):
     assert "Augusta" not in console.text("#timeline")  # attribute names, never values
     console.screenshot("user")
     console.driver.find_element(By.LINK_TEXT, "Analytical Engines").click()
-    console.wait(expected_conditions.url_contains(f"/console/groups/{group['id']}"))
+    console.wait(expected_conditions.url_contains(f"/console/t/default/groups/{group['id']}"))
     assert "1 member" in console.text(".pager")
-    console.open("/console/")
+    console.open("/console/t/default/")
     console.screenshot("dashboard")
 
 
@@ -394,3 +416,118 @@ def test_page_through_1000_users_and_a_1000_member_group(console):
         console.screenshot("users-phone")
     finally:
         console.driver.set_window_size(1280, 900)
+
+
+# --- Tenants (issue 15) ----------------------------------------------------------------------
+
+
+def new_tenant(slug: str) -> tuple[int, str]:
+    """A tenant and a token of its own, made as `flask tenants create` and `tokens create` do."""
+    tenant = tenants.create(slug, name=slug.capitalize())
+    token = new_token()
+    with tenancy.entered(tenant.id):
+        tokens.create(f"{slug}-idp", token_hash(token))
+    return tenant.id, token
+
+
+def test_a_global_admin_sees_two_tenants_and_suspends_and_resumes_one(console):
+    _, acme = new_tenant("acme")
+    _, globex = new_tenant("globex")
+    console.api("POST", "/Users", user_payload(userName="ada@acme.example"), token=acme)
+    console.api("POST", "/Users", user_payload(userName="ada@globex.example"), token=globex)
+    console.log_in()
+    assert console.driver.current_url == f"{console.base}/console/tenants"
+    rows = console.driver.find_elements(By.CSS_SELECTOR, "#tenants tbody tr")
+    assert [row.get_attribute("data-slug") for row in rows] == ["acme", "default", "globex"]
+    acme_row = console.driver.find_element(By.CSS_SELECTOR, 'tr[data-slug="acme"]')
+    assert acme_row.find_elements(By.TAG_NAME, "td")[2].text == "1"  # one user
+    assert acme_row.find_elements(By.TAG_NAME, "td")[6].text == "0.0% (0 of 1)"
+    console.screenshot("tenants")
+
+    button = acme_row.find_element(By.CSS_SELECTOR, "form.state-change button")
+    assert button.text == "Suspend"
+    button.click()
+    console.wait(replaced(button))
+    acme_row = console.driver.find_element(By.CSS_SELECTOR, 'tr[data-slug="acme"]')
+    assert acme_row.find_element(By.CSS_SELECTOR, ".state").text == "suspended"
+    status, body = console.refused("GET", "/Users", token=acme)
+    assert status == 403 and "'acme' is suspended" in body["detail"]
+    assert console.api("GET", "/Users", token=globex)["totalResults"] == 1
+    console.screenshot("tenants-suspended")
+
+    button = acme_row.find_element(By.CSS_SELECTOR, "form.state-change button")
+    assert button.text == "Resume"
+    button.click()
+    console.wait(replaced(button))
+    acme_row = console.driver.find_element(By.CSS_SELECTOR, 'tr[data-slug="acme"]')
+    assert acme_row.find_element(By.CSS_SELECTOR, ".state").text == "active"
+    assert console.api("GET", "/Users", token=acme)["totalResults"] == 1
+    # Each tenant's pages show that tenant's users.
+    acme_row.find_element(By.LINK_TEXT, "Acme").click()
+    console.wait(expected_conditions.url_to_be(f"{console.base}/console/t/acme/"))
+    console.open("/console/t/acme/users")
+    assert console.user_names() == ["ada@acme.example"]
+
+
+def test_a_tenant_bound_admin_sees_only_their_tenant(console):
+    acme_id, acme = new_tenant("acme")
+    _, globex = new_tenant("globex")
+    console.api("POST", "/Users", user_payload(userName="ada@acme.example"), token=acme)
+    other = console.api("POST", "/Users", user_payload(userName="ada@globex.example"), token=globex)
+    console_store.set_password("acme-it", "acme admin password", tenant_id=acme_id)
+    console.log_in("acme admin password", username="acme-it")
+    assert console.driver.current_url == f"{console.base}/console/t/acme/"
+    assert console.driver.find_element(By.CSS_SELECTOR, ".bar .tenant").text == "Acme"
+    assert not console.driver.find_elements(By.LINK_TEXT, "Tenants")
+    console.open("/console/t/acme/users")
+    assert console.user_names() == ["ada@acme.example"]
+    for path in (
+        "/console/t/globex/users",
+        f"/console/t/globex/users/{other['id']}",
+        f"/console/t/acme/users/{other['id']}",
+        "/console/tenants",
+    ):
+        console.open(path)
+        assert console.text("h1") == "404", path
+        assert "globex" not in console.text().lower(), path
+    console.screenshot("bound-admin-404")
+
+
+def test_a_failed_requests_scim_detail_is_visible(console):
+    console.api("POST", "/Users", user_payload(userName="ada@example.com"))
+    status, body = console.refused("POST", "/Users", user_payload(userName="ADA@example.com"))
+    assert status == 409
+    console.log_in()
+    console.open("/console/t/default/failures")
+    rows = console.driver.find_elements(By.CSS_SELECTOR, "#failures tbody tr")
+    assert len(rows) == 1
+    error = rows[0].find_element(By.CSS_SELECTOR, ".scim-error")
+    assert error.text == f"uniqueness {body['detail']}"
+    assert rows[0].find_elements(By.TAG_NAME, "td")[6].text.startswith("409")
+    assert console.driver.find_element(By.CSS_SELECTOR, "#chart svg").is_displayed()
+    assert "2 requests, 1 failed in the last 72 hours" in console.text("#chart figcaption")
+    console.screenshot("failures")
+    console.open("/console/t/default/")
+    events = console.driver.find_element(By.ID, "events")
+    assert body["detail"] in events.text
+
+
+def test_a_users_timeline_shows_a_membership_change_made_by_a_group_patch(console):
+    ids = console.provision_people()
+    ada = ids["ada.lovelace@example.com"]
+    group = console.api("POST", "/Groups", {"schemas": [GROUP_URN], "displayName": "Poets"})
+    console.api(
+        "PATCH",
+        f"/Groups/{group['id']}",
+        patch_payload({"op": "add", "path": "members", "value": [{"value": ada}]}),
+    )
+    console.log_in()
+    console.open(f"/console/t/default/users/{ada}")
+    rows = console.driver.find_elements(By.CSS_SELECTOR, "#membership-changes tbody tr")
+    assert len(rows) == 1
+    cells = [cell.text for cell in rows[0].find_elements(By.TAG_NAME, "td")]
+    assert cells[1:3] == ["Added to", "Poets"]
+    console.screenshot("user-membership-changes")
+    rows[0].find_element(By.LINK_TEXT, "Poets").click()
+    console.wait(expected_conditions.url_contains(f"/console/t/default/groups/{group['id']}"))
+    assert "1 member" in console.text(".pager")

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import flask_migrate
 import pytest
-from flask import Flask
+from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
@@ -198,7 +199,8 @@ def two_tenants(service: Flask) -> Tenants:
 def fresh_session() -> Iterator[None]:
     """Each test's statements begin a new transaction, which sets scim.tenant afresh."""
     yield
-    db.session.remove()
+    if has_app_context():  # the tests of start-up have none
+        db.session.remove()
 
 
 def _join_check(app: Flask) -> None:
@@ -529,3 +531,17 @@ def test_an_existing_deployment_moves_to_two_roles():
                 db.engine.dispose()
     assert owners == {deployment.owner_role}
     assert created.status_code == 201, created.json
+
+
+def test_the_check_never_delays_or_fails_start_up(caplog):
+    # Nothing listens on port 1: the check gives up quietly, in its own thread.
+    started = time.monotonic()
+    with caplog.at_level(logging.DEBUG, logger=rls.log.name):
+        app = make_app("postgresql+psycopg://scim@127.0.0.1:1/scim")
+        assert time.monotonic() - started < 2  # create_app did not wait for the database
+        _join_check(app)
+    with app.app_context():
+        db.engine.dispose()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == rls.log.name] == [
+        ("DEBUG", "row-level security check skipped: OperationalError")
+    ]

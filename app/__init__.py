@@ -40,7 +40,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     # the end, and whatever a failed request had flushed is discarded here.
     app.teardown_request(lambda _error: end_request(db.session))
     protocol.register_error_handlers(app)
-    cli.init_app(app)  # flask tokens ..., flask purge, flask stats
+    cli.init_app(app)  # flask tenants ..., flask tokens ..., flask purge, flask stats
     rls.start_check(app)  # PostgreSQL: warns, in the background, if its role skips RLS
     if hops := app.config["SCIM_PROXY_HOPS"]:  # only behind a proxy we know about
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]

@@ -55,7 +55,15 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("database", ("app.db", "app.models")),
     (
         "registry and values",
-        ("app.schema", "app.fold", "app.projection", "app.etags", "app.limits", "app.config"),
+        (
+            "app.schema",
+            "app.fold",
+            "app.projection",
+            "app.etags",
+            "app.limits",
+            "app.config",
+            "app.tenancy",
+        ),
     ),
     ("errors", ("app.errors",)),
 )

@@ -303,11 +303,12 @@ def test_an_unknown_slug_is_one_error_line(app, client, args):
         pytest.param(("purge", "--tenant", "gone"), id="purge"),
     ],
 )
-def test_a_deleted_tenant_is_unknown_to_the_tenant_commands(app, client, args):
+def test_a_deleted_tenant_is_refused_by_the_tenant_commands(app, client, args):
     ok(app, "tenants", "create", "gone")
     ok(app, "tenants", "delete", "gone")
     assert fails(app, *args) == (
-        "Error: no tenant has the slug 'gone' (`flask tenants list` shows them)\n"
+        "Error: the tenant 'gone' is deleted: it cannot be changed or used, and `flask purge` "
+        "removes its data after SCIM_TENANT_RETENTION_DAYS\n"
     )
 
 

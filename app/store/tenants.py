@@ -53,8 +53,13 @@ def check_slug(slug: str) -> str:
 
 def by_slug(slug: str, *, include_deleted: bool = False) -> Tenant:
     tenant = db.session.scalars(select(Tenant).where(Tenant.slug == slug)).one_or_none()
-    if tenant is None or (tenant.state == TenantState.DELETED and not include_deleted):
+    if tenant is None:
         raise TenantError(f"no tenant has the slug {slug!r} (`flask tenants list` shows them)")
+    if tenant.state == TenantState.DELETED and not include_deleted:
+        raise TenantError(
+            f"the tenant {slug!r} is deleted: it cannot be changed or used, and `flask purge` "
+            "removes its data after SCIM_TENANT_RETENTION_DAYS"
+        )
     return tenant
 
 

@@ -1,4 +1,5 @@
-"""The service as real processes for end-to-end tests: a migrated database, gunicorn, HTTP."""
+"""The service as real processes for end-to-end tests: a migrated database, its tenants' tokens,
+gunicorn, HTTP."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from typing import Any
 import flask_migrate
 import pytest
 
-from app.auth import token_hash
+from app import tenancy
+from app.auth import new_token, token_hash
+from app.db import db
+from app.store import tenants, tokens
 from tests.conftest import TOKEN, make_app
 from tests.net import free_port
 
@@ -72,9 +76,24 @@ def migrate(database_url: str) -> None:
     app = make_app(database_url)
     with app.app_context():
         flask_migrate.upgrade(directory=str(ROOT / "migrations"))
-        from app.db import db
-
         db.engine.dispose()
+
+
+def tenant_tokens(database_url: str, *slugs: str) -> list[str]:
+    """A token of a new tenant for each slug, made as `flask tenants create SLUG` and `flask
+    tokens create NAME --tenant SLUG` make them (the default tenant's is TOKEN)."""
+    app = make_app(database_url)
+    made = []
+    with app.app_context():
+        for slug in slugs:
+            tenant = tenants.create(slug)
+            token = new_token()
+            with tenancy.entered(tenant.id):
+                tokens.create(f"{slug}-idp", token_hash(token))
+            made.append(token)
+        db.session.remove()
+        db.engine.dispose()
+    return made
 
 
 def service_env(database_url: str, port: int, **settings: str) -> dict[str, str]:

@@ -13,12 +13,8 @@ from typing import Any
 
 import pytest
 
-from app import tenancy
-from app.auth import new_token, token_hash
-from app.db import db
-from app.store import tenants, tokens
-from tests.conftest import TOKEN, make_app
-from tests.e2e.service import Reply, gunicorn, migrate, request
+from tests.conftest import TOKEN
+from tests.e2e.service import Reply, gunicorn, migrate, request, tenant_tokens
 from tests.payloads import GROUP_URN, PATCH_URN, user_payload
 
 WRITERS = 24
@@ -36,23 +32,6 @@ def service(database: str, tmp_path: Path) -> Iterator[str]:
     """gunicorn with 3 workers of 4 threads on a migrated database; yields the /scim/v2 URL."""
     with gunicorn(database, tmp_path / "gunicorn.log", workers=3, threads=4) as base:
         yield base
-
-
-def tenant_tokens(database_url: str, *slugs: str) -> list[str]:
-    """A token of a new tenant for each slug, made as `flask tenants create` and `flask tokens
-    create --tenant` make them."""
-    app = make_app(database_url)
-    out = []
-    with app.app_context():
-        for slug in slugs:
-            tenant = tenants.create(slug)
-            token = new_token()
-            with tenancy.entered(tenant.id):
-                tokens.create(f"{slug}-idp", token_hash(token))
-            out.append(token)
-        db.session.remove()
-        db.engine.dispose()
-    return out
 
 
 @pytest.fixture(params=["one tenant", "two tenants at once"])

@@ -5,11 +5,13 @@ gunicorn workers at the same instant, round after round. After every round, what
 answered: no group_members row points at a deleted user or group, read straight from the database
 and through the API (the members.value filter finds no group for the deleted id), and every answer
 is one the RFC allows for what happened. SQLite runs one writer at a time; PostgreSQL must hold the
-same invariant under its row locks.
+same invariant under its row locks. Two tenants running their rounds at the same time hold it
+too, each within its own directory (issue 15).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,7 +24,8 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from tests.e2e.service import Reply, gunicorn, migrate, request
+from tests.conftest import TOKEN
+from tests.e2e.service import Reply, gunicorn, migrate, request, tenant_tokens
 from tests.payloads import ERROR_URN, GROUP_URN, PATCH_URN, user_payload
 
 ROUNDS = {"sqlite": 3, "postgresql": 15}
@@ -52,17 +55,25 @@ class Service:
     base: str  # /scim/v2 of gunicorn
     database: Engine  # straight to the service's database
     rounds: int
+    url: str  # the database's URL
+    token: str = TOKEN  # whose requests: the default tenant's token, or another tenant's
+
+    def request(self, method: str, url: str, body: Any = None) -> Reply:
+        return request(method, url, body, token=self.token)
+
+    def as_tenant(self, token: str) -> Service:
+        return dataclasses.replace(self, token=token)
 
     def post_user(self) -> str:
         name = f"{uuid.uuid4().hex[:12]}@example.com"
-        created = request("POST", f"{self.base}/Users", user_payload(userName=name))
+        created = self.request("POST", f"{self.base}/Users", user_payload(userName=name))
         assert created.status == 201, created.body
         return created.body["id"]
 
     def post_groups(self, count: int) -> list[str]:
         def post(_: int) -> str:
             body = {"schemas": [GROUP_URN], "displayName": f"race-{uuid.uuid4().hex[:12]}"}
-            created = request("POST", f"{self.base}/Groups", body)
+            created = self.request("POST", f"{self.base}/Groups", body)
             assert created.status == 201, created.body
             return created.body["id"]
 
@@ -70,7 +81,7 @@ class Service:
             return list(pool.map(post, range(count)))
 
     def add_member(self, group_id: str, member_id: str) -> Reply:
-        return request(*self.adding(group_id, member_id))
+        return self.request(*self.adding(group_id, member_id))
 
     def adding(self, group_id: str, member_id: str) -> Call:
         body = {
@@ -80,13 +91,13 @@ class Service:
         return "PATCH", f"{self.base}/Groups/{group_id}", body
 
     def members(self, group_id: str) -> set[str]:
-        got = request("GET", f"{self.base}/Groups/{group_id}")
+        got = self.request("GET", f"{self.base}/Groups/{group_id}")
         assert got.status == 200, got.body
         return {m["value"] for m in got.body.get("members", [])}
 
     def groups_listing(self, member_id: str) -> dict[str, Any]:
         filter_ = f'members.value eq "{member_id}"'
-        got = request("GET", f"{self.base}/Groups?filter={quote(filter_)}")
+        got = self.request("GET", f"{self.base}/Groups?filter={quote(filter_)}")
         assert got.status == 200, got.body
         return got.body
 
@@ -103,13 +114,54 @@ def service(fresh_database_url: str, tmp_path: Path) -> Iterator[Service]:
     database = create_engine(fresh_database_url)
     try:
         with gunicorn(fresh_database_url, tmp_path / "gunicorn.log", workers=4, threads=4) as base:
-            yield Service(base, database, ROUNDS[kind])
+            yield Service(base, database, ROUNDS[kind], fresh_database_url)
     finally:
         database.dispose()
 
 
 def test_deleting_a_user_while_groups_add_it_leaves_no_membership(service: Service):
-    for round_ in range(service.rounds):
+    race_user_deletes(service)
+
+
+def test_deleting_a_group_while_groups_nest_it_leaves_no_membership(service: Service):
+    race_group_deletes(service)
+
+
+@pytest.mark.parametrize("race", ["user-deletes", "group-deletes"])
+def test_two_tenants_racing_at_once_leave_no_membership(service: Service, race: str):
+    """Both tenants run the same race at the same time; each ends with only its own users and
+    groups, and no membership of a tombstone anywhere."""
+    run_race = {"user-deletes": race_user_deletes, "group-deletes": race_group_deletes}[race]
+    tenants = [service.as_tenant(t) for t in tenant_tokens(service.url, "tenant-a", "tenant-b")]
+    rounds = max(service.rounds // 2, 2)
+    barrier = threading.Barrier(len(tenants))
+
+    def run(tenant: Service) -> None:
+        barrier.wait(timeout=30)
+        run_race(tenant, rounds)
+
+    with ThreadPoolExecutor(max_workers=len(tenants)) as pool:
+        for done in [pool.submit(run, tenant) for tenant in tenants]:
+            done.result()
+    # What each tenant lists is its own: the other tenant's ids appear nowhere in it.
+    seen = [_listed_ids(tenant) for tenant in tenants]
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
+
+
+def _listed_ids(service: Service) -> set[str]:
+    ids: set[str] = set()
+    for endpoint in ("Users", "Groups"):
+        got = service.request("GET", f"{service.base}/{endpoint}?count=1000")
+        assert got.status == 200, got.body
+        for resource in got.body["Resources"]:
+            ids.add(resource["id"])
+            ids.update(m["value"] for m in resource.get("members", []))
+            ids.update(g["value"] for g in resource.get("groups", []))
+    return ids
+
+
+def race_user_deletes(service: Service, rounds: int | None = None) -> None:
+    for round_ in range(rounds or service.rounds):
         user = service.post_user()
         groups = service.post_groups(ADDS + 1)
         raced, bystander = groups[:ADDS], groups[ADDS]
@@ -118,6 +170,7 @@ def test_deleting_a_user_while_groups_add_it_leaves_no_membership(service: Servi
             assert service.add_member(group, user).status == 204
 
         deleted, *adds = _at_once(
+            service,
             ("DELETE", f"{service.base}/Users/{user}", None),
             *(service.adding(group, user) for group in raced),
         )
@@ -128,7 +181,7 @@ def test_deleting_a_user_while_groups_add_it_leaves_no_membership(service: Servi
             _check_add(added, user, gone=gone, where=f"{where}, add to {group}")
         _check_invariant(service, user, gone=gone, where=where)
         if gone:
-            assert request("GET", f"{service.base}/Users/{user}").status == 404, where
+            assert service.request("GET", f"{service.base}/Users/{user}").status == 404, where
             for group in groups:
                 assert user not in service.members(group), f"{where}: {group} lists {user}"
         else:
@@ -137,8 +190,8 @@ def test_deleting_a_user_while_groups_add_it_leaves_no_membership(service: Servi
                     assert user in service.members(group), f"{where}: add to {group} lost"
 
 
-def test_deleting_a_group_while_groups_nest_it_leaves_no_membership(service: Service):
-    for round_ in range(service.rounds):
+def race_group_deletes(service: Service, rounds: int | None = None) -> None:
+    for round_ in range(rounds or service.rounds):
         child, bystander, *parents = service.post_groups(ADDS + 2)
         user, newcomer = service.post_user(), service.post_user()
         # Memberships the DELETE must remove both ways: its own member, and its place in a parent.
@@ -146,6 +199,7 @@ def test_deleting_a_group_while_groups_nest_it_leaves_no_membership(service: Ser
         assert service.add_member(bystander, child).status == 204
 
         deleted, *replies = _at_once(
+            service,
             ("DELETE", f"{service.base}/Groups/{child}", None),
             *(service.adding(parent, child) for parent in parents),
             # Writes to the group being deleted: done before the DELETE, or 404 after it.
@@ -162,7 +216,7 @@ def test_deleting_a_group_while_groups_nest_it_leaves_no_membership(service: Ser
             _check_write_to(added, gone=gone, where=f"{where}, add to the deleted group")
         _check_invariant(service, child, gone=gone, where=where)
         if gone:
-            assert request("GET", f"{service.base}/Groups/{child}").status == 404, where
+            assert service.request("GET", f"{service.base}/Groups/{child}").status == 404, where
             for group in (bystander, *parents):
                 assert child not in service.members(group), f"{where}: {group} lists {child}"
         else:
@@ -171,13 +225,13 @@ def test_deleting_a_group_while_groups_nest_it_leaves_no_membership(service: Ser
                     assert child in service.members(parent), f"{where}: nest in {parent} lost"
 
 
-def _at_once(*calls: Call) -> list[Reply]:
+def _at_once(service: Service, *calls: Call) -> list[Reply]:
     """Send every request at the same instant (a barrier), each from a thread of its own."""
     barrier = threading.Barrier(len(calls))
 
     def run(call: Call) -> Reply:
         barrier.wait(timeout=30)
-        return request(*call)
+        return service.request(*call)
 
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         return list(pool.map(run, calls))

@@ -119,6 +119,9 @@ def _caller() -> Caller | None:
         if hmac.compare_digest(presented, known) and matched is None:
             matched = f"env-{position}"
     if matched is not None:
+        # Named before the tenant's state is read: a request that then finds the database
+        # down is audited (and rate limited) as this token's, not as a stranger's.
+        g.token_name = matched
         return tokens.default_tenant_caller(matched)
     # The table is searched by its unique index on the hash: a lookup by a SHA-256 of 256
     # random bits tells a guesser nothing about how close a guess came.

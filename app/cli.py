@@ -34,10 +34,11 @@ from typing import TypeVar
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
+from sqlalchemy import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
 from app import auth, tenancy
-from app.db import describe_outage, is_missing_table, utcnow
+from app.db import describe_failure, describe_outage, is_missing_table, utcnow
 from app.models import Tenant, TenantState
 from app.store import audit, maintenance, tenants, tokens
 
@@ -71,11 +72,16 @@ def _reporting_database_failures(command: click.Command, app: Flask) -> click.Co
             missing_table = is_missing_table(e)
             if isinstance(e, ProgrammingError) and not missing_table:
                 raise  # a bug, not the database: the traceback is what helps
+            setting = "DATABASE_URL"
             with app.app_context():
                 line = describe_outage(e)
+                if command.name == "db" and app.config.get("MIGRATION_DATABASE_URL"):
+                    # `flask db ...` migrates through the owner's connection (app.db).
+                    setting = "MIGRATION_DATABASE_URL"
+                    line = describe_failure(e, make_url(app.config["MIGRATION_DATABASE_URL"]))
             hint = " (run `flask db upgrade` first)" if missing_table else ""
             raise click.ClickException(
-                f"cannot use the database (DATABASE_URL): {line}{hint}"
+                f"cannot use the database ({setting}): {line}{hint}"
             ) from None
 
     wrapped.invoke = invoke  # type: ignore[method-assign]

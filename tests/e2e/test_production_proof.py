@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from app import tenancy
 from app.auth import token_hash
 from tests.conftest import OTHER_TOKEN, TOKEN
 from tests.databases import scratch_postgres_database
@@ -220,12 +221,17 @@ def test_okta_user_and_group_lifecycle_over_https_is_audited(proof):
     assert by_request["proof-g4"]["attributes"] == ["id", "displayName"]
     assert by_request["proof-g5"]["attributes"] == []
 
+    assert {(row["tenant_id"], row["scim_type"], row["detail"]) for row in rows} == {
+        (tenancy.DEFAULT_TENANT_ID, None, None)  # no request here was refused
+    }
     lines = {line["request_id"]: line for line in proof.audit_lines()}
     for row in rows:
         line = lines[row["request_id"]]
         assert line["time"].endswith("Z")
-        assert {k: line[k] for k in line if k not in ("time", "type")} == {
-            k: row[k] for k in row if k not in ("id", "at")
+        assert line["tenant"] == tenancy.DEFAULT_TENANT_SLUG  # the line names it by slug
+        # The line carries no error detail: a detail may quote what the client sent.
+        assert {k: line[k] for k in line if k not in ("time", "type", "tenant")} == {
+            k: row[k] for k in row if k not in ("id", "at", "tenant_id", "scim_type", "detail")
         }
     # The whole trail, lines and rows, holds names only: no password, no token.
     trail = json.dumps(rows, default=str) + proof.stack.access_log.read_text()

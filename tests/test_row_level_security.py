@@ -24,15 +24,16 @@ import flask_migrate
 import pytest
 from flask import Flask, has_app_context
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.orm import Session
 
 from app import tenancy
 from app.auth import new_token, token_hash
 from app.db import db
 from app.models import User
-from app.store import rls, tenants, tokens
+from app.store import rls, scope, tenants, tokens
 from app.store.scope import TENANT_OWNED
 from tests.conftest import TOKEN, make_app, statements
 from tests.databases import postgres_admin_url, scratch_postgres_database
@@ -319,16 +320,20 @@ def test_raw_sql_with_no_tenant_entered_returns_nothing(two_tenants):
 def test_an_orm_query_with_the_scope_listener_bypassed_returns_only_the_entered_tenants(
     two_tenants,
 ):
-    # The listener's own marker for statements already scoped: it adds no tenant condition.
-    unscoped = select(User.tenant_id, User.id).execution_options(tenant_scope_applied=True)
-    with tenancy.entered(two_tenants.acme_id), statements() as seen:
-        rows = db.session.execute(unscoped).all()
-    assert [tuple(r) for r in rows] == [(two_tenants.acme_id, two_tenants.acme_ada["id"])]
-    [query] = [s for s in seen if "FROM users" in s]
-    assert "tenant_id =" not in query and "WHERE" not in query
-    db.session.remove()
-    with tenancy.entered(None):
-        assert db.session.execute(unscoped).all() == []
+    # As if the store's scope had a bug that forgot the tenant condition: no listener at all.
+    unscoped = select(User.tenant_id, User.id)
+    event.remove(Session, "do_orm_execute", scope._scope_statement)
+    try:
+        with tenancy.entered(two_tenants.acme_id), statements() as seen:
+            rows = db.session.execute(unscoped).all()
+        assert [tuple(r) for r in rows] == [(two_tenants.acme_id, two_tenants.acme_ada["id"])]
+        [query] = [s for s in seen if "FROM users" in s]
+        assert "tenant_id =" not in query and "WHERE" not in query
+        db.session.remove()
+        with tenancy.entered(None):
+            assert db.session.execute(unscoped).all() == []
+    finally:
+        event.listen(Session, "do_orm_execute", scope._scope_statement)
 
 
 def test_across_tenants_sees_every_tenants_rows(two_tenants):

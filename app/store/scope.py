@@ -54,8 +54,6 @@ def _scope_statement(state: ORMExecuteState) -> None:
     _keep_row_level_security_current(state.session)
     if not (state.is_select or state.is_update or state.is_delete):
         return
-    if state.execution_options.get("tenant_scope_applied"):
-        return  # the statement carries its tenant condition already
     scope = tenancy.current()
     if scope is tenancy.ALL_TENANTS:
         return

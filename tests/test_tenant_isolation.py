@@ -56,6 +56,7 @@ class Tenants:
     b_user2: dict[str, Any]
     b_group: dict[str, Any]  # members: b_user and b_nested
     b_nested: dict[str, Any]  # members: b_user2
+    b_deleted: str  # the id of a user B deleted: a tombstone of B's
 
     @property
     def b_ids(self) -> dict[str, str]:
@@ -64,6 +65,7 @@ class Tenants:
             "user2": self.b_user2["id"],
             "group": self.b_group["id"],
             "nested": self.b_nested["id"],
+            "deleted": self.b_deleted,
         }
 
 
@@ -129,7 +131,9 @@ def two(tenant_client: Callable[[str], FlaskClient]) -> Tenants:
     )
     b_nested = post_group(b, "B Nested", b_user2["id"], externalId="ext-b-nested")
     b_group = post_group(b, "B Only Group", b_user["id"], b_nested["id"], externalId="ext-b-group")
-    return Tenants(a, b, a_user, a_group, b_user, b_user2, b_group, b_nested)
+    gone = created(b.post(f"{BASE}/Users", json=user_payload(userName="b-gone@b.example")))
+    assert b.delete(f"{BASE}/Users/{gone['id']}").status_code == 204
+    return Tenants(a, b, a_user, a_group, b_user, b_user2, b_group, b_nested, gone["id"])
 
 
 def view(client: FlaskClient) -> dict[str, Any]:
@@ -441,7 +445,7 @@ def adds(a_group: dict[str, Any], a_user: dict[str, Any], element: dict[str, Any
 
 
 @pytest.mark.parametrize("declared", [None, "User", "Group"])
-@pytest.mark.parametrize("which", ["user", "user2", "group", "nested"])
+@pytest.mark.parametrize("which", ["user", "user2", "group", "nested", "deleted"])
 def test_adding_b_members_to_a_group_is_400_as_for_unknown_ids(two, which, declared):
     b_id, ghost = two.b_ids[which], str(uuid.uuid4())
     b_before, a_before = view(two.b), view(two.a)

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import flask_migrate
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -17,7 +18,7 @@ from app import create_app, tenancy
 from app.auth import new_token, token_hash
 from app.db import db
 from app.store import tenants, tokens
-from tests.databases import scratch_postgres_database
+from tests.databases import drop_roles_later, scratch_postgres_database, two_roles
 from tests.payloads import BASE, GROUP_URN, user_payload
 
 TOKEN = "test-token-0123456789"
@@ -69,6 +70,48 @@ def app(database_url: str) -> Iterator[Flask]:
         db.engine.dispose()
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql", "postgresql-service-role"])
+def app_as_deployed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Flask]:
+    """For the isolation proofs: `app` on each database, and on PostgreSQL as deploy/ runs it
+    too (roles by deploy/postgres/app-role.sql, migrations as the owner, the service as a role
+    that row-level security binds). A module uses it by naming it its `app` fixture."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'scim.sqlite3'}"
+        yield from _serving(make_app(url))
+        return
+    with scratch_postgres_database() as admin_url:
+        if request.param == "postgresql":
+            yield from _serving(make_app(admin_url))
+            return
+        with two_roles(admin_url) as roles:
+            migrating = make_app(roles.app_url, MIGRATION_DATABASE_URL=roles.owner_url)
+            with migrating.app_context():
+                flask_migrate.upgrade()
+                _settled(migrating)
+            yield from _serving(make_app(roles.app_url), migrated=True)
+    drop_roles_later()
+
+
+def _serving(app: Flask, *, migrated: bool = False) -> Iterator[Flask]:
+    with app.app_context():
+        if not migrated:
+            create_schema()
+        yield app
+        db.session.remove()
+        if not migrated:
+            db.drop_all()
+        _settled(app)
+
+
+def _settled(app: Flask) -> None:
+    """The app's start-up check (app/store/rls.py) done and its connections closed."""
+    if (check := app.extensions.get("scim_rls_check")) is not None:
+        check.join(timeout=10)
+    db.engine.dispose()
+
+
 @pytest.fixture
 def client(app: Flask) -> Iterator[FlaskClient]:
     client = app.test_client()
@@ -92,13 +135,18 @@ def create_schema() -> None:
 
 
 def empty_tables() -> None:
-    """Delete every row of every tenant, children first, and keep only the default tenant.
+    """Delete every row of every tenant, children first, and every tenant but the default one.
     Emptied, not rolled back: race tests need commits that other connections see; a
-    hypothesis test calls it to start each example afresh."""
+    hypothesis test calls it to start each example afresh. Across tenants, as the service's
+    PostgreSQL role sees only the entered tenant's rows (row-level security)."""
     db.session.remove()
-    for table in reversed(db.metadata.sorted_tables):
-        db.session.execute(table.delete())
-    db.session.commit()
+    with tenancy.across_tenants():
+        for table in reversed(db.metadata.sorted_tables):
+            delete = table.delete()
+            if table.name == "tenants":
+                delete = delete.where(table.c.id != tenancy.DEFAULT_TENANT_ID)
+            db.session.execute(delete)
+        db.session.commit()
     tenants.ensure_default()
 
 

@@ -10,15 +10,10 @@ the policies of migration 0009 stand between a tenant and another one's rows.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import flask_migrate
 import pytest
@@ -36,11 +31,14 @@ from app.models import User
 from app.store import rls, scope, tenants, tokens
 from app.store.scope import TENANT_OWNED
 from tests.conftest import TOKEN, make_app, statements
-from tests.databases import postgres_admin_url, scratch_postgres_database
+from tests.databases import (
+    Deployment,
+    drop_roles_later,
+    scratch_postgres_database,
+    two_roles,
+)
 from tests.payloads import BASE, GROUP_URN, error, user_payload
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "deploy" / "postgres" / "app-role.sql"
 OWNED = sorted(model.__table__.name for model in TENANT_OWNED)
 ADMIN = "scim-admin"  # tenant 1's named token, so that `tokens` holds rows of both tenants
 
@@ -57,15 +55,6 @@ NOT_LEADING_WITH_TENANT = {
 }
 
 
-@dataclass(frozen=True)
-class Deployment:
-    admin_url: str  # a superuser: what the test suite's other databases are used as
-    owner_url: str  # owns the tables; the migrations ran as it
-    app_url: str  # the service's role, made by deploy/postgres/app-role.sql
-    owner_role: str
-    app_role: str
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
     """A scratch database set up as deploy/ sets one up: roles by the script, then migrations
@@ -80,56 +69,10 @@ def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
         yield deployment
 
 
-@contextmanager
-def two_roles(admin_url: str) -> Iterator[Deployment]:
-    """Run deploy/postgres/app-role.sql on the database, as a superuser, for two roles of unique
-    names; they are dropped afterwards (once the database is gone: they belong to the server)."""
-    psql = shutil.which("psql")
-    if psql is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true but psql is not installed: deploy/postgres/app-role.sql needs it")
-        pytest.skip("psql is not installed: deploy/postgres/app-role.sql cannot be run")
-    suffix = uuid.uuid4().hex[:10]
-    owner_role, app_role = f"scim_owner_{suffix}", f"scim_app_{suffix}"
-    url = make_url(admin_url)
-    try:
-        done = subprocess.run(
-            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", f"owner_role={owner_role}"]
-            + ["-v", f"app_role={app_role}", "-v", "owner_password=owner-secret-1"]
-            + ["-v", "app_password=app-secret-1", "-f", str(SCRIPT)]
-            + ["-d", url.set(drivername="postgresql").render_as_string(hide_password=False)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        owner_url = url.set(username=owner_role, password="owner-secret-1")
-        app_url = url.set(username=app_role, password="app-secret-1")
-        yield Deployment(
-            admin_url,
-            owner_url.render_as_string(hide_password=False),
-            app_url.render_as_string(hide_password=False),
-            owner_role,
-            app_role,
-        )
-    finally:
-        _drop_roles_later.extend((app_role, owner_role))
-
-
-# Dropped at the end of the module, after the scratch databases that hold their privileges.
-_drop_roles_later: list[str] = []
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _drop_roles() -> Iterator[None]:
     yield
-    if _drop_roles_later and (admin_url := postgres_admin_url()) is not None:
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            for role in _drop_roles_later:
-                connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
-        admin.dispose()
-        _drop_roles_later.clear()
+    drop_roles_later()
 
 
 def _migrate(deployment: Deployment) -> None:

@@ -32,6 +32,14 @@ from tests.payloads import (
     user_payload,
 )
 
+
+@pytest.fixture(scope="module")
+def app(app_as_deployed: Flask) -> Flask:
+    """SQLite, PostgreSQL, and PostgreSQL as deployed: the service's role, bound by row-level
+    security, so that both layers of isolation are proven (tests/conftest.py)."""
+    return app_as_deployed
+
+
 # What every answer carries that differs from one request to the next by design.
 PER_REQUEST_HEADERS = {"X-Request-ID"}
 EMPTY_LIST = {

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -29,6 +31,14 @@ from werkzeug.test import TestResponse
 
 from tests.conftest import empty_tables
 from tests.payloads import BASE, GROUP_URN, USER_URN, error, patch_payload
+
+
+@pytest.fixture(scope="module")
+def app(app_as_deployed: Flask) -> Flask:
+    """SQLite, PostgreSQL, and PostgreSQL as deployed: the service's role, bound by row-level
+    security, so that both layers of isolation are proven (tests/conftest.py)."""
+    return app_as_deployed
+
 
 USER_NAMES = (
     "ada@example.com",

@@ -22,23 +22,30 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app import tenancy
+from app.auth import new_token, token_hash
 from app.db import db, utcnow
 from app.models import AuditEvent, MembershipChange, TenantState
 from app.store import console as store
-from app.store import tenants
-from tests.conftest import statements
+from app.store import tenants, tokens
+from tests import test_row_level_security as rls
+from tests.conftest import TOKEN, make_app, statements
 from tests.payloads import BASE, GROUP_URN, patch_payload, user_payload
 from tests.test_console import csrf_of
 
 PASSWORD = "correct horse battery staple"
+# PostgreSQL set up as deploy/ sets it up (two roles, migrations as the owner), for one test.
+deployment = rls.deployment
+_drop_roles = rls._drop_roles
 BOUND_PASSWORD = "the acme admin's password"
 
 
 @pytest.fixture(autouse=True)
-def no_tenant_entered(client: FlaskClient) -> Iterator[None]:
+def no_tenant_entered(request: pytest.FixtureRequest) -> Iterator[None]:
     """Nothing is entered around a test's body here (conftest's `default_tenant` enters the
     default tenant), so a console page that forgot to enter its tenant fails as it would in
     production. After `client`, so that its teardown empties the tables as usual."""
+    if "client" in request.fixturenames:
+        request.getfixturevalue("client")
     with tenancy.entered(None):
         yield
 
@@ -596,3 +603,55 @@ def test_a_bound_admin_whose_tenant_is_deleted_sees_nothing(app, two):
     visitor = sign_in(app, "acme-it", BOUND_PASSWORD)
     assert visitor.get("/console/").status_code == 404
     assert visitor.get("/console/t/acme/").status_code == 404
+
+
+# --- PostgreSQL's row-level security, as production runs it ---------------------------------
+
+
+def test_console_pages_read_their_tenant_under_row_level_security(deployment):
+    """The service connected as the role deploy/postgres/app-role.sql makes, neither owner nor
+    BYPASSRLS (tests/test_row_level_security.py sets it up): every page's statements run under
+    the setting of the scope it entered, the tenants page's across tenants."""
+    service = make_app(deployment.app_url)
+    rls._join_check(service)
+    try:
+        with service.app_context():
+            acme_id = tenants.create("acme").id
+            token = new_token()
+            with tenancy.entered(acme_id):
+                tokens.create("acme-idp", token_hash(token))
+            acme, default = service.test_client(), service.test_client()
+            acme.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+            default.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+            ada = created(acme, "/Users", user_payload(userName="ada@example.com"))
+            created(acme, "/Groups", group_body("Engineering", ada["id"]))
+            status, _ = scim(acme, "POST", "/Users", user_payload(userName="ADA@example.com"))
+            assert status == 409
+            created(default, "/Users", user_payload(userName="grace@example.com"))
+            store.set_password("admin", PASSWORD)
+            store.set_password("acme-it", BOUND_PASSWORD, tenant_id=acme_id)
+            db.session.remove()
+
+            operator = sign_in(service)
+            page = operator.get("/console/tenants").text
+            assert cells(row_of(page, "acme"))[2:4] == ["1", "1"]
+            assert cells(row_of(page, "acme"))[6] == "33.3% (1 of 3)"
+            assert cells(row_of(page, "default"))[2] == "1"
+            assert names_listed(operator.get("/console/t/acme/users").text) == ["ada@example.com"]
+            default_users = operator.get("/console/t/default/users").text
+            assert names_listed(default_users) == ["grace@example.com"]
+            dashboard = operator.get("/console/t/acme/").text
+            assert '<span class="n">1</span> active users' in dashboard
+            assert "3 requests, 1 failed in the last 72 hours" in dashboard
+            failures = operator.get("/console/t/acme/failures").text
+            assert len(re.findall(r'<tr class="failed">', failures)) == 1
+            user = operator.get(f"/console/t/acme/users/{ada['id']}").text
+            assert [row[1:3] for row in membership_rows(user)] == [["Added to", "Engineering"]]
+
+            bound = sign_in(service, "acme-it", BOUND_PASSWORD)
+            assert names_listed(bound.get("/console/t/acme/users").text) == ["ada@example.com"]
+            assert bound.get("/console/t/default/users").status_code == 404
+    finally:
+        with service.app_context():
+            db.session.remove()
+            db.engine.dispose()

@@ -96,7 +96,7 @@ def _gate() -> Response | tuple[str, int] | None:
             abort(404)  # another tenant's, deleted, or no such slug: the same answer
         g.console_tenant = tenant
         scope = tenant.id
-    store.end_transaction()  # the next statement begins a transaction in the scope below
+    # On PostgreSQL the transaction's row-level security setting follows (app/store/scope.py).
     g.console_scope = tenancy.enter(scope)
     return None
 
@@ -247,7 +247,6 @@ def tenants_page() -> str:
     _global_admin_only()
     with tenancy.across_tenants():  # deliberately: one line per tenant, from every tenant's rows
         rows = store.tenant_rows()
-    store.end_transaction()  # nothing after this page's reads runs across tenants
     return render_template("console/tenants.html", rows=rows, days=store.ERROR_RATE_DAYS)
 
 

@@ -225,13 +225,6 @@ def end_sessions(*, idle: timedelta) -> int:
     return ended.rowcount
 
 
-def end_transaction() -> None:
-    """End the session's transaction (it only read), so that the next statement begins one in
-    the tenant scope entered since: PostgreSQL's row-level security setting is taken when a
-    transaction begins (app/store/scope.py)."""
-    db.session.commit()
-
-
 def _end(now: datetime) -> Update:
     return update(ConsoleSession).where(ConsoleSession.ended_at.is_(None)).values(ended_at=now)
 

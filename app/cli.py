@@ -34,7 +34,7 @@ from typing import TypeVar
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
-from sqlalchemy import make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
 from app import auth, tenancy

@@ -274,6 +274,7 @@ class Setup:
     users: list[tuple[str, str, str]]  # (id, userName, externalId) in creation order
     group_id: str
     newcomer: str  # a user in no group: the one member PATCHes add and remove
+    url: str
     samples: dict[str, list[float]] = field(default_factory=dict)
     statements: dict[str, int] = field(default_factory=dict)
     captured: dict[str, list[tuple[str, Any, bool]]] = field(default_factory=dict)
@@ -302,7 +303,7 @@ def open_setup(label: str, url: str, ordinal: int, sizes: Sizes, slot: int = 0) 
     users = [tuple(row) for row in rows]
     assert len(users) == sizes.users, (label, len(users))
     newcomer = users[-1 - slot][0]
-    return Setup(label, app, client, engine, caller.tenant_id, users, group_id, newcomer)
+    return Setup(label, app, client, engine, caller.tenant_id, users, group_id, newcomer, url)
 
 
 def send(setup: Setup, kind: str, pick: int, start_index: int, round_: int) -> Any:
@@ -571,6 +572,29 @@ def verdict(plan: list[str], leading: dict[str, str], rows: dict[str, int]) -> s
     return "; ".join(found) if found else f"no scan ({plan[0].strip()})"
 
 
+def analyze_page(setup: Setup) -> None:
+    """The page request's statements on users, run with EXPLAIN ANALYZE as the setup's role in
+    its tenant: the plan's nodes, their filters and the execution time."""
+    engine = create_engine(setup.url)
+    print(f"\n  {setup.label}:")
+    with engine.connect() as connection:
+        for statement, parameters, _ in setup.captured["GET page (random startIndex)"]:
+            if not statement.startswith("SELECT") or "FROM users" not in statement:
+                continue
+            connection.exec_driver_sql(
+                "SELECT set_config('scim.tenant', %(t)s, true)", {"t": str(setup.tenant_id)}
+            )
+            plan = connection.exec_driver_sql(
+                "EXPLAIN (ANALYZE, COSTS OFF) " + statement, parameters
+            ).scalars()
+            connection.rollback()
+            print(f"    {short_sql(statement)[:100]}")
+            for line in plan:
+                if re.search(r"Scan|Sort|Gather|Aggregate|Limit|Filter|Cond|Execution", line):
+                    print(f"      {clip(line, 140)}")
+    engine.dispose()
+
+
 def explain_sqlite(setup: Setup) -> None:
     with setup.engine.connect() as connection:
         for statement, (parameters, kinds) in distinct_statements(setup).items():
@@ -728,6 +752,12 @@ def run(dialect: str, args: argparse.Namespace) -> None:
             if role_urls:
                 print(f"\nEXPLAIN as the service role (scim.tenant = {many.tenant_id}):")
                 explain_postgres(setups[3], role_urls[1], str(many.tenant_id))
+                print(
+                    "\nEXPLAIN ANALYZE of the page's statements on users (startIndex "
+                    f"{args.users // 2}), on every setup: where row-level security costs"
+                )
+                for setup in setups:
+                    analyze_page(setup)
         elif args.explain:
             print(f"\nEXPLAIN QUERY PLAN on the {args.tenants}-tenant database:")
             explain_sqlite(many)

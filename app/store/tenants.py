@@ -98,7 +98,10 @@ def create(slug: str, name: str | None = None) -> Tenant:
 
 
 def ensure_default() -> Tenant:
-    """The `default` tenant, created if missing (migration 0009 creates it on every database)."""
+    """The `default` tenant, created if missing (migration 0009 creates it on every database).
+
+    Ends its transaction either way: on SQLite every transaction, a read included, holds the
+    write lock until it ends (app/db.py begins them IMMEDIATE)."""
     tenant = db.session.get(Tenant, tenancy.DEFAULT_TENANT_ID)
     if tenant is None:
         tenant = Tenant(
@@ -114,7 +117,7 @@ def ensure_default() -> Tenant:
             db.session.execute(
                 text("SELECT setval(pg_get_serial_sequence('tenants', 'id'), max(id)) FROM tenants")
             )
-        db.session.commit()
+    db.session.commit()
     return tenant
 
 

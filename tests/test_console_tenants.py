@@ -304,8 +304,10 @@ def test_a_bound_admin_gets_404_for_every_other_tenants_page_as_for_no_page(acme
         assert response.status_code == 404, path
         assert response.text == never.text, path  # nothing tells which of them exist
         assert "globex" not in response.text.lower()
-    # The old addresses mean the default tenant's pages: not this admin's either.
-    assert acme_it.get("/console/users", follow_redirects=True).status_code == 404
+    # The old addresses mean the admin's own tenant's pages.
+    moved = acme_it.get("/console/users?q=ada")
+    assert moved.status_code == 302
+    assert moved.headers["Location"] == "/console/t/acme/users?q=ada"
     # Another tenant's user id under the admin's own tenant: as unknown as any other id.
     crossed = acme_it.get(f"/console/t/acme/users/{globex_id}")
     assert crossed.status_code == 404

@@ -46,7 +46,9 @@ def test_stale_if_match_is_412_and_changes_nothing(client, request, resource, me
     response = client.open(url, method=method.upper(), json=body, headers={"If-Match": 'W/"7"'})
     assert response.status_code == 412
     kind = "User" if resource == "user" else "Group"
-    assert response.json == error(412, f"{kind} {item['id']} has changed (it is now version 1)")
+    assert response.json == error(
+        412, f'{kind} {item["id"]} has changed: its ETag is now W/"1"; read it again'
+    )
     after = client.get(url)
     assert after.status_code == 200 and after.headers["ETag"] == 'W/"1"'
 
@@ -102,7 +104,10 @@ def test_an_etag_minted_for_one_tenant_never_matches_in_another(client, tenant_c
     assert acme.get(acme_url).headers["ETag"] == acme_etag
 
     assert client.patch(our_url, json=RENAME, headers={"If-Match": acme_etag}).status_code == 412
-    assert acme.patch(acme_url, json=RENAME, headers={"If-Match": our_etag}).status_code == 412
+    stale = acme.patch(acme_url, json=RENAME, headers={"If-Match": our_etag})
+    # The 412 names the ETag to send, as this tenant sees it.
+    detail = f"User {theirs['id']} has changed: its ETag is now {acme_etag}; read it again"
+    assert (stale.status_code, stale.json) == (412, error(412, detail))
     assert acme.get(acme_url, headers={"If-None-Match": our_etag}).status_code == 200
     assert acme.get(acme_url, headers={"If-None-Match": acme_etag}).status_code == 304
     renamed = acme.patch(acme_url, json=RENAME, headers={"If-Match": acme_etag})

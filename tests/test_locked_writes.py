@@ -109,7 +109,9 @@ def test_if_match_is_checked_against_the_version_read_again_after_a_lost_race(
     response = client.patch(url, json=RENAME, headers={"If-Match": 'W/"1"'})
     assert (response.status_code, response.headers["ETag"]) == (200, 'W/"2"')
     stale = client.patch(url, json=RENAME, headers={"If-Match": 'W/"1"'})
-    assert stale.json == error(412, f"User {user['id']} has changed (it is now version 2)")
+    assert stale.json == error(
+        412, f'User {user["id"]} has changed: its ETag is now W/"2"; read it again'
+    )
 
 
 # --- A change that changes nothing ---------------------------------------------------------

@@ -648,7 +648,9 @@ def test_if_match_with_a_stale_etag_is_412(client, create_user):
         headers={"If-Match": user["meta"]["version"]},
     )
     assert response.status_code == 412
-    assert response.json == error(412, f"User {user['id']} has changed (it is now version 2)")
+    assert response.json == error(
+        412, f'User {user["id"]} has changed: its ETag is now W/"2"; read it again'
+    )
     assert fetch(client, user) == current
 
 

@@ -5,8 +5,8 @@ tenant's pages under /console/t/<slug>/; an admin bound to one tenant lands on t
 dashboard, and every other tenant's address answers 404, as an address that does not exist
 does. Within a tenant's pages every store call runs in that tenant's scope (app.tenancy),
 entered by the gate below before the view runs; the tenants page reads across tenants, and
-says so. The addresses from before tenants (/console/users...) redirect to the default
-tenant's pages.
+says so. The addresses from before tenants (/console/users...) redirect to the same page of
+the admin's own tenant (the default tenant's, for a global admin).
 """
 
 from __future__ import annotations
@@ -362,7 +362,7 @@ def group_page(group_id: str) -> str:
     )
 
 
-# --- The addresses from before tenants: the default tenant's pages -----------------------------
+# --- The addresses from before tenants: the admin's own tenant's pages ----------------------
 
 LEGACY = {
     "/events": "events",
@@ -375,18 +375,30 @@ LEGACY = {
 
 def _legacy(endpoint: str) -> Any:
     def view(**ids: str) -> Response:
-        target = url_for(f"console.{endpoint}", tenant=tenancy.DEFAULT_TENANT_SLUG, **ids)
+        target = url_for(f"console.{endpoint}", tenant=_home_tenant_slug(), **ids)
         if request.query_string:
             target += "?" + request.query_string.decode("ascii", "replace")
         return redirect(target)
 
     view.__name__ = f"legacy_{endpoint}"
-    view.__doc__ = "A bookmark from before tenants: the same page of the default tenant."
+    view.__doc__ = "A bookmark from before tenants: the same page of the admin's own tenant."
     return view
 
 
 for _rule, _endpoint in LEGACY.items():
     bp.add_url_rule(_rule, f"legacy_{_endpoint}", _legacy(_endpoint), methods=["GET"])
+
+
+def _home_tenant_slug() -> str:
+    """The tenant an old address means: a bound admin's own, else the default tenant (the only
+    one a console had before tenants)."""
+    admin = _admin()
+    if admin.tenant_id is None:
+        return tenancy.DEFAULT_TENANT_SLUG
+    tenant = store.tenant_by_id(admin.tenant_id)
+    if tenant is None or tenant.state == TenantState.DELETED:
+        abort(404)
+    return tenant.slug
 
 
 def _page() -> int:

@@ -65,7 +65,8 @@ def update_locked(
             row = load()
             if if_match is not None and not etags.matches(if_match, row.version, row.tenant_id):
                 raise PreconditionFailed(
-                    f"{kind} {resource_id} has changed (it is now version {row.version})"
+                    f"{kind} {resource_id} has changed: its ETag is now "
+                    f"{etags.etag(row.version, row.tenant_id)}; read it again"
                 )
             change(row)
             with refusing(refusals, row):

@@ -504,10 +504,6 @@ def test_a_user_without_membership_changes_says_so(operator, two):
     assert "No group request has changed its memberships." in page
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/api/groups.py does not pass requests.request_id() to store/groups.py yet",
-)
 def test_a_membership_change_names_the_request_that_made_it(operator, two):
     acme = two["acme"]
     grace = scim(acme, "GET", '/Users?filter=userName eq "grace@example.com"')[1]["Resources"][0]

@@ -5,6 +5,7 @@ from flask import Blueprint, Response
 from app import audit, etags, patch, protocol
 from app.api import render
 from app.protocol import ListQuery
+from app.requests import request_id
 from app.schema.core import GROUP_RESOURCE
 from app.store import groups
 
@@ -30,7 +31,9 @@ def _list(query: ListQuery) -> Response:
 
 @bp.post("")
 def create_group() -> Response:
-    group = groups.create(protocol.json_body(), max_members=protocol.limits().members)
+    group = groups.create(
+        protocol.json_body(), max_members=protocol.limits().members, request_id=request_id() or ""
+    )
     return render.group(group, protocol.projection(), 201)
 
 
@@ -49,6 +52,7 @@ def replace_group(group_id: str) -> Response:
         protocol.json_body(),
         if_match=protocol.if_match(),
         max_members=protocol.limits().members,
+        request_id=request_id() or "",
     )
     return render.group(group, protocol.projection())
 
@@ -58,7 +62,11 @@ def patch_group(group_id: str) -> Response:
     operations = patch.parse(GROUP_RESOURCE, protocol.json_body(), protocol.limits())
     audit.record_operations(operations)
     group = groups.patch(
-        group_id, operations, if_match=protocol.if_match(), max_members=protocol.limits().members
+        group_id,
+        operations,
+        if_match=protocol.if_match(),
+        max_members=protocol.limits().members,
+        request_id=request_id() or "",
     )
     projection = protocol.projection()
     if not projection.attributes and not projection.excluded_attributes:
@@ -69,5 +77,5 @@ def patch_group(group_id: str) -> Response:
 
 @bp.delete("/<group_id>")
 def delete_group(group_id: str) -> Response:
-    groups.delete(group_id, if_match=protocol.if_match())
+    groups.delete(group_id, if_match=protocol.if_match(), request_id=request_id() or "")
     return protocol.no_content()

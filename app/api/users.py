@@ -5,6 +5,7 @@ from flask import Blueprint, Response
 from app import audit, etags, patch, protocol
 from app.api import render
 from app.protocol import ListQuery
+from app.requests import request_id
 from app.store import users
 
 bp = Blueprint("users", __name__, url_prefix="/Users")
@@ -63,5 +64,5 @@ def patch_user(user_id: str) -> Response:
 
 @bp.delete("/<user_id>")
 def delete_user(user_id: str) -> Response:
-    users.delete(user_id, if_match=protocol.if_match())
+    users.delete(user_id, if_match=protocol.if_match(), request_id=request_id() or "")
     return protocol.no_content()

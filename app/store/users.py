@@ -123,11 +123,12 @@ def patch(
     return _update(user_id, change, if_match)
 
 
-def delete(user_id: str, *, if_match: str | None = None) -> None:
-    """Keep the row as a tombstone (RFC 7644 §3.6): deactivated, hidden, its userName freed."""
+def delete(user_id: str, *, if_match: str | None = None, request_id: str = "") -> None:
+    """Keep the row as a tombstone (RFC 7644 §3.6): deactivated, hidden, its userName freed.
+    `request_id` names the request in the membership removals recorded."""
 
     def change(user: User) -> None:
-        groups.forget_member(user.id)
+        groups.forget_member(user.id, request_id=request_id)
         user.deleted_at = utcnow()
         user.active = False
         user.last_modified = user.deleted_at

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from app import paging, protocol
-from tests.conftest import BASE
+from tests.conftest import BASE, statements
 from tests.payloads import (
     GROUP_URN,
     LIST_URN,
@@ -90,6 +90,35 @@ def test_total_counts_matches_on_every_page(client, numbered):
         (10, 4, 3),
         ["u13", "u14", "u15"],
     )
+
+
+@pytest.mark.parametrize(
+    ("params", "expected", "counted"),
+    [
+        # A lookup by a unique key: the page shows where the matches end, so nothing counts.
+        ({"filter": 'userName eq "u07"'}, ((1, 1, 1), ["u07"]), False),
+        ({"filter": 'userName eq "nobody"'}, ((0, 1, 0), []), False),
+        ({"startIndex": 22, "count": 5}, ((23, 22, 2), ["u21", "u22"]), False),
+        ({"cursor": "", "filter": 'userName sw "u1"', "count": 20}, ((10, None, 10), None), False),
+        # A full page, or one past the end, cannot tell: the matches are counted.
+        ({"startIndex": 1, "count": 3}, ((23, 1, 3), ["u00", "u01", "u02"]), True),
+        ({"startIndex": 30, "count": 3}, ((23, 30, 0), []), True),
+        ({"count": 0}, ((23, 1, 0), []), True),
+        ({"cursor": "", "count": 5}, ((23, None, 5), None), True),
+    ],
+)
+def test_total_is_counted_only_when_the_page_cannot_tell(
+    client, numbered, params, expected, counted
+):
+    with statements() as seen:
+        response = search(client, **params)
+    assert response.status_code == 200, response.json
+    body = response.json
+    totals = (body["totalResults"], body.get("startIndex"), body["itemsPerPage"])
+    assert totals == expected[0]
+    if expected[1] is not None:
+        assert listed_names(response) == expected[1]
+    assert any("count(" in statement.lower() for statement in seen) == counted
 
 
 def test_crawl_sees_every_user_exactly_once(client, numbered):

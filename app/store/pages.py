@@ -19,6 +19,9 @@ from app.db import db
 from app.paging import Cursor, PageRequest
 
 
+MAX_OFFSET = 2**63 - 1  # the largest OFFSET both databases accept (a signed 64-bit integer)
+
+
 @dataclass(frozen=True)
 class Key:
     expression: Any
@@ -35,36 +38,52 @@ class Page:
 
 
 def fetch(query: Select[Any], keys: list[Key], request: PageRequest) -> Page:
-    """Count the matches and read one page of `query` (a select of one ORM entity)."""
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    """Read one page of `query` (a select of one ORM entity) and how many rows match in all.
+
+    The page is read first: when it shows where the matches end (a lookup by userName finds
+    one user or none), the total follows from it and no second scan counts them.
+    """
     if request.cursor is None:
-        return _by_index(query, keys, request, total)
-    return _by_cursor(query, keys, request, total)
+        return _by_index(query, keys, request)
+    return _by_cursor(query, keys, request)
 
 
-def _by_index(query: Select[Any], keys: list[Key], request: PageRequest, total: int) -> Page:
-    if request.count == 0 or total == 0 or request.start_index > total:
-        return Page([], total)
+def _count(query: Select[Any]) -> int:
+    return db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+
+
+def _by_index(query: Select[Any], keys: list[Key], request: PageRequest) -> Page:
+    if request.count == 0:
+        return Page([], _count(query))
     ordered = query.order_by(*(_order(k, reverse=False) for k in keys))
-    rows = db.session.scalars(ordered.offset(request.start_index - 1).limit(request.count))
-    return Page(list(rows), total)
+    skipped = request.start_index - 1
+    # A startIndex past any table (10**20) skips everything, within what SQL's OFFSET takes.
+    offset = min(skipped, MAX_OFFSET)
+    rows = list(db.session.scalars(ordered.offset(offset).limit(request.count)))
+    if rows and len(rows) < request.count:
+        return Page(rows, skipped + len(rows))  # the last page: the matches end on it
+    if not rows and skipped == 0:
+        return Page([], 0)
+    return Page(rows, _count(query))
 
 
-def _by_cursor(query: Select[Any], keys: list[Key], request: PageRequest, total: int) -> Page:
+def _by_cursor(query: Select[Any], keys: list[Key], request: PageRequest) -> Page:
     cursor = request.cursor
     assert cursor is not None
     if request.count == 0:
-        return Page([], total)
+        return Page([], _count(query))
     backwards = cursor.backwards
-    if cursor.keys is not None:
-        query = query.where(_beyond(keys, cursor.keys, before=backwards))
-    ordered = query.add_columns(*(k.expression for k in keys)).order_by(
+    first = cursor.keys is None
+    beyond = query if first else query.where(_beyond(keys, cursor.keys, before=backwards))
+    ordered = beyond.add_columns(*(k.expression for k in keys)).order_by(
         *(_order(k, reverse=backwards) for k in keys)
     )
     # One row more than asked tells whether another page follows in this direction.
     fetched = list(db.session.execute(ordered.limit(request.count + 1)))
     more = len(fetched) > request.count
     fetched = fetched[: request.count]
+    # The first page with nothing after it holds every match: no count needed.
+    total = len(fetched) if first and not backwards and not more else _count(query)
     if backwards:
         fetched.reverse()
     rows = [row[0] for row in fetched]
@@ -72,7 +91,7 @@ def _by_cursor(query: Select[Any], keys: list[Key], request: PageRequest, total:
     if not rows:
         return Page([], total)
     has_next = more if not backwards else True
-    has_previous = (cursor.keys is not None) if not backwards else more
+    has_previous = (not first) if not backwards else more
     return Page(
         rows,
         total,

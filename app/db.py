@@ -7,7 +7,9 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from enum import Enum
 from typing import ParamSpec, TypeVar
@@ -119,16 +121,44 @@ def _tune_sqlite(dbapi_connection: object, connection_record: object) -> None:
     dbapi_connection.isolation_level = None
 
 
+# Whether the transactions begun now will only read (see reading_only); SQLite only.
+_reads_only: ContextVar[bool] = ContextVar("reads_only", default=False)
+
+
 @event.listens_for(Engine, "begin")
 def _begin_immediate(connection: Connection) -> None:
     """Take SQLite's write lock when a transaction begins, not half-way through it.
 
     A transaction that read and then writes cannot wait for a concurrent writer in WAL mode:
     SQLite fails it at once ("database is locked"). Beginning IMMEDIATE makes concurrent
-    requests (gunicorn threads and workers) queue on the busy timeout instead.
+    requests (gunicorn threads and workers) queue on the busy timeout instead. Transactions
+    known to only read begin DEFERRED: in WAL mode they read a snapshot and never wait for
+    a writer, nor make one wait.
     """
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN" if _reads_only.get() else "BEGIN IMMEDIATE")
+
+
+def start_reading_only() -> Token[bool]:
+    """From now on, in this context, transactions only read (a GET, a .search): on SQLite they
+    take no write lock. A write begun meanwhile could fail at once when another writer got
+    there first, so only code that never writes may run under it. Undo with stop_reading_only.
+    """
+    return _reads_only.set(True)
+
+
+def stop_reading_only(token: Token[bool]) -> None:
+    _reads_only.reset(token)
+
+
+@contextmanager
+def reading_only() -> Iterator[None]:
+    """start_reading_only for the duration of a block."""
+    token = start_reading_only()
+    try:
+        yield
+    finally:
+        stop_reading_only(token)
 
 
 def _lower(value: object) -> object:

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -22,7 +23,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from app.db import db, describe_failure
 from tests.conftest import BASE, TOKEN, make_app
 from tests.databases import postgres_admin_url
-from tests.payloads import GROUP_URN, error, patch_payload, user_payload
+from tests.payloads import GROUP_URN, SEARCH_URN, error, patch_payload, user_payload
 from tests.tcp_forwarder import Forwarder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,6 +144,36 @@ def test_a_write_stuck_behind_a_lock_is_503_within_the_timeout(
             f'database unavailable: PostgreSQL database "{name}" on {url.host}:{url.port} as user '
             f'"{url.username}": canceling statement due to statement timeout (SQLSTATE 57014)'
         )
+
+
+def test_reads_answer_while_a_write_holds_the_lock(
+    client, create_user, create_group, slow_app, database_url
+):
+    """A GET or a .search never waits for a writer: on SQLite its transactions begin DEFERRED
+    and read the last committed state (WAL), on PostgreSQL a row lock never blocks a read."""
+    user = create_user()
+    group = create_group("Readers", members=[{"value": user["id"]}])
+    scim = slow_app.test_client()
+    scim.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+    lookup = {"filter": f'userName eq "{user["userName"]}"'}
+    search_body = {"schemas": [SEARCH_URN], "filter": lookup["filter"]}
+    db.session.remove()
+    with _lock_held(database_url, user["id"]):
+        for method, url, body in (
+            ("GET", f"{BASE}/Users/{user['id']}", None),
+            ("GET", f"{BASE}/Users?{urlencode(lookup)}", None),
+            ("GET", f"{BASE}/Groups/{group['id']}", None),
+            ("POST", f"{BASE}/Users/.search", search_body),
+            ("POST", f"{BASE}/.search", search_body),
+        ):
+            response, took = timed(scim, method, url, json=body)
+            assert response.status_code == 200, (method, url, response.json)
+            assert took < SLACK, (method, url, took)
+        # A write still queues behind the lock, and says so within the timeout.
+        rename = patch_payload({"op": "replace", "path": "displayName", "value": "Late"})
+        blocked = scim.patch(f"{BASE}/Users/{user['id']}", json=rename)
+        assert (blocked.status_code, blocked.json) == (503, UNAVAILABLE)
+    assert scim.get(f"{BASE}/Users/{user['id']}").json["groups"][0]["value"] == group["id"]
 
 
 class _lock_held:

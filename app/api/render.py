@@ -16,11 +16,16 @@ from app.store.groups import members_of, memberships_of
 from app.store.pages import Page
 
 
-def users(rows: list[User], projection: Projection) -> list[dict[str, Any]]:
-    """Serialize users with their groups, loaded in one query when the response shows them."""
+def users(
+    rows: list[User], projection: Projection, *, created: bool = False
+) -> list[dict[str, Any]]:
+    """Serialize users with their groups, loaded in one query when the response shows them.
+
+    A user `created` by this request is in no group: no one else knows its id yet.
+    """
     rt = protocol.registry().user
     memberships = {}
-    if serialize.returns(rt, projection, "groups"):
+    if serialize.returns(rt, projection, "groups") and not created:
         memberships = memberships_of([row.id for row in rows])
     return [serialize.user(rt, row, projection, memberships.get(row.id)) for row in rows]
 
@@ -35,7 +40,7 @@ def groups(rows: list[Group], projection: Projection) -> list[dict[str, Any]]:
 
 def user(row: User, projection: Projection, status: int = 200) -> Response:
     """One user, with its ETag; a 201 also carries its Location."""
-    body = users([row], projection)[0]
+    body = users([row], projection, created=status == 201)[0]
     return _one(body, etags.etag(row.version, row.tenant_id), row, "Users", projection, status)
 
 

@@ -18,7 +18,6 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, s
 from app.db import db
 from app.paging import Cursor, PageRequest
 
-
 MAX_OFFSET = 2**63 - 1  # the largest OFFSET both databases accept (a signed 64-bit integer)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import tenancy
-from app.db import db, utcnow
+from app.db import db, reading_only, utcnow
 from app.models import Tenant, Token
 
 # last_used_at is a hint for operators, not a log: refreshed at most this often per token.
@@ -42,27 +42,32 @@ def caller_for_hash(digest: str) -> Caller | None:
     Runs on a connection of its own: the request's session stays untouched (and SQLite's
     write lock untaken) however the request then goes.
     """
-    with tenancy.across_tenants(), Session(db.engine) as session, session.begin():
-        found = session.execute(
-            select(Token, Tenant.slug, Tenant.state)
-            .join(Tenant, Tenant.id == Token.tenant_id)
-            .where(Token.hash == digest, Token.revoked_at.is_(None))
-        ).one_or_none()
+    with tenancy.across_tenants():
+        with reading_only(), Session(db.engine) as session:
+            found = session.execute(
+                select(Token.id, Token.name, Token.tenant_id, Token.last_used_at, Tenant.slug)
+                .add_columns(Tenant.state)
+                .join(Tenant, Tenant.id == Token.tenant_id)
+                .where(Token.hash == digest, Token.revoked_at.is_(None))
+            ).one_or_none()
         if found is None:
             return None
-        token, slug, state = found
+        token_id, name, tenant_id, last_used_at, slug, state = found
         now = utcnow()
-        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
-            session.execute(
-                update(Token).where(Token.id == token.id).values(last_used_at=now),
-                execution_options={"synchronize_session": False},
-            )
-        return Caller(token.name, token.tenant_id, slug, state)
+        if last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION:
+            # A write of its own, about once a minute per token: the lookup above takes no
+            # write lock on SQLite.
+            with Session(db.engine) as session, session.begin():
+                session.execute(
+                    update(Token).where(Token.id == token_id).values(last_used_at=now),
+                    execution_options={"synchronize_session": False},
+                )
+        return Caller(name, tenant_id, slug, state)
 
 
 def default_tenant_caller(token_name: str) -> Caller:
     """The caller of a SCIM_TOKEN_HASHES token: they belong to the default tenant."""
-    with Session(db.engine) as session:
+    with reading_only(), Session(db.engine) as session:
         found = session.execute(
             select(Tenant.slug, Tenant.state).where(Tenant.id == tenancy.DEFAULT_TENANT_ID)
         ).one_or_none()

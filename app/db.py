@@ -39,7 +39,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, Pool
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -116,6 +116,8 @@ def _tune_sqlite(dbapi_connection: object, connection_record: object) -> None:
     cursor.execute("PRAGMA case_sensitive_like = ON")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute("PRAGMA journal_mode = WAL")  # readers do not block the writer
+    # ANALYZE (run by PRAGMA optimize below) samples this many rows per index: fast at any size.
+    cursor.execute("PRAGMA analysis_limit = 1000")
     cursor.close()
     # Transactions are begun by the listener below, not by the driver's own heuristics.
     dbapi_connection.isolation_level = None
@@ -123,6 +125,39 @@ def _tune_sqlite(dbapi_connection: object, connection_record: object) -> None:
 
 # Whether the transactions begun now will only read (see reading_only); SQLite only.
 _reads_only: ContextVar[bool] = ContextVar("reads_only", default=False)
+
+
+# How often each pooled SQLite connection refreshes the planner's statistics (seconds).
+SQLITE_OPTIMIZE_SECONDS = 600.0
+
+
+@event.listens_for(Pool, "checkin")
+def _keep_sqlite_statistics(dbapi_connection: object, connection_record: object) -> None:
+    """SQLite: refresh the query planner's statistics now and then (PRAGMA optimize, as SQLite
+    advises for long-lived connections).
+
+    Without them SQLite cannot tell a selective index from a broad one: a lookup by externalId
+    walked the tenant's creation-order index to avoid a sort, reading every user. The refresh
+    runs when a connection returns to the pool, at most every SQLITE_OPTIMIZE_SECONDS; it
+    analyses only tables whose size changed much, sampling rows (analysis_limit). It never
+    waits for the write lock: a busy database skips it until next time.
+    """
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    info = connection_record.info  # type: ignore[attr-defined]
+    now = time.monotonic()
+    if now < info.get("scim_optimize_due", 0.0):
+        return
+    info["scim_optimize_due"] = now + SQLITE_OPTIMIZE_SECONDS
+    try:
+        (timeout,) = dbapi_connection.execute("PRAGMA busy_timeout").fetchone()
+        dbapi_connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            dbapi_connection.execute("PRAGMA optimize")
+        finally:
+            dbapi_connection.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+    except sqlite3.Error as e:  # busy, or a connection already broken: next time
+        log.debug("PRAGMA optimize skipped: %s", e)
 
 
 @event.listens_for(Engine, "begin")

@@ -7,10 +7,23 @@ excludedAttributes: test_projection.py.
 
 from __future__ import annotations
 
-import pytest
+import sys
 
-from tests.conftest import BASE
-from tests.payloads import GROUP_URN, LIST_URN, SEARCH_URN, error, found, patch_payload, search
+import pytest
+from sqlalchemy import event
+
+from app.db import db
+from tests.conftest import BASE, TOKEN, create_schema, make_app
+from tests.payloads import (
+    GROUP_URN,
+    LIST_URN,
+    SEARCH_URN,
+    error,
+    found,
+    patch_payload,
+    search,
+    user_payload,
+)
 
 # ---------------------------------------------------------------------------------------------
 # GET /Users: the lookups IdPs send before a create, and the list response
@@ -202,3 +215,37 @@ def test_root_search_treats_attributes_a_type_lacks_as_missing(client, create_us
     )
     assert sorted_all.json["totalResults"] == 2
     assert sorted_all.json["Resources"][0]["id"] == jane["id"]
+
+
+def test_sqlite_keeps_the_planners_statistics_so_lookups_use_their_index(tmp_path, monkeypatch):
+    """Without statistics SQLite walked the creation-order index for an externalId lookup,
+    reading every user; the pool's PRAGMA optimize gives it what it needs to choose."""
+    # On every check-in (app.db the module: the package's `db` is the SQLAlchemy handle).
+    monkeypatch.setattr(sys.modules["app.db"], "SQLITE_OPTIMIZE_SECONDS", 0.0)
+    app = make_app(f"sqlite:///{tmp_path / 'planned.sqlite3'}")
+    with app.app_context():
+        create_schema()
+        client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+        for n in range(300):
+            body = user_payload(userName=f"p{n}@example.com", externalId=f"ext-{n}")
+            assert client.post(f"{BASE}/Users", json=body).status_code == 201
+        lookup = {"filter": 'externalId eq "ext-7"'}
+        assert client.get(f"{BASE}/Users", query_string=lookup).json["totalResults"] == 1
+        seen = []
+
+        def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+            if "users.external_id" in statement:
+                seen.append((statement, parameters))
+
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            client.get(f"{BASE}/Users", query_string=lookup)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+        [(query, parameters)] = seen
+        with db.engine.connect() as connection:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}", parameters).all()
+        assert any("ix_users_external_id" in row[-1] for row in plan), plan
+        db.session.remove()
+        db.engine.dispose()

@@ -39,7 +39,7 @@ import flask_migrate  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 from sqlalchemy import event, func, select, text  # noqa: E402
 
-from app import create_app, validate  # noqa: E402
+from app import create_app, tenancy, validate  # noqa: E402
 from app.auth import token_hash  # noqa: E402
 from app.db import db, utcnow  # noqa: E402
 from app.models import User  # noqa: E402
@@ -254,7 +254,8 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     url = args.database_url or f"sqlite:///{tempfile.mkdtemp(prefix='scim-bench-')}/b.sqlite3"
     app = create_app({"DATABASE_URL": url, "SCIM_TOKEN_HASHES": token_hash(TOKEN)})
-    with app.app_context():
+    # The seeding and the checks read and write the default tenant, as the requests' token does.
+    with app.app_context(), tenancy.entered(tenancy.DEFAULT_TENANT_ID):
         flask_migrate.upgrade()
         if db.session.scalar(select(func.count()).select_from(User)):
             sys.exit("the database must be empty: the benchmark seeds its own users")

@@ -128,7 +128,7 @@ _reads_only: ContextVar[bool] = ContextVar("reads_only", default=False)
 
 
 # How often each pooled SQLite connection refreshes the planner's statistics (seconds).
-SQLITE_OPTIMIZE_SECONDS = 60.0
+SQLITE_OPTIMIZE_SECONDS = 5.0
 
 
 @event.listens_for(Pool, "checkin")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app import tenancy
 from app.db import db, reading_only, utcnow
 from app.models import Tenant, Token
+
+log = logging.getLogger(__name__)
 
 # last_used_at is a hint for operators, not a log: refreshed at most this often per token.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -45,8 +48,14 @@ def caller_for_hash(digest: str) -> Caller | None:
     with tenancy.across_tenants():
         with reading_only(), Session(db.engine) as session:
             found = session.execute(
-                select(Token.id, Token.name, Token.tenant_id, Token.last_used_at, Tenant.slug)
-                .add_columns(Tenant.state)
+                select(
+                    Token.id,
+                    Token.name,
+                    Token.tenant_id,
+                    Token.last_used_at,
+                    Tenant.slug,
+                    Tenant.state,
+                )
                 .join(Tenant, Tenant.id == Token.tenant_id)
                 .where(Token.hash == digest, Token.revoked_at.is_(None))
             ).one_or_none()
@@ -55,14 +64,22 @@ def caller_for_hash(digest: str) -> Caller | None:
         token_id, name, tenant_id, last_used_at, slug, state = found
         now = utcnow()
         if last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION:
-            # A write of its own, about once a minute per token: the lookup above takes no
-            # write lock on SQLite.
-            with Session(db.engine) as session, session.begin():
-                session.execute(
-                    update(Token).where(Token.id == token_id).values(last_used_at=now),
-                    execution_options={"synchronize_session": False},
-                )
+            _mark_used(token_id, now)
         return Caller(name, tenant_id, slug, state)
+
+
+def _mark_used(token_id: int, now: datetime) -> None:
+    """A write of its own, about once a minute per token (the lookup takes no write lock on
+    SQLite). A hint for operators: when the database cannot take it now, the request goes on
+    and a later one marks the token."""
+    try:
+        with Session(db.engine) as session, session.begin():
+            session.execute(
+                update(Token).where(Token.id == token_id).values(last_used_at=now),
+                execution_options={"synchronize_session": False},
+            )
+    except OperationalError as e:
+        log.info("token %s not marked used: %s", token_id, type(e).__name__)
 
 
 def default_tenant_caller(token_name: str) -> Caller:

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import flask_migrate
 import pytest
@@ -24,11 +25,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session
 
-from app import tenancy
+from app import tenancy, validate
 from app.auth import new_token, token_hash
 from app.db import db
 from app.models import User
-from app.store import rls, scope, tenants, tokens
+from app.schema.core import USER_RESOURCE
+from app.store import rls, scope, tenants, tokens, users
 from app.store.scope import TENANT_OWNED
 from tests.conftest import TOKEN, make_app, statements
 from tests.databases import (
@@ -493,3 +495,60 @@ def test_the_check_never_delays_or_fails_start_up(caplog):
     assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == rls.log.name] == [
         ("DEBUG", "row-level security check skipped: OperationalError")
     ]
+
+
+# --- What the policy costs ------------------------------------------------------------------
+
+PAGE = (
+    "EXPLAIN (COSTS OFF) SELECT id FROM users WHERE tenant_id = :tenant AND deleted_at IS NULL "
+    "ORDER BY created_at, id LIMIT 100 OFFSET :offset"
+)
+
+
+def _plan(url: str, setting: str, offset: int) -> str:
+    """The plan of a page of the default tenant's users, with `scim.tenant` set to `setting`."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("SELECT set_config('scim.tenant', :t, true)"), {"t": setting})
+            rows = connection.execute(
+                text(PAGE), {"tenant": tenancy.DEFAULT_TENANT_ID, "offset": offset}
+            )
+            # The policy's own condition shows in the Filter lines; the plan is the rest.
+            return "\n".join(row[0] for row in rows if "Filter:" not in row[0])
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("offset", [0, 2_500, 4_900])  # the last page: both read and sort
+def test_a_page_under_the_policy_walks_the_index_as_without_it(offset):
+    """One tenant holding every row, as a single-customer deployment does: the policy (one
+    comparison PostgreSQL inlines, migration 0010) leaves the planner the plan it makes without
+    any policy (for a superuser), the creation-order index walked to the page where that is
+    cheaper; 0009's opaque function made it read and sort the whole table for every page."""
+    with scratch_postgres_database() as admin_url, two_roles(admin_url) as deployment:
+        _migrate(deployment)
+        app = make_app(deployment.app_url)
+        _join_check(app)
+        with app.app_context(), tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+            documents = [
+                validate.resource(
+                    USER_RESOURCE, user_payload(userName=f"u{n}@example.com")
+                ).document
+                for n in range(5_000)
+            ]
+            start = datetime(2026, 1, 1, tzinfo=UTC)
+            created = [start + timedelta(seconds=n) for n in range(5_000)]
+            users.insert_many(USER_RESOURCE, documents, created)
+            db.session.commit()
+            db.session.remove()
+            db.engine.dispose()
+        owner = create_engine(deployment.owner_url)
+        with owner.begin() as connection:
+            connection.execute(text("ANALYZE users"))
+        owner.dispose()
+        unpoliced = _plan(admin_url, "*", offset)
+        as_service = _plan(deployment.app_url, str(tenancy.DEFAULT_TENANT_ID), offset)
+    assert as_service == unpoliced
+    if offset < 4_900:
+        assert "ix_users_created_at_id" in as_service and "Sort" not in as_service, as_service

@@ -1,6 +1,6 @@
 -- The two PostgreSQL roles of a production deployment (docs/tenancy.md, "Two roles"):
 --
---   owner_role (default scim_owner)  owns the tables, the sequences and scim_tenant_visible();
+--   owner_role (default scim_owner)  owns the tables, the sequences and the policies' functions;
 --                                    `flask db upgrade` connects as it (MIGRATION_DATABASE_URL).
 --   app_role   (default scim_app)    the service (DATABASE_URL): reads and writes rows, owns
 --                                    nothing, neither SUPERUSER nor BYPASSRLS, so that the
@@ -65,6 +65,8 @@ GRANT USAGE, CREATE ON SCHEMA public TO :"owner_role";
 GRANT USAGE ON SCHEMA public TO :"app_role";
 
 -- 3. What exists already belongs to the owner (serial sequences and indexes follow their table).
+--    The policies' functions: scim_tenant_visible (migration 0009) and scim_all_tenants_visible,
+--    which it calls (0010).
 SELECT format('ALTER TABLE public.%I OWNER TO %I', c.relname, :'owner_role')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
@@ -73,7 +75,7 @@ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
 \gexec
 SELECT format('ALTER FUNCTION %s OWNER TO %I', p.oid::regprocedure, :'owner_role')
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname = 'public' AND p.proname = 'scim_tenant_visible'
+WHERE n.nspname = 'public' AND p.proname IN ('scim_tenant_visible', 'scim_all_tenants_visible')
   AND pg_get_userbyid(p.proowner) <> :'owner_role'
 \gexec
 
@@ -93,11 +95,11 @@ RESET ROLE;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO :"app_role";
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO :"app_role";
 REVOKE INSERT, UPDATE, DELETE ON public.alembic_version FROM :"app_role";
-SELECT to_regprocedure('public.scim_tenant_visible(integer)') IS NOT NULL AS present \gset
-\if :present
-REVOKE EXECUTE ON FUNCTION public.scim_tenant_visible(integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION public.scim_tenant_visible(integer) TO :"app_role";
-\endif
+SELECT format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', p.oid::regprocedure),
+       format('GRANT EXECUTE ON FUNCTION %s TO %I', p.oid::regprocedure, :'app_role')
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = 'public' AND p.proname IN ('scim_tenant_visible', 'scim_all_tenants_visible')
+\gexec
 
 -- ...and the same for what the owner's migrations create from now on.
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner_role" IN SCHEMA public

@@ -19,8 +19,10 @@ import errno
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from datetime import UTC, datetime
 from typing import Any
 
@@ -151,6 +153,46 @@ def post_worker_init(worker: Any) -> None:
     # scripts/serve's banner: the socket is bound and this, the first worker, has the app loaded.
     if os.environ.get("SCIM_SERVE_BANNER") and worker.age == 1:
         print(f"SCIM service on {worker.sockets[0]}/scim/v2 (Ctrl-C stops it)", flush=True)
+
+
+# Metrics (README, "Metrics"): with SCIM_METRICS_TOKEN_HASHES set, every worker writes its
+# numbers to files in PROMETHEUS_MULTIPROC_DIR and a scrape answered by any worker sums them all.
+# prometheus_client reads that variable when a worker imports it, so the master sets it before
+# the first worker starts: a fresh directory for each run (or the one given, emptied), never one
+# with a previous run's numbers in it. A dead worker's gauges go with it; its counts stay.
+_METRICS_ON = bool((_ENV.get("SCIM_METRICS_TOKEN_HASHES") or "").strip())
+_METRICS_DIR_PREFIX = "scim-metrics-"
+
+
+def on_starting(server: Any) -> None:
+    """Once, as the master starts (not on a HUP reload, whose workers keep adding to it)."""
+    if not _METRICS_ON:
+        return
+    given = (_ENV.get("PROMETHEUS_MULTIPROC_DIR") or "").strip()
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):
+            if name.endswith(".db"):  # prometheus_client's files only
+                os.remove(os.path.join(given, name))
+    else:
+        given = tempfile.mkdtemp(prefix=_METRICS_DIR_PREFIX)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = given  # inherited by every worker
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker ended (stopped, crashed or replaced): its connection-pool gauges no longer count."""
+    if path := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, path)
+
+
+def on_exit(server: Any) -> None:
+    """Remove the directory on_starting made (one given is left, emptied at the next start)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    made = os.path.join(tempfile.gettempdir(), _METRICS_DIR_PREFIX)
+    if path.startswith(made):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def bind_problem(address: str) -> str | None:

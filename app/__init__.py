@@ -9,8 +9,9 @@ from dotenv import load_dotenv
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, audit, auth, cli, console, protocol, ratelimit, requests
+from app import api, audit, auth, cli, console, metrics, protocol, ratelimit, requests
 from app.api import health
+from app.api import metrics as metrics_view
 from app.config import ConfigError, load_config
 from app.db import db, end_request, migrate
 from app.schema import extensions
@@ -29,11 +30,14 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)  # relative SQLite paths live in instance/
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
-    audit.init_app(app)  # first: its clock starts before anything can refuse the request
+    metrics.init_app(app)  # first: its clock starts before any other hook, stops after them
+    audit.init_app(app)  # its clock starts before anything can refuse the request
     requests.init_app(app)  # request id, then SCIM_REQUIRE_HTTPS: before the bearer check
     auth.init_app(app)  # who is calling (g.token_name), for the rate limit and the audit
     ratelimit.init_app(app)  # per token; refuses before the bearer check
     app.register_blueprint(health.bp)  # /healthz, /readyz: outside /scim/v2, no token
+    if app.config["SCIM_METRICS_TOKEN_HASHES"]:
+        app.register_blueprint(metrics_view.bp)  # /metrics: outside /scim/v2, its own token
     app.register_blueprint(api.scim)
     console.init_app(app)  # /console/ and `flask console`; off until an admin password is set
     # A request that failed part-way must leave nothing behind: store functions commit once, at

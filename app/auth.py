@@ -24,6 +24,8 @@ from app.store.tokens import Caller
 TOKEN_BYTES = 32
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="scim"'}
 _INVALID = {"WWW-Authenticate": 'Bearer realm="scim", error="invalid_token"'}
+_METRICS_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+_METRICS_INVALID = {"WWW-Authenticate": 'Bearer realm="metrics", error="invalid_token"'}
 _UNSET = object()
 
 
@@ -99,6 +101,21 @@ def require_bearer() -> None:
     if not _presented():
         raise Unauthorized("Authorization: Bearer <token> is required", headers=_CHALLENGE)
     raise Unauthorized("The bearer token is not valid", headers=_INVALID)
+
+
+def require_metrics_token() -> None:
+    """GET /metrics: the scraper's token, one of SCIM_METRICS_TOKEN_HASHES (not a SCIM token,
+    whose tenant's IdP has no business reading every tenant's numbers), in constant time."""
+    token = _presented()
+    presented = token_hash(token) if token is not None else ""
+    valid = False
+    for known in current_app.config["SCIM_METRICS_TOKEN_HASHES"]:
+        valid |= hmac.compare_digest(presented, known)  # every hash, without stopping early
+    if valid:
+        return
+    if token is None:
+        raise Unauthorized("Authorization: Bearer <token> is required", headers=_METRICS_CHALLENGE)
+    raise Unauthorized("The bearer token is not valid", headers=_METRICS_INVALID)
 
 
 def _presented() -> str | None:

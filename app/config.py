@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Mapping
 from datetime import timedelta
@@ -29,6 +30,9 @@ def load_config(env: Mapping[str, str]) -> dict[str, object]:
     db_timeout = _int(env, "SCIM_DB_TIMEOUT_SECONDS", 5, minimum=1)
     secret_key = _secret_key(env)
     limits = _limits(env)
+    metrics_tokens = _token_hashes(
+        env.get("SCIM_METRICS_TOKEN_HASHES", ""), "SCIM_METRICS_TOKEN_HASHES"
+    )
     return {
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url, db_timeout),
@@ -65,6 +69,9 @@ def load_config(env: Mapping[str, str]) -> dict[str, object]:
         ),
         "SCIM_CONSOLE_LOGIN_ATTEMPTS": _int(env, "SCIM_CONSOLE_LOGIN_ATTEMPTS", 5, minimum=1),
         "SCIM_CONSOLE_LOCKOUT_SECONDS": _int(env, "SCIM_CONSOLE_LOCKOUT_SECONDS", 900, minimum=1),
+        # GET /metrics (app/metrics.py): on, and collected, only once a token hash is set.
+        "SCIM_METRICS_TOKEN_HASHES": metrics_tokens,
+        "PROMETHEUS_MULTIPROC_DIR": _multiprocess_dir(env, bool(metrics_tokens)),
     }
 
 
@@ -214,15 +221,24 @@ def _session_key(secret_key: bytes) -> str:
     return hmac.new(secret_key, b"scim-console-session", hashlib.sha256).hexdigest()
 
 
-def _token_hashes(raw: str) -> tuple[str, ...]:
+def _token_hashes(raw: str, name: str = "SCIM_TOKEN_HASHES") -> tuple[str, ...]:
     hashes = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
     for h in hashes:
         if len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
             raise ConfigError(
-                "SCIM_TOKEN_HASHES must be comma-separated SHA-256 hex digests "
+                f"{name} must be comma-separated SHA-256 hex digests "
                 "(run scripts/token_gen.py), got an entry that is not one"
             )
     return hashes
+
+
+def _multiprocess_dir(env: Mapping[str, str], metrics_on: bool) -> str:
+    """Where every gunicorn worker writes its metrics (prometheus_client's multiprocess mode);
+    gunicorn.conf.py sets it to a fresh directory per run. Empty: this process's own numbers."""
+    raw = env.get("PROMETHEUS_MULTIPROC_DIR", "").strip() if metrics_on else ""
+    if raw and not os.path.isdir(raw):
+        raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR must be an existing directory, got {raw!r}")
+    return raw
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:

@@ -6,6 +6,7 @@ import functools
 import logging
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -39,7 +40,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
-from sqlalchemy.pool import NullPool, Pool
+from sqlalchemy.pool import NullPool, Pool, QueuePool
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -198,6 +199,87 @@ def reading_only() -> Iterator[None]:
 
 def _lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
+
+
+# --- What statements and the pool cost, for app/metrics.py (attached only when metrics are on)
+
+
+class _StatementClock(threading.local):
+    """Per thread, as a gunicorn gthread worker serves one request per thread at a time: the
+    seconds its statements took so far, and when the one running now began (0: none runs)."""
+
+    seconds = 0.0
+    started = 0.0
+
+
+_clock = _StatementClock()
+
+
+def statement_seconds() -> float:
+    """The seconds this thread has spent in SQL statements so far: a request's share is the
+    difference between its end and its start, so nothing needs resetting between requests."""
+    return _clock.seconds
+
+
+def time_statements(engine: Engine) -> None:
+    """From now on, add the time each of `engine`'s statements takes to statement_seconds():
+    from the cursor's execute to its return (COMMIT and the pool's pre-ping are not statements
+    run on a cursor, and are not counted)."""
+    event.listen(engine, "before_cursor_execute", _statement_starts)
+    event.listen(engine, "after_cursor_execute", _statement_ends)
+    event.listen(engine, "handle_error", _statement_failed)  # a lock timeout takes seconds too
+
+
+def _statement_starts(*_: object) -> None:
+    _clock.started = time.perf_counter()
+
+
+def _statement_ends(*_: object) -> None:
+    _clock.seconds += time.perf_counter() - _clock.started
+    _clock.started = 0.0
+
+
+def _statement_failed(_context: object) -> None:
+    # Also called when connecting fails, with no statement started.
+    if _clock.started:
+        _statement_ends()
+
+
+def watch_checkouts(engine: Engine, report: Callable[[int], None]) -> None:
+    """Call `report` with the number of `engine`'s pooled connections this process has checked
+    out, whenever it changes.
+
+    Counted from the pool's events, pairing each checkin with a checkout seen: a connection
+    whose checkout failed part-way (a pre-ping that could not reconnect) is checked in without
+    having been checked out, and a detached one is never checked in.
+    """
+    out: set[object] = set()
+    lock = threading.Lock()
+
+    def checked_out(_dbapi: object, record: object, _proxy: object) -> None:
+        with lock:
+            out.add(record)
+            report(len(out))
+
+    def returned(_dbapi: object, record: object) -> None:
+        with lock:
+            if record in out:
+                out.discard(record)
+                report(len(out))
+
+    event.listen(engine, "checkout", checked_out)
+    event.listen(engine, "checkin", returned)
+    event.listen(engine, "detach", returned)
+
+
+def pool_limits(engine: Engine) -> tuple[int, int]:
+    """(pool_size, max_overflow) of `engine`'s pool: the connections kept open, and how many
+    more it opens under load; (0, 0) for a pool without such bounds (SQLite in memory)."""
+    pool = engine.pool
+    if not isinstance(pool, QueuePool):
+        return 0, 0
+    # QueuePool has no public accessor for max_overflow; -1 (unbounded) is never configured here.
+    return pool.size(), max(getattr(pool, "_max_overflow", 0), 0)
 
 
 # PostgreSQL's serialization_failure and deadlock_detected: the transaction was rolled back

@@ -18,7 +18,9 @@ HEADER = "X-Request-ID"
 # Visible ASCII only, so an id taken from a caller is safe in a response header and a log line;
 # long enough for a UUID, nginx's $request_id, or a trace header such as AWS's X-Amzn-Trace-Id.
 _ACCEPTABLE = re.compile(r"[\x21-\x7e]{1,128}")
-_EXEMPT_BLUEPRINTS = {"health"}  # probes from the load balancer or orchestrator may use plain HTTP
+# Probes from the load balancer or orchestrator, and Prometheus scraping a worker on the private
+# network (GET /metrics, behind its own token), may use plain HTTP.
+_EXEMPT_BLUEPRINTS = {"health", "metrics"}
 
 
 def init_app(app: Flask) -> None:

@@ -38,7 +38,10 @@ class Module:
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry points", (FACTORY, "app.cli")),
     ("views", ("app.api", "app.console")),
-    ("HTTP edge", ("app.protocol", "app.auth", "app.requests", "app.ratelimit", "app.audit")),
+    (
+        "HTTP edge",
+        ("app.protocol", "app.auth", "app.requests", "app.ratelimit", "app.audit", "app.metrics"),
+    ),
     ("store", ("app.store",)),
     (
         "engine",
@@ -216,11 +219,11 @@ RULES = (
     Rule(
         "request-at-edge",
         "only the HTTP edge reads flask.request: the views (API and console), protocol, auth, "
-        "requests, and the two request hooks audit and ratelimit",
+        "requests, and the three request hooks audit, ratelimit and metrics",
         ("app",),
         ("flask.request",),
         unless=("app.api", "app.console", "app.protocol", "app.auth", "app.requests")
-        + ("app.audit", "app.ratelimit"),
+        + ("app.audit", "app.ratelimit", "app.metrics"),
     ),
 )
 

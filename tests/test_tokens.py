@@ -8,11 +8,12 @@ from datetime import timedelta
 import pytest
 
 from app import tenancy
+from app.auth import new_token, token_hash
 from app.db import db, utcnow
 from app.models import Group, Token, User
-from app.store import audit
+from app.store import audit, tokens
 from app.tenancy import DEFAULT_TENANT_ID
-from tests.conftest import BASE, OTHER_TOKEN, TOKEN
+from tests.conftest import BASE, OTHER_TOKEN, TOKEN, statements
 from tests.payloads import GROUP_URN, patch_payload
 
 
@@ -163,3 +164,72 @@ def test_purge_tombstones_and_audit_and_stats(app, client, create_user):
 def test_an_unknown_token_is_looked_up_and_refused(client, anonymous):
     assert status(anonymous, "not-a-token") == 401
     assert db.session.scalars(db.select(Token)).all() == []
+
+
+# --- A worker remembers valid tokens for a second (store/tokens.py CALLER_TTL_SECONDS) ----------
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The callers' memory's clock, moved by hand."""
+    now = [1_000.0]
+    monkeypatch.setattr(tokens.time, "monotonic", lambda: now[0])
+    return now
+
+
+def _token_reads(anonymous, token: str, requests: int) -> int:
+    with statements() as seen:
+        for _ in range(requests):
+            assert status(anonymous, token) == 200
+    return sum(1 for s in seen if "FROM tokens" in s or "FROM tenants" in s)
+
+
+def test_a_valid_token_is_read_from_the_database_once_a_second(app, client, anonymous, clock):
+    named = issued(run(app, "tokens", "create", "okta").output)
+    assert _token_reads(anonymous, named, 20) == 1
+    assert _token_reads(anonymous, TOKEN, 20) == 1  # SCIM_TOKEN_HASHES: the tenant's state
+    clock[0] += tokens.CALLER_TTL_SECONDS
+    assert _token_reads(anonymous, named, 5) == 1
+    assert _token_reads(anonymous, TOKEN, 5) == 1
+
+
+def test_unknown_tokens_are_never_remembered(app, client, anonymous, clock):
+    """A token another process creates works at once, and guesses cost a lookup each."""
+    with statements() as seen:
+        for _ in range(3):
+            assert status(anonymous, "not-a-token") == 401
+    assert sum(1 for s in seen if "FROM tokens" in s) == 3
+    token = new_token()
+    with tenancy.entered(DEFAULT_TENANT_ID):
+        db.session.add(Token(name="made-elsewhere", hash=token_hash(token)))
+        db.session.commit()
+    assert status(anonymous, token) == 200
+
+
+def test_a_revocation_in_this_process_takes_effect_at_once(app, client, anonymous, clock):
+    token = issued(run(app, "tokens", "create", "okta").output)
+    assert status(anonymous, token) == 200
+    assert run(app, "tokens", "revoke", "okta").exit_code == 0
+    assert status(anonymous, token) == 401
+
+
+def test_a_revocation_by_another_process_takes_effect_within_a_second(
+    app, client, anonymous, clock
+):
+    token = issued(run(app, "tokens", "create", "okta").output)
+    assert status(anonymous, token) == 200
+    with tenancy.entered(DEFAULT_TENANT_ID):  # as another worker's `flask tokens revoke` would
+        db.session.execute(db.update(Token).values(revoked_at=utcnow()))
+        db.session.commit()
+    clock[0] += tokens.CALLER_TTL_SECONDS / 2
+    assert status(anonymous, token) == 200  # this worker still remembers it
+    clock[0] += tokens.CALLER_TTL_SECONDS / 2
+    assert status(anonymous, token) == 401
+
+
+def test_a_suspension_in_this_process_takes_effect_at_once(app, client, anonymous, clock):
+    assert status(anonymous, TOKEN) == 200
+    assert run(app, "tenants", "suspend", "default").exit_code == 0
+    assert status(anonymous, TOKEN) == 403
+    assert run(app, "tenants", "resume", "default").exit_code == 0
+    assert status(anonymous, TOKEN) == 200

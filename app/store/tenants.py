@@ -22,6 +22,7 @@ from app.models import (
     User,
     UserValue,
 )
+from app.store import tokens
 
 # URL-safe, as a host name label: lower-case letters, digits and inner hyphens, 1-63 characters.
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -132,6 +133,7 @@ def set_state(slug: str, state: TenantState) -> Tenant:
     tenant.updated_at = now
     tenant.deleted_at = now if state == TenantState.DELETED else None
     db.session.commit()
+    tokens.forget_callers()  # this worker answers with the new state at once; others within 1 s
     return tenant
 
 

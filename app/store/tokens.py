@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,6 +21,13 @@ log = logging.getLogger(__name__)
 
 # last_used_at is a hint for operators, not a log: refreshed at most this often per token.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+# How long a worker answers a valid token from memory before asking the database again. A
+# revocation, a rotation or a tenant's suspension or deletion made in this process takes effect
+# at once (they call forget_callers); made in another worker or instance, within this time.
+# Re-reading the token on every request cost a transaction of its own, a sixth of a lookup.
+CALLER_TTL_SECONDS = 1.0
+_CALLERS_HELD = 10_000  # tokens remembered at most; beyond, the memory starts afresh
 
 
 class NameTaken(ValueError):
@@ -38,7 +48,56 @@ class Caller:
     tenant_state: str
 
 
+class _Callers:
+    """Valid tokens' callers, each for CALLER_TTL_SECONDS. Unknown tokens are never remembered:
+    a token made a moment ago by another process works at once, and guesses take no memory."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[float, Caller]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, look_up: Callable[[], Caller | None]) -> Caller | None:
+        key = f"{db.engine.url}|{key}"  # one process may serve several databases (the tests)
+        now = time.monotonic()
+        held = self._held.get(key)
+        if held is not None and now - held[0] < CALLER_TTL_SECONDS:
+            return held[1]
+        caller = look_up()
+        with self._lock:
+            if caller is None:
+                self._held.pop(key, None)
+            else:
+                if len(self._held) >= _CALLERS_HELD:
+                    self._held.clear()
+                self._held[key] = (now, caller)
+        return caller
+
+    def clear(self) -> None:
+        with self._lock:
+            self._held.clear()
+
+
+_callers = _Callers()
+
+
+def forget_callers() -> None:
+    """Forget every remembered caller: a token or a tenant changed in this process."""
+    _callers.clear()
+
+
 def caller_for_hash(digest: str) -> Caller | None:
+    """The caller of the valid token with this hash, or None (remembered for a second)."""
+    return _callers.get(f"hash:{digest}", lambda: _caller_for_hash(digest))
+
+
+def default_tenant_caller(token_name: str) -> Caller:
+    """The caller of a SCIM_TOKEN_HASHES token: they belong to the default tenant."""
+    caller = _callers.get(f"env:{token_name}", lambda: _default_tenant_caller(token_name))
+    assert caller is not None
+    return caller
+
+
+def _caller_for_hash(digest: str) -> Caller | None:
     """The caller of the valid token with this hash, or None; marks the token used.
 
     The one lookup across tenants on the request path: the token is what names the tenant.
@@ -82,8 +141,7 @@ def _mark_used(token_id: int, now: datetime) -> None:
         log.info("token %s not marked used: %s", token_id, type(e).__name__)
 
 
-def default_tenant_caller(token_name: str) -> Caller:
-    """The caller of a SCIM_TOKEN_HASHES token: they belong to the default tenant."""
+def _default_tenant_caller(token_name: str) -> Caller:
     with reading_only(), Session(db.engine) as session:
         found = session.execute(
             select(Tenant.slug, Tenant.state).where(Tenant.id == tenancy.DEFAULT_TENANT_ID)
@@ -119,6 +177,7 @@ def rotate(name: str, digest: str, *, keep_old: bool) -> Token:
     token = Token(name=name, hash=digest)
     db.session.add(token)
     _commit(name)
+    forget_callers()
     return token
 
 
@@ -134,6 +193,7 @@ def revoke(name: str, *, old_only: bool = False) -> int:
         kind = "replaced token" if old_only else "valid token"
         raise UnknownName(f"no {kind} is named {name!r}")
     db.session.commit()
+    forget_callers()
     return revoked
 
 

@@ -137,12 +137,14 @@ def _database_url(raw: str, name: str = "DATABASE_URL") -> str:
 
 
 def _engine_options(url: str, timeout: int) -> dict[str, object]:
-    """Pre-ping (recover by itself after an outage) and one bound on every wait for the database.
+    """One bound on every wait for the database.
 
     With the database gone, slow or locked, a request fails within about `timeout` seconds (a
-    503 from protocol.py) instead of hanging until gunicorn kills its worker.
+    503 from protocol.py) instead of hanging until gunicorn kills its worker. A pooled
+    connection that sat idle is pinged before use (app.db._ping_if_idle), so the service
+    recovers by itself after an outage.
     """
-    options: dict[str, object] = {"pool_pre_ping": True}
+    options: dict[str, object] = {}
     if url.startswith("sqlite"):
         # Several gunicorn threads share one file: wait for a writer instead of failing at once.
         options["connect_args"] = {"timeout": timeout}

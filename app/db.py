@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
+    DisconnectionError,
     IntegrityError,
     InterfaceError,
     OperationalError,
@@ -161,6 +162,44 @@ def _keep_sqlite_statistics(dbapi_connection: object, connection_record: object)
         log.debug("PRAGMA optimize skipped: %s", e)
 
 
+# A pooled connection that sat unused this long is pinged before use (SELECT 1).
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+@event.listens_for(Pool, "checkin")
+def _note_idle_since(dbapi_connection: object, connection_record: object) -> None:
+    connection_record.info["scim_idle_since"] = time.monotonic()  # type: ignore[attr-defined]
+
+
+@event.listens_for(Pool, "checkout")
+def _ping_if_idle(dbapi_connection: object, connection_record: object, proxy: object) -> None:
+    """A connection that waited in the pool is pinged before a request uses it, and replaced
+    when the database no longer answers on it (restarted, or the network cut): the pool then
+    opens a fresh one (DisconnectionError), so the first request after an outage succeeds.
+
+    SQLAlchemy's pool_pre_ping pings at every checkout, a round trip per request; one that was
+    returned a moment ago (steady traffic) was alive then. Should it have died since, the
+    request's statement fails as an outage (a retryable 503, or read again on a new
+    connection), and SQLAlchemy then replaces every connection the pool holds. SQLite is a
+    file: nothing to ping.
+    """
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    info = connection_record.info  # type: ignore[attr-defined]
+    idle_since = info.get("scim_idle_since")  # none yet: a connection opened just now
+    if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+        dbapi_connection.rollback()  # type: ignore[attr-defined]
+    except Exception as e:  # any driver error: the connection is of no use
+        raise DisconnectionError(f"pooled connection failed its ping: {type(e).__name__}") from e
+
+
 @event.listens_for(Engine, "begin")
 def _begin_immediate(connection: Connection) -> None:
     """Take SQLite's write lock when a transaction begins, not half-way through it.
@@ -225,13 +264,23 @@ def time_statements(engine: Engine) -> None:
     """From now on, add the time each of `engine`'s statements takes to statement_seconds():
     from the cursor's execute to its return (COMMIT and the pool's pre-ping are not statements
     run on a cursor, and are not counted)."""
-    event.listen(engine, "before_cursor_execute", _statement_starts)
+    # retval=True: SQLAlchemy calls the listener as it is, without a wrapper that returns the
+    # statement for it (one call less per statement).
+    event.listen(engine, "before_cursor_execute", _statement_starts, retval=True)
     event.listen(engine, "after_cursor_execute", _statement_ends)
     event.listen(engine, "handle_error", _statement_failed)  # a lock timeout takes seconds too
 
 
-def _statement_starts(*_: object) -> None:
+def _statement_starts(
+    _connection: object,
+    _cursor: object,
+    statement: str,
+    parameters: object,
+    _context: object,
+    _executemany: bool,
+) -> tuple[str, object]:
     _clock.started = time.perf_counter()
+    return statement, parameters
 
 
 def _statement_ends(*_: object) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from app.auth import new_token, token_hash
 from app.db import db, describe_failure
 from app.store import tokens
-from tests.conftest import BASE, TOKEN, make_app
+from tests.conftest import BASE, TOKEN, make_app, statements
 from tests.databases import postgres_admin_url
 from tests.payloads import GROUP_URN, SEARCH_URN, error, patch_payload, user_payload
 from tests.tcp_forwarder import Forwarder
@@ -108,6 +108,49 @@ def test_postgresql_outage_gives_503_within_the_timeout_then_recovers_by_itself(
         user_url, json=patch_payload({"op": "replace", "value": {"active": False}})
     )
     assert (patched.status_code, patched.json["active"]) == (200, False)
+
+
+def _terminate_backends(url: str) -> int:
+    """Every other connection to the database ends, as when PostgreSQL restarts."""
+    admin = create_engine(url)
+    try:
+        with admin.connect() as connection:
+            return len(
+                connection.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).all()
+            )
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_connections_that_died_while_idle_are_replaced_before_a_request_uses_them(
+    app, client, postgres_url, monkeypatch
+):
+    monkeypatch.setattr(sys.modules["app.db"], "PING_AFTER_IDLE_SECONDS", 0.05)
+    created = client.post(f"{BASE}/Users", json=user_payload())
+    assert created.status_code == 201
+    user_url = f"{BASE}/Users/{created.json['id']}"
+    db.session.remove()
+    assert _terminate_backends(postgres_url) >= 1  # the pool's connection, at least
+    time.sleep(0.1)  # idle for longer than PING_AFTER_IDLE_SECONDS
+    for _ in range(3):
+        read = client.get(user_url)
+        assert read.status_code == 200, read.json
+        db.session.remove()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_connection_back_in_the_pool_a_moment_ago_is_not_pinged(app, client):
+    client.get(f"{BASE}/Users?count=1")  # the pool holds a connection that just served
+    db.session.remove()
+    with statements() as seen:
+        assert client.get(f"{BASE}/Users?count=1").status_code == 200
+    assert "SELECT 1" not in seen
 
 
 @pytest.fixture

@@ -21,8 +21,7 @@ from prometheus_client import disable_created_metrics as _without_created_series
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from app import db as database
-from app.db import db
+from app.db import db, pool_limits, statement_seconds, time_statements, watch_checkouts
 
 UNMATCHED = "unmatched"  # the route of a request that matched none (a 404 or a 405)
 NO_TENANT = ""  # no token recognised: the probes, the console, a refused SCIM request
@@ -94,9 +93,13 @@ class Metrics:
         # its own to the workers' sums.
         self.pool_limits: tuple[int, int] | None = None
 
+    # Flask's `g` and `request` are proxies that look up the request's context on every
+    # attribute: each hook resolves them once (a tenth of the hooks' cost).
+
     def start(self) -> None:
-        g.metrics_started = time.perf_counter()
-        g.metrics_sql_started = database.statement_seconds()
+        state = g._get_current_object()  # type: ignore[attr-defined]
+        state.metrics_started = time.perf_counter()
+        state.metrics_sql_started = statement_seconds()
         if self.pool_limits is not None:
             size, max_overflow = self.pool_limits
             self.pool_limits = None
@@ -105,11 +108,13 @@ class Metrics:
 
     def finish(self, response: Response) -> Response:
         now = time.perf_counter()
-        sql = database.statement_seconds() - g.get("metrics_sql_started", 0.0)
-        started = g.get("metrics_started", now)
-        rule = request.url_rule
-        method = request.method
-        caller = g.get("caller")
+        state = g._get_current_object()  # type: ignore[attr-defined]
+        sql = statement_seconds() - getattr(state, "metrics_sql_started", 0.0)
+        started = getattr(state, "metrics_started", now)
+        caller = getattr(state, "caller", None)
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        rule = current.url_rule
+        method = current.method
         key = (
             rule.rule if rule is not None else UNMATCHED,
             method if method in METHODS else "other",
@@ -151,9 +156,9 @@ def init_app(app: Flask) -> None:
     app.after_request(metrics.finish)
     with app.app_context():
         engine = db.engine
-    database.time_statements(engine)
-    database.watch_checkouts(engine, metrics.pool_checked_out.set)
-    metrics.pool_limits = database.pool_limits(engine)
+    time_statements(engine)
+    watch_checkouts(engine, metrics.pool_checked_out.set)
+    metrics.pool_limits = pool_limits(engine)
 
 
 def of(app: Flask) -> Metrics:

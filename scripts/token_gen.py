@@ -6,6 +6,7 @@ hash to SCIM_TOKEN_HASHES (comma-separated), move the IdP to the new token, then
 
     python3 scripts/token_gen.py              # print a token and its .env line
     python3 scripts/token_gen.py --env .env   # also create .env from .env.example with it
+    python3 scripts/token_gen.py --metrics    # a token for Prometheus: SCIM_METRICS_TOKEN_HASHES
 
 Standard library only, so it runs before any virtual environment exists.
 """
@@ -47,9 +48,19 @@ def write_env(path: Path, digest: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", type=Path, help="create this .env file (refuses to overwrite)")
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="a token for Prometheus to scrape GET /metrics with, not for an IdP",
+    )
     args = parser.parse_args(argv)
     token = new_token()
     digest = token_hash(token)
+    if args.metrics:
+        print(f"Metrics token (give it to Prometheus; it is not stored anywhere): {token}")
+        print("Line for .env (append with a comma to keep accepting older tokens):")
+        print(f"SCIM_METRICS_TOKEN_HASHES={digest}")
+        return 0
     if args.env is not None:
         if args.env.exists():
             print(f"{args.env} already exists; not overwriting it", file=sys.stderr)

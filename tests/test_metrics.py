@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -305,6 +306,26 @@ def test_metrics_answer_plain_http_when_https_is_required(metered):
     assert response.status_code == 200
 
 
+def test_token_gen_prints_a_metrics_token_and_its_setting(client, database_url, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "token_gen.py"), "--metrics"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=30,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    token = lines[0].rsplit(": ", 1)[1]
+    setting, _, digest = lines[-1].partition("=")
+    assert setting == "SCIM_METRICS_TOKEN_HASHES"
+    app = make_app(database_url, SCIM_METRICS_TOKEN_HASHES=digest)
+    response = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    with app.app_context():
+        db.engine.dispose()
+
+
 def test_metrics_settings_are_checked_at_start(tmp_path):
     with pytest.raises(ConfigError, match="^SCIM_METRICS_TOKEN_HASHES must be comma-separated"):
         load_config({"SCIM_METRICS_TOKEN_HASHES": METRICS_TOKEN})
@@ -383,3 +404,52 @@ def test_processes_sharing_a_multiprocess_dir_are_summed(client, database_url, t
     # the three pools count: 3 x 5.
     assert of(samples, "scim_db_pool_size") == 15
     assert len(list(tmp_path.glob("counter_*.db"))) == 3  # one file per process
+
+
+# --- gunicorn.conf.py's hooks ------------------------------------------------------------------
+
+
+def gunicorn_conf(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
+    # Restored afterwards, however the hooks change it: the suite's own prometheus_client
+    # stays single-process (it chose when it was imported).
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+
+def test_gunicorn_makes_a_fresh_multiprocess_dir_per_run_and_removes_it(monkeypatch):
+    conf = gunicorn_conf(monkeypatch, SCIM_METRICS_TOKEN_HASHES=token_hash(METRICS_TOKEN))
+    conf["on_starting"](None)
+    first = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    assert os.path.isdir(first) and os.listdir(first) == []
+    conf["on_exit"](None)
+    assert not os.path.exists(first)
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    conf["on_starting"](None)
+    second = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    assert second != first
+    conf["on_exit"](None)
+
+
+def test_gunicorn_empties_a_given_multiprocess_dir_of_metrics_files_only(monkeypatch, tmp_path):
+    (tmp_path / "counter_123.db").write_bytes(b"\0" * 8)
+    (tmp_path / "gauge_livesum_123.db").write_bytes(b"\0" * 8)
+    (tmp_path / "notes.txt").write_text("not ours")
+    conf = gunicorn_conf(
+        monkeypatch,
+        SCIM_METRICS_TOKEN_HASHES=token_hash(METRICS_TOKEN),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
+    )
+    conf["on_starting"](None)
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    conf["on_exit"](None)
+    assert tmp_path.is_dir()  # the operator's directory stays
+
+
+def test_gunicorn_sets_up_nothing_with_metrics_off(monkeypatch):
+    conf = gunicorn_conf(monkeypatch, SCIM_METRICS_TOKEN_HASHES="")
+    conf["on_starting"](None)
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == ""

@@ -32,11 +32,13 @@ from typing import Any
 
 import pytest
 
+from app.auth import token_hash
 from tests.conftest import TOKEN
 from tests.databases import scratch_postgres_database
 from tests.e2e.service import migrate, service_env
 from tests.net import free_port
 from tests.payloads import ERROR_URN, GROUP_URN, PATCH_URN, error, user_payload
+from tests.test_metrics import METRICS_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "deploy" / "nginx" / "scim.conf"
@@ -248,6 +250,7 @@ def _service_env(database_url: str, port: int) -> dict[str, str]:
         SCIM_THREADS="4",
         SCIM_PROXY_HOPS="1",
         SCIM_REQUIRE_HTTPS="1",
+        SCIM_METRICS_TOKEN_HASHES=token_hash(METRICS_TOKEN),
     )
 
 
@@ -591,6 +594,36 @@ def test_plain_http_straight_to_gunicorn_is_refused_but_probes_answer(stack):
         },
     )
     assert stack.request("GET", f"{stack.gunicorn}/healthz", token=False)[0] == 200
+
+
+def test_metrics_are_not_served_through_nginx_even_with_their_token(stack):
+    for url in (f"{stack.https}/metrics", f"{stack.https}//metrics", f"{stack.https}/%6detrics"):
+        status, headers, body = stack.request("GET", url, token=METRICS_TOKEN)
+        assert (status, body) == (404, error(404, "No such endpoint")), url
+        assert headers["Content-Type"] == "application/scim+json"
+
+
+def test_metrics_are_scraped_from_gunicorn_directly_and_count_what_came_through_nginx(stack):
+    status, _, user = stack.request("POST", f"{stack.https}/scim/v2/Users", user_payload())
+    assert status == 201
+    assert stack.request("GET", f"{stack.https}/scim/v2/Users/{user['id']}")[0] == 200
+    assert stack.request("GET", f"{stack.gunicorn}/metrics", token=False)[0] == 401
+    # Plain HTTP on the private address, as a load balancer's probes, despite SCIM_REQUIRE_HTTPS.
+    scrape = urllib.request.Request(f"{stack.gunicorn}/metrics")
+    scrape.add_header("Authorization", f"Bearer {METRICS_TOKEN}")
+    with urllib.request.urlopen(scrape, timeout=30) as response:
+        text = response.read().decode()
+    reads = [
+        line
+        for line in text.splitlines()
+        if line.startswith("scim_http_requests_total{")
+        and 'route="/scim/v2/Users/<user_id>"' in line
+        and 'method="GET"' in line
+        and 'status_class="2xx"' in line
+        and 'tenant="default"' in line
+    ]
+    assert len(reads) == 1 and float(reads[0].rsplit(" ", 1)[1]) >= 1, text
+    assert user["id"] not in text
 
 
 def test_logs_never_contain_the_token(stack):

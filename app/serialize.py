@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -106,6 +108,8 @@ def _member(member: Member, base_url: str) -> dict[str, Any]:
 
 def project(rt: ResourceType, body: dict[str, Any], projection: Projection) -> dict[str, Any]:
     """Apply attributes/excludedAttributes (RFC 7644 §3.4.2.5) and the `returned` rules."""
+    if not projection.attributes and not projection.excluded_attributes and _as_is(rt, body):
+        return body
     wanted = _paths(rt, projection.attributes)
     excluded = _paths(rt, projection.excluded_attributes)
     # `attributes` naming only unknown names still selects: nothing beyond what is always returned.
@@ -149,6 +153,45 @@ def project(rt: ResourceType, body: dict[str, Any], projection: Projection) -> d
 
 _DROP = object()
 Path = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Returned:
+    """The names a response without attributes/excludedAttributes shows as they are."""
+
+    core: frozenset[str]  # top-level keys: returned always or default, `schemas` and `meta`
+    extensions: dict[str, frozenset[str]]  # per extension URN, its attributes shown so
+
+
+_RETURNED: dict[int, tuple[ResourceType, _Returned]] = {}  # by id(rt); holds rt, so ids stay
+
+
+def _as_is(rt: ResourceType, body: dict[str, Any]) -> bool:
+    """Whether the default projection would return `body` unchanged: every key a known
+    attribute returned by default, no extension left empty. The common case of every list
+    page and read, answered without walking each attribute (a page of 100 users spent half
+    its time in project)."""
+    held = _RETURNED.get(id(rt))
+    if held is None:
+        held = _RETURNED[id(rt)] = (rt, _returned_by_default(rt))
+    returned = held[1]
+    for key, value in body.items():
+        if key in returned.core:
+            continue
+        allowed = returned.extensions.get(key)
+        if allowed is None or not value or not value.keys() <= allowed:
+            return False
+    return True
+
+
+def _returned_by_default(rt: ResourceType) -> _Returned:
+    def shown(attributes: Iterable[Attribute]) -> frozenset[str]:
+        return frozenset(a.name for a in attributes if a.returned in ("always", "default"))
+
+    return _Returned(
+        core=shown(rt.schema.attributes) | shown(rt.common) | {"schemas"},
+        extensions={e.id: shown(e.attributes) for e in rt.extensions},
+    )
 
 
 def _project_attribute(

@@ -4,8 +4,15 @@ and members excluded from a group are never read."""
 
 from __future__ import annotations
 
-import pytest
+import copy
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.projection import Projection
+from app.schema.core import USER_RESOURCE
+from app.serialize import project
 from tests.conftest import BASE, statements
 from tests.payloads import ENTERPRISE_URN, USER_URN, search, without_volatile
 
@@ -143,3 +150,49 @@ def test_excluded_members_are_never_read(client, create_user, create_group):
             response = client.get(f"{BASE}{url}{separator}excludedAttributes=members")
         assert response.status_code == 200
         assert not [s for s in seen if "group_members" in s], url
+
+
+# --- The default projection returns what the walk over every attribute would ----------------
+
+
+def test_a_response_without_a_projection_is_the_walks_answer(client, jane, create_group):
+    """serialize.project answers the common case (no attributes, no excludedAttributes) without
+    walking the attributes; excluding a name no resource has makes it walk, and the two must
+    agree for users (with an extension, and groups) and groups (with members)."""
+    group = create_group(displayName="Tour", members=[{"value": jane["id"]}])
+    for path in (f"{BASE}/Users/{jane['id']}", f"{BASE}/Groups/{group['id']}"):
+        plain = client.get(path)
+        walked = client.get(path, query_string={"excludedAttributes": "noSuchAttribute"})
+        assert plain.status_code == walked.status_code == 200
+        assert list(plain.json.items()) == list(walked.json.items())  # the order too
+    plain = client.get(f"{BASE}/Users")
+    walked = client.get(f"{BASE}/Users", query_string={"excludedAttributes": "noSuchAttribute"})
+    assert plain.json == walked.json
+
+
+ATTRIBUTE_NAMES = st.sampled_from(
+    ["userName", "name", "emails", "active", "groups", "password", "nickName", "Username"]
+)
+EXTENSION_KEYS = st.sampled_from(["department", "employeeNumber", "manager", "noSuch"])
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(
+    core=st.dictionaries(ATTRIBUTE_NAMES, st.just("x"), max_size=5),
+    extension=st.one_of(st.none(), st.dictionaries(EXTENSION_KEYS, st.just("y"), max_size=3)),
+    stray=st.booleans(),
+)
+def test_the_shortcut_agrees_with_the_walk_for_any_document(core, extension, stray):
+    rt = USER_RESOURCE
+    body = {"schemas": [rt.schema.id], "id": "1", **core}
+    if extension is not None:
+        body["schemas"].append(ENTERPRISE_URN)
+        body[ENTERPRISE_URN] = extension
+    if stray:
+        body["notAnAttribute"] = 1
+    body["meta"] = {"resourceType": "User", "location": "x"}
+    plain = project(rt, copy.deepcopy(body), Projection("https://x"))
+    walked = project(
+        rt, copy.deepcopy(body), Projection("https://x", excluded_attributes=("noSuchAttribute",))
+    )
+    assert list(plain.items()) == list(walked.items())

@@ -5,17 +5,22 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from unittest.mock import patch
 
 import pytest
 import redis
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from limits import parse_many
+from limits.storage import memory as limits_memory
 from sqlalchemy.engine import make_url
 
-from app import tenancy
+from app import ratelimit, tenancy
 from app.auth import new_token, token_hash
 from app.config import DEFAULT_RATE_LIMIT, ConfigError, load_config
 from app.db import db
+from app.ratelimit import WindowStorage
 from app.store import tenants, tokens
 from tests.conftest import BASE, OTHER_TOKEN, TOKEN, make_app
 from tests.payloads import error
@@ -190,3 +195,44 @@ def test_a_per_tenant_limit_is_shared_by_all_its_tokens_and_none_is_the_default(
 def test_a_per_tenant_limit_that_is_not_a_limit_stops_start_up():
     with pytest.raises(ConfigError, match="SCIM_RATE_LIMIT_PER_TENANT must look like"):
         load_config({"SCIM_RATE_LIMIT_PER_TENANT": "lots"})
+
+
+# --- The in-process count (memory://): ratelimit.WindowStorage -----------------------------
+
+
+def test_the_default_storage_is_the_deque_window(limited):
+    assert isinstance(limited().extensions["scim_limiter"].storage, WindowStorage)
+
+
+@settings(max_examples=150, derandomize=True, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.floats(0, 25), st.integers(1, 3)),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_the_deque_window_answers_as_limits_own_memory_storage(steps):
+    """Random requests of two keys at random intervals, some costing more than one: the same
+    allowed or refused, and the same window (start, count) as limits' list-based storage."""
+    clock = [1_000_000.0]
+    with (
+        patch.object(ratelimit.time, "time", lambda: clock[0]),
+        patch.object(limits_memory.time, "time", lambda: clock[0]),
+    ):
+        theirs, ours = limits_memory.MemoryStorage(), WindowStorage()
+        for key, pause, cost in steps:
+            clock[0] += pause
+            assert ours.acquire_entry(key, 5, 60, cost) == theirs.acquire_entry(key, 5, 60, cost)
+            assert ours.get_moving_window(key, 5, 60) == theirs.get_moving_window(key, 5, 60)
+
+
+def test_keys_idle_for_a_window_are_forgotten(monkeypatch):
+    clock = [1_000_000.0]
+    monkeypatch.setattr(ratelimit.time, "time", lambda: clock[0])
+    storage = WindowStorage()
+    for n in range(100):
+        assert storage.acquire_entry(f"address:{n}", 3, 60)
+    clock[0] += WindowStorage.SWEEP_SECONDS + 1
+    assert storage.acquire_entry("token:1:okta", 3, 60)  # the request that sweeps
+    assert list(storage._windows) == ["token:1:okta"]

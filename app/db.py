@@ -535,20 +535,31 @@ def read_again_on_outage(read: Callable[P, T]) -> Callable[P, T]:
     """A read outside any write, run once more on a new connection when the database dropped it.
 
     The reads that complete a response after its write committed (a user's groups, a group's
-    members) must not turn that write into a 503 because a connection broke in between.
+    members) must not turn that write into a 503 because a connection broke in between. When
+    such a read begins a transaction of its own, that transaction only reads: on SQLite it
+    takes no write lock, so the response of a write never queues behind other writers again
+    after its commit (nothing in a request writes after its response is rendered; the audit
+    row is written after teardown, in a transaction of its own).
     """
 
     @functools.wraps(read)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return read(*args, **kwargs)
+            return _reading(read, *args, **kwargs)
         except (OperationalError, InterfaceError) as e:
             if not is_unavailable(e) or db.session.new or db.session.dirty:
                 raise
-            end_request(db.session)  # a fresh connection, pre-pinged, for the second try
-            return read(*args, **kwargs)
+            end_request(db.session)  # a fresh connection (pinged if it sat idle) for the second try
+            return _reading(read, *args, **kwargs)
 
     return wrapper
+
+
+def _reading(read: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    if db.session().in_transaction():  # inside a write's own transaction: part of it
+        return read(*args, **kwargs)
+    with reading_only():
+        return read(*args, **kwargs)
 
 
 def _committed(session: Session | scoped_session[Session], xid: str) -> bool:

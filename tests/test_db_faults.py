@@ -22,7 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.auth import new_token, token_hash
 from app.db import db, describe_failure
-from app.store import tokens
+from app.store import locked, tokens
 from tests.conftest import BASE, TOKEN, make_app, statements
 from tests.databases import postgres_admin_url
 from tests.payloads import GROUP_URN, SEARCH_URN, error, patch_payload, user_payload
@@ -227,6 +227,36 @@ def test_reads_answer_while_a_write_holds_the_lock(
         blocked = scim.patch(f"{BASE}/Users/{user['id']}", json=rename)
         assert (blocked.status_code, blocked.json) == (503, UNAVAILABLE)
     assert scim.get(f"{BASE}/Users/{user['id']}").json["groups"][0]["value"] == group["id"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_write_renders_its_response_without_queueing_for_the_lock_again(
+    client, create_user, create_group, slow_app, database_url, monkeypatch
+):
+    """After its commit, a PATCH reads the user's groups for its response in a transaction
+    that only reads: another writer taking SQLite's lock at that moment delays nothing (it was
+    a second BEGIN IMMEDIATE, a 503 after the timeout)."""
+    user = create_user()
+    group = create_group("Readers", members=[{"value": user["id"]}])
+    db.session.remove()
+    held = _lock_held(database_url, user["id"])
+    real_commit = locked.commit
+
+    def commit_then_lose_the_lock(session):  # noqa: ANN001
+        real_commit(session)
+        held.__enter__()
+
+    monkeypatch.setattr(locked, "commit", commit_then_lose_the_lock)
+    scim = slow_app.test_client()
+    scim.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+    rename = patch_payload({"op": "replace", "path": "displayName", "value": "Prompt"})
+    try:
+        response, took = timed(scim, "PATCH", f"{BASE}/Users/{user['id']}", json=rename)
+    finally:
+        held.__exit__()
+    assert response.status_code == 200, response.json
+    assert response.json["groups"][0]["value"] == group["id"]
+    assert took < 1  # slow_app's SCIM_DB_TIMEOUT_SECONDS: no wait for the lock
 
 
 class _lock_held:

@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import delete, exists, func, select, text, update
+from sqlalchemy import delete, exists, func, select, text, union_all, update
 from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import aliased
 
 from app import tenancy
 from app.db import db
@@ -55,6 +56,21 @@ COUNTS = [
         ),
         id="scalar-subquery",
     ),
+    # Each statement is confined by the criteria of the tables it touches, found wherever
+    # they are (app/store/scope.py): inside IN, behind an alias, in one arm of a UNION.
+    pytest.param(
+        lambda: (
+            select(func.count()).select_from(User).where(User.id.in_(select(UserValue.user_id)))
+        ),
+        id="in-subquery",
+    ),
+    pytest.param(lambda: select(func.count()).select_from(aliased(User)), id="aliased"),
+    pytest.param(
+        lambda: select(func.count()).select_from(
+            union_all(select(User.id), select(UserValue.user_id)).subquery()
+        ),
+        id="union",
+    ),
 ]
 # What each query answers for tenant a (3 users), b (5) and across both.
 EXPECTED = {
@@ -62,6 +78,9 @@ EXPECTED = {
     "count-column": {"a": 3, "b": 5, "all": 8},
     "join": {"a": 3, "b": 5, "all": 8},
     "scalar-subquery": {"a": 0, "b": 1, "all": 1},
+    "in-subquery": {"a": 3, "b": 5, "all": 8},
+    "aliased": {"a": 3, "b": 5, "all": 8},
+    "union": {"a": 6, "b": 10, "all": 16},  # a user and the one email of each
 }
 
 

@@ -58,24 +58,35 @@ def _scope_statement(state: ORMExecuteState) -> None:
     scope = tenancy.current()
     if scope is tenancy.ALL_TENANTS:
         return
+    owned = _owned_tables(state.statement)
     if scope is None:
-        # Every table the statement reads, subqueries and `select_from` included: an entity
-        # need not be among the selected columns (`select(func.count()).select_from(User)`).
-        if _OWNED_TABLES.intersection(find_tables(state.statement, include_joins=True)):
+        if owned:
             raise tenancy.NoTenantScope(
                 "a statement on tenant-owned rows ran outside a tenant scope"
             )
         return
-    state.statement = state.statement.options(*_tenant_criteria(scope))
+    if owned:
+        state.statement = state.statement.options(*_tenant_criteria(scope, owned))
 
 
-@functools.lru_cache(maxsize=4096)
-def _tenant_criteria(tenant_id: int) -> tuple[Any, ...]:
-    """The options that confine a statement to one tenant, built once per tenant: building
-    them anew for every statement cost a tenth of a lookup's time."""
+def _owned_tables(statement: Any) -> frozenset[Any]:
+    """The tenant-owned tables a statement touches anywhere: joins, subqueries, aliases,
+    `select_from` (an entity need not be among the selected columns, as in
+    `select(func.count()).select_from(User)`) and the target of an UPDATE or DELETE. The models
+    have no relationships, so every table a statement reads is written in it."""
+    found = find_tables(statement, include_joins=True, include_aliases=True, include_crud=True)
+    return _OWNED_TABLES.intersection(found)
+
+
+@functools.lru_cache(maxsize=16384)
+def _tenant_criteria(tenant_id: int, tables: frozenset[Any]) -> tuple[Any, ...]:
+    """The options that confine a statement on `tables` to one tenant, built once per tenant
+    and set of tables: building them anew for every statement cost a tenth of a lookup, and
+    the criteria of all seven tenant-owned models on every statement a third of its time."""
     return tuple(
         with_loader_criteria(model, _owned_by(tenant_id), include_aliases=True)
         for model in TENANT_OWNED
+        if model.__table__ in tables
     )
 
 

@@ -8,7 +8,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, ForeignKeyConstraint, Index, String, text
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    column,
+    event,
+    table,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app import tenancy
@@ -333,3 +344,164 @@ class Token(db.Model):
     replaced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- The console's text search: substring indexes beside the tables ---------------------------
+#
+# The console finds plain text anywhere in a user's folded userName, displayName, "given
+# family" name and email addresses, and in a group's folded displayName (store/console.py):
+# LIKE '%text%', which no B-tree serves. Migration 0011_console_search builds these indexes and
+# create_all (the tests) the same, through the event below; the Alembic comparison leaves them
+# out (is_search_object), as the models cannot declare them.
+#
+# PostgreSQL: pg_trgm's GIN indexes, which serve LIKE '%text%' for text of 3 characters or
+# more. They do not lead with tenant_id: a GIN has no column order to lead with, and one with
+# the tenant in it (btree_gin) read the tenant's whole entry on every search: each index scan
+# took 3 times as long at 1,000,000 users in one tenant. The tenant is checked on each row the
+# index finds (the planner may also AND in a bitmap of a B-tree that leads with tenant_id).
+#
+# SQLite: FTS5 tables with the trigram tokenizer (SQLite 3.34 or later), kept by triggers on
+# users, user_values and groups, whoever writes. An FTS5 row is named by an integer, which
+# users and groups lack (their rowid may change on VACUUM), so an `_ids` table numbers them.
+# Live users and groups are indexed (a tombstone leaves the index), and every email address
+# (the search joins back to live users). Alembic's batch mode rebuilds a SQLite table by
+# copying it, which drops its triggers: a migration that rebuilds users, user_values or groups
+# must create this search's triggers again (tests/test_migrations.py compares them with
+# create_all's).
+
+# "given family" as the search matches it; PostgreSQL's index is on this very expression.
+FULL_NAME_KEY = "coalesce(given_name_key, '') || ' ' || coalesce(family_name_key, '')"
+
+SEARCH_INDEX_POSTGRESQL = (
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    "CREATE INDEX IF NOT EXISTS ix_users_user_name_key_trgm "
+    "ON users USING gin (user_name_key gin_trgm_ops)",
+    "CREATE INDEX IF NOT EXISTS ix_users_display_name_key_trgm "
+    "ON users USING gin (display_name_key gin_trgm_ops)",
+    "CREATE INDEX IF NOT EXISTS ix_users_full_name_key_trgm "
+    f"ON users USING gin (({FULL_NAME_KEY}) gin_trgm_ops)",
+    "CREATE INDEX IF NOT EXISTS ix_user_values_emails_trgm "
+    "ON user_values USING gin (value_key gin_trgm_ops) WHERE attribute = 'emails'",
+    "CREATE INDEX IF NOT EXISTS ix_groups_display_name_key_trgm "
+    "ON groups USING gin (display_name_key gin_trgm_ops)",
+    # Not a trigram index: live users in userName order as sortBy compares (code point order,
+    # COLLATE "C"; SQLite's own order is that, so uq_users_live_user_name serves it there). A
+    # search that matches too many users for the trigram indexes to list quickly reads users in
+    # this order until a page is full; the console's unsearched users table starts here too.
+    "CREATE INDEX IF NOT EXISTS ix_users_live_user_name_key_codepoint "
+    'ON users (tenant_id, (user_name_key COLLATE "C")) WHERE deleted_at IS NULL',
+)
+SEARCH_INDEX_NAMES_POSTGRESQL = (
+    "ix_users_user_name_key_trgm",
+    "ix_users_display_name_key_trgm",
+    "ix_users_full_name_key_trgm",
+    "ix_user_values_emails_trgm",
+    "ix_groups_display_name_key_trgm",
+    "ix_users_live_user_name_key_codepoint",
+)
+
+_TRIGRAM = "tokenize = 'trigram case_sensitive 1'"  # the text is folded already
+_USER_ROW = "(SELECT id FROM users_search_ids WHERE tenant_id = {0}.tenant_id AND user_id = {0}.id)"
+_GROUP_ROW = (
+    "(SELECT id FROM groups_search_ids WHERE tenant_id = {0}.tenant_id AND group_id = {0}.id)"
+)
+_NEW_USER_TEXT = (
+    "new.user_name_key, new.display_name_key, "
+    "coalesce(new.given_name_key, '') || ' ' || coalesce(new.family_name_key, '')"
+)
+SEARCH_INDEX_SQLITE = (
+    # Users: every user numbered, the live ones' text indexed.
+    "CREATE TABLE IF NOT EXISTS users_search_ids (id INTEGER PRIMARY KEY, "
+    "tenant_id INTEGER NOT NULL, user_id VARCHAR(36) NOT NULL)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS uq_users_search_ids_tenant_id_user_id "
+    "ON users_search_ids (tenant_id, user_id)",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS users_search "
+    f"USING fts5(user_name_key, display_name_key, full_name_key, {_TRIGRAM})",
+    "CREATE TRIGGER IF NOT EXISTS users_search_insert AFTER INSERT ON users BEGIN "
+    "INSERT INTO users_search_ids (tenant_id, user_id) VALUES (new.tenant_id, new.id); "
+    "INSERT INTO users_search (rowid, user_name_key, display_name_key, full_name_key) "
+    f"SELECT {_USER_ROW.format('new')}, {_NEW_USER_TEXT} WHERE new.deleted_at IS NULL; END",
+    "CREATE TRIGGER IF NOT EXISTS users_search_update AFTER UPDATE OF user_name_key, "
+    "display_name_key, given_name_key, family_name_key, deleted_at ON users BEGIN "
+    f"DELETE FROM users_search WHERE rowid = {_USER_ROW.format('old')}; "
+    "INSERT INTO users_search (rowid, user_name_key, display_name_key, full_name_key) "
+    f"SELECT {_USER_ROW.format('new')}, {_NEW_USER_TEXT} WHERE new.deleted_at IS NULL; END",
+    "CREATE TRIGGER IF NOT EXISTS users_search_delete AFTER DELETE ON users BEGIN "
+    f"DELETE FROM users_search WHERE rowid = {_USER_ROW.format('old')}; "
+    "DELETE FROM users_search_ids WHERE tenant_id = old.tenant_id AND user_id = old.id; END",
+    # Email addresses: a user_values row has an integer key of its own.
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS user_values_search USING fts5(value_key, {_TRIGRAM})",
+    "CREATE TRIGGER IF NOT EXISTS user_values_search_insert AFTER INSERT ON user_values "
+    "WHEN new.attribute = 'emails' AND new.value_key IS NOT NULL BEGIN "
+    "INSERT INTO user_values_search (rowid, value_key) VALUES (new.id, new.value_key); END",
+    "CREATE TRIGGER IF NOT EXISTS user_values_search_update AFTER UPDATE OF id, attribute, "
+    "value_key ON user_values BEGIN "
+    "DELETE FROM user_values_search WHERE rowid = old.id; "
+    "INSERT INTO user_values_search (rowid, value_key) SELECT new.id, new.value_key "
+    "WHERE new.attribute = 'emails' AND new.value_key IS NOT NULL; END",
+    "CREATE TRIGGER IF NOT EXISTS user_values_search_delete AFTER DELETE ON user_values "
+    "WHEN old.attribute = 'emails' AND old.value_key IS NOT NULL BEGIN "
+    "DELETE FROM user_values_search WHERE rowid = old.id; END",
+    # Groups, as users.
+    "CREATE TABLE IF NOT EXISTS groups_search_ids (id INTEGER PRIMARY KEY, "
+    "tenant_id INTEGER NOT NULL, group_id VARCHAR(36) NOT NULL)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS uq_groups_search_ids_tenant_id_group_id "
+    "ON groups_search_ids (tenant_id, group_id)",
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS groups_search USING fts5(display_name_key, {_TRIGRAM})",
+    "CREATE TRIGGER IF NOT EXISTS groups_search_insert AFTER INSERT ON groups BEGIN "
+    "INSERT INTO groups_search_ids (tenant_id, group_id) VALUES (new.tenant_id, new.id); "
+    "INSERT INTO groups_search (rowid, display_name_key) "
+    f"SELECT {_GROUP_ROW.format('new')}, new.display_name_key WHERE new.deleted_at IS NULL; END",
+    "CREATE TRIGGER IF NOT EXISTS groups_search_update AFTER UPDATE OF display_name_key, "
+    "deleted_at ON groups BEGIN "
+    f"DELETE FROM groups_search WHERE rowid = {_GROUP_ROW.format('old')}; "
+    "INSERT INTO groups_search (rowid, display_name_key) "
+    f"SELECT {_GROUP_ROW.format('new')}, new.display_name_key WHERE new.deleted_at IS NULL; END",
+    "CREATE TRIGGER IF NOT EXISTS groups_search_delete AFTER DELETE ON groups BEGIN "
+    f"DELETE FROM groups_search WHERE rowid = {_GROUP_ROW.format('old')}; "
+    "DELETE FROM groups_search_ids WHERE tenant_id = old.tenant_id AND group_id = old.id; END",
+)
+SEARCH_INDEX = {"postgresql": SEARCH_INDEX_POSTGRESQL, "sqlite": SEARCH_INDEX_SQLITE}
+
+# What SQLite's index is made of, besides triggers (an FTS5 table keeps its data in tables
+# named after it: users_search_data, users_search_idx...).
+SEARCH_TABLES_SQLITE = ("users_search", "user_values_search", "groups_search")
+SEARCH_ID_TABLES_SQLITE = ("users_search_ids", "groups_search_ids")
+
+
+def is_search_object(name: str | None) -> bool:
+    """Whether a table or index is this search's, which the models do not declare (Alembic's
+    comparison leaves it out)."""
+    if name is None:
+        return False
+    tables = SEARCH_TABLES_SQLITE  # and the tables named after them: _ids, FTS5's own
+    return (
+        name in SEARCH_INDEX_NAMES_POSTGRESQL
+        or name in tables
+        or name.startswith(tuple(f"{t}_" for t in tables))
+    )
+
+
+@event.listens_for(db.metadata, "after_create")
+def _create_search_index(target: Any, connection: Any, **kw: Any) -> None:
+    for statement in SEARCH_INDEX.get(connection.dialect.name, ()):
+        connection.exec_driver_sql(statement)
+
+
+@event.listens_for(db.metadata, "before_drop")
+def _drop_search_index(target: Any, connection: Any, **kw: Any) -> None:
+    if connection.dialect.name == "sqlite":  # PostgreSQL's indexes go with their tables
+        for table in (*SEARCH_TABLES_SQLITE, *SEARCH_ID_TABLES_SQLITE):
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+
+
+# The SQLite tables as the search reads them (store/console.py).
+users_search = table("users_search", column("rowid", Integer))
+users_search_ids = table(
+    "users_search_ids", column("id", Integer), column("tenant_id", Integer), column("user_id")
+)
+user_values_search = table("user_values_search", column("rowid", Integer))
+groups_search = table("groups_search", column("rowid", Integer))
+groups_search_ids = table(
+    "groups_search_ids", column("id", Integer), column("tenant_id", Integer), column("group_id")
+)

@@ -20,6 +20,8 @@ from app import tenancy
 from app.auth import new_token, token_hash
 from app.config import ConfigError
 from app.db import UTCDateTime, db
+from app.models import is_search_object
+from app.store import console as console_store
 from app.store import tenants, tokens
 from tests.conftest import BASE, TOKEN, make_app
 from tests.databases import scratch_postgres_database
@@ -55,14 +57,24 @@ def _migrated(url: str, revision: str = "head") -> Iterator[Flask]:
             db.engine.dispose()
 
 
-def test_migrations_match_the_models(migrated):
+def _diff_from_the_models() -> list[Any]:
+    """What Alembic finds different between the database and the models, leaving out the
+    console search's indexes, which the models cannot declare (compared below instead)."""
+    options = {"include_name": lambda name, type_, parents: not is_search_object(name)}
     with db.engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), db.metadata)
-    assert diff == []
+        return compare_metadata(MigrationContext.configure(connection, opts=options), db.metadata)
+
+
+def _tables(engine: sa.Engine) -> set[str]:
+    return {name for name in inspect(engine).get_table_names() if not is_search_object(name)}
+
+
+def test_migrations_match_the_models(migrated):
+    assert _diff_from_the_models() == []
 
 
 def test_migrations_create_every_table_and_stop_at_head(migrated):
-    tables = set(inspect(db.engine).get_table_names())
+    tables = _tables(db.engine)
     assert tables == {t.name for t in db.metadata.sorted_tables} | {"alembic_version"}
     with db.engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_heads()
@@ -107,9 +119,71 @@ def test_downgrade_to_base_and_upgrade_again(migrated):
     flask_migrate.downgrade(revision="base")
     assert set(inspect(db.engine).get_table_names()) == {"alembic_version"}
     flask_migrate.upgrade()
+    assert _diff_from_the_models() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 0011_console_search: the indexes the models cannot declare
+
+
+def _search_objects() -> set[tuple[str, str]]:
+    """The console search's indexes, tables and triggers (app/models.py), with their SQL."""
     with db.engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), db.metadata)
-    assert diff == []
+        if connection.dialect.name == "postgresql":
+            rows = connection.exec_driver_sql(
+                "SELECT indexname, indexname, indexdef FROM pg_indexes "
+                "WHERE schemaname = current_schema()"
+            ).all()
+        else:
+            rows = connection.exec_driver_sql("SELECT name, tbl_name, sql FROM sqlite_master").all()
+    return {
+        (name, " ".join((sql or "").split()))
+        for name, table, sql in rows
+        if is_search_object(name) or is_search_object(table)
+    }
+
+
+def test_migrations_build_the_search_index_create_all_builds(migrated):
+    migrated_objects = _search_objects()
+    # PostgreSQL: 6 indexes; SQLite: 3 FTS5 tables (and theirs), 2 _ids tables, 9 triggers.
+    assert len(migrated_objects) >= 6
+    db.drop_all()
+    assert _search_objects() == set()
+    db.create_all()
+    assert _search_objects() == migrated_objects
+
+
+def test_0011_indexes_the_directory_already_stored_and_downgrades(migrated):
+    client = _scim_client(migrated)
+    ada = user_payload(
+        userName="ada@example.com",
+        name={"givenName": "Ada", "familyName": "Lovelace"},
+        emails=[{"value": "ada@analytical.example", "type": "work"}],
+    )
+    assert client.post(f"{BASE}/Users", json=ada).status_code == 201
+    gone = client.post(f"{BASE}/Users", json=user_payload(userName="gone@example.com"))
+    assert client.delete(f"{BASE}/Users/{gone.json['id']}").status_code == 204
+    group = {"schemas": [GROUP_URN], "displayName": "Analytical Engines"}
+    assert client.post(f"{BASE}/Groups", json=group).status_code == 201
+    flask_migrate.downgrade(revision="0010_rls_inline")
+    assert _search_objects() == set()
+    # Written while no index (nor trigger) existed: the upgrade's copy must find it.
+    grace = user_payload(userName="grace@example.com", emails=[{"value": "grace@navy.example"}])
+    assert client.post(f"{BASE}/Users", json=grace).status_code == 201
+    flask_migrate.upgrade()
+    with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+        rt = migrated.extensions["scim_registry"].user
+
+        def found(text: str) -> list[str]:
+            return [user.user_name for user in console_store.users(rt, text).rows]
+
+        assert found("lovelace") == ["ada@example.com"]
+        assert found("analytical") == ["ada@example.com"]
+        assert found("navy.example") == ["grace@example.com"]
+        assert found("gone@") == []
+        groups = console_store.groups_listing("ENGINES").rows
+        assert [g.display_name for g in groups] == ["Analytical Engines"]
+        db.session.rollback()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -538,7 +612,7 @@ def test_flask_db_upgrade_connects_with_migration_database_url_when_set(tmp_path
     tables = {}
     for path in (owner, service):
         engine = sa.create_engine(f"sqlite:///{path}")
-        tables[path] = set(inspect(engine).get_table_names())
+        tables[path] = _tables(engine)
         engine.dispose()
     assert tables[owner] == {t.name for t in db.metadata.sorted_tables} | {"alembic_version"}
     assert tables[service] == set()  # unset, DATABASE_URL would have been migrated instead

@@ -31,6 +31,7 @@ from sqlalchemy import (
     delete,
     func,
     inspect,
+    literal_column,
     or_,
     select,
     text,
@@ -59,6 +60,11 @@ from app.models import (
     TenantState,
     User,
     UserValue,
+    groups_search,
+    groups_search_ids,
+    user_values_search,
+    users_search,
+    users_search_ids,
 )
 from app.paging import PageRequest
 from app.schema import ResourceType
@@ -74,6 +80,20 @@ USER_SORTS = {
 }
 GROUP_SORTS = {"displayName": ("displayName",), "lastModified": ("meta.lastModified",)}
 _FILTER_ERRORS = (InvalidFilter, InvalidPath, InvalidValue)
+# Plain text this long (folded) is looked up in the search index (app/models.py: trigrams);
+# shorter text is matched user by user.
+INDEXED_TEXT = 3
+# A users search counts its matches up to this many; past it, the page says "more than".
+TEXT_COUNT_LIMIT = 1000
+# PostgreSQL, for the rest of a text search's transaction. Each statement is planned for the
+# text searched: a plan made once for any text (a prepared statement's, after a few runs) reads
+# every user instead of the trigram indexes. No JIT compilation: the trigram indexes' guesses
+# of how many rows match put these statements over jit_above_cost, and compiling took 15 ms of
+# a 20 ms statement.
+_SEARCH_SETTINGS = text(
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+    "set_config('jit', 'off', true)"
+)
 # Text with an operator or a value filter was probably meant as a filter: say why it was not one.
 _LOOKS_LIKE_FILTER = re.compile(r"\s(eq|ne|co|sw|ew|gt|ge|lt|le|pr)(\s|$)|\[", re.IGNORECASE)
 
@@ -251,6 +271,7 @@ class Listing:
     pages: int
     mode: str  # "all", "text" or "filter"
     note: str | None = None  # why text that looked like a filter was searched as text
+    more: bool = False  # more than `total` match (a broad text search stops counting there)
 
 
 @dataclass(frozen=True)
@@ -278,8 +299,11 @@ def users(
         for path in USER_SORTS.get(sort, USER_SORTS["userName"])
     ]
     keys += [pages.Key(User.created_at), pages.Key(User.id)]
+    counted = None  # every match counted
+    if mode == "text":
+        where, counted = _text_search(search.strip())
     query = users_store.live() if where is None else users_store.live().where(where)
-    return _listing(query, keys, page, per_page, mode, note)
+    return _listing(query, keys, page, per_page, mode, note, counted)
 
 
 def groups_listing(
@@ -360,20 +384,99 @@ def _understand(
 
 
 def _text(search: str) -> ColumnElement[bool]:
-    """Plain text, anywhere in userName, displayName, "given family" or an email address."""
+    """Plain text, anywhere in userName, displayName, "given family" or an email address, as
+    each user is read (_text_search finds the users through the search index instead)."""
     pattern = _contains(search)
+    email = (
+        select(UserValue.id)
+        .where(
+            UserValue.user_id == User.id,
+            UserValue.attribute == "emails",
+            UserValue.value_key.like(pattern, escape="\\"),
+        )
+        .exists()
+    )
+    return or_(*(c.like(pattern, escape="\\") for c in _name_keys()), email)
+
+
+def _text_search(search: str) -> tuple[ColumnElement[bool], Counted]:
+    """How the users page finds plain text: the condition on users, and how they are counted.
+
+    Text of 3 characters or more is looked up in the search index (app/models.py), name and
+    email addresses apart, up to TEXT_COUNT_LIMIT users each: the users found are the matches,
+    counted as found. Where either finds more (a common name, a domain), the users are read in
+    the page's order and each checked (_text), until a page is full: in userName order, the
+    first page of a broad match comes after a few thousand users, and is not counted ("more
+    than"). Shorter text is checked user by user, and counted up to the limit.
+    """
+    if not _on_sqlite():
+        db.session.execute(_SEARCH_SETTINGS)
+    if not _indexed(search):
+        return _text(search), Counted(pages.count_up_to(TEXT_COUNT_LIMIT), capped=True)
+    found: set[str] = set()
+    for matched in _matched(search):
+        ids = db.session.scalars(matched.limit(TEXT_COUNT_LIMIT + 1)).all()
+        if len(ids) > TEXT_COUNT_LIMIT:
+            return _text(search), Counted(_more_than_limit, capped=True)
+        found.update(ids)
+    return User.id.in_(found), Counted(lambda query: len(found))
+
+
+def _matched(search: str) -> tuple[Select[Any], Select[Any]]:
+    """The live users whose userName, displayName or "given family" has the text, and those
+    with an email address that has it (a user with two such addresses, twice)."""
+    pattern = _contains(search)
+    names = select(User.id).where(
+        User.deleted_at.is_(None), or_(*(c.like(pattern, escape="\\") for c in _name_keys()))
+    )
     emails = select(UserValue.user_id).where(
-        UserValue.attribute == "emails", UserValue.value_key.like(pattern, escape="\\")
+        User.deleted_at.is_(None),
+        UserValue.attribute == "emails",
+        UserValue.value_key.like(pattern, escape="\\"),
     )
+    if not _on_sqlite():  # PostgreSQL's trigram indexes serve the LIKEs themselves
+        return names, emails.join(User, User.id == UserValue.user_id)
+    # The FTS5 tables name the rows that have the text's trigrams, and LIKE keeps the exact
+    # meaning; joined, not IN (...), so that a LIMIT stops reading the index early.
+    phrase = _phrase(search)
+    names = (
+        names.select_from(users_search)
+        .join(users_search_ids, users_search_ids.c.id == users_search.c.rowid)
+        .join(User, User.id == users_search_ids.c.user_id)
+        .where(_match(users_search, phrase))
+    )
+    emails = (
+        emails.select_from(user_values_search)
+        .join(UserValue, UserValue.id == user_values_search.c.rowid)
+        .join(User, User.id == UserValue.user_id)
+        .where(_match(user_values_search, phrase))
+    )
+    return names, emails
+
+
+def _more_than_limit(query: Select[Any]) -> int:
+    """The count of a broad match: the index found more than TEXT_COUNT_LIMIT already."""
+    return TEXT_COUNT_LIMIT + 1
+
+
+def _name_keys() -> tuple[ColumnElement[str], ...]:
+    # "given family" as app/models.py's FULL_NAME_KEY writes it, constants and all, so that
+    # PostgreSQL matches it with the index on that expression.
     full_name = (
-        func.coalesce(User.given_name_key, "") + " " + func.coalesce(User.family_name_key, "")
+        func.coalesce(User.given_name_key, literal_column("''"))
+        + literal_column("' '")
+        + func.coalesce(User.family_name_key, literal_column("''"))
     )
-    columns = (User.user_name_key, User.display_name_key, full_name)
-    return or_(*(column.like(pattern, escape="\\") for column in columns), User.id.in_(emails))
+    return (User.user_name_key, User.display_name_key, full_name)
 
 
 def _group_text(search: str) -> ColumnElement[bool]:
-    return Group.display_name_key.like(_contains(search), escape="\\")
+    where = Group.display_name_key.like(_contains(search), escape="\\")
+    if not (_indexed(search) and _on_sqlite()):
+        return where
+    found = select(groups_search.c.rowid).where(_match(groups_search, _phrase(search)))
+    numbered = select(groups_search_ids.c.group_id).where(groups_search_ids.c.id.in_(found))
+    return and_(Group.id.in_(numbered), where)
 
 
 def _contains(search: str) -> str:
@@ -382,13 +485,53 @@ def _contains(search: str) -> str:
     return f"%{escaped}%"
 
 
+def _indexed(search: str) -> bool:
+    """Whether the search index can serve the text: trigrams need 3 characters."""
+    return len(fold(search.strip())) >= INDEXED_TEXT
+
+
+def _phrase(search: str) -> str:
+    """An FTS5 query for the folded text as one phrase: with trigrams, the text anywhere."""
+    return '"' + fold(search).replace('"', '""') + '"'
+
+
+def _match(fts: Any, phrase: str) -> ColumnElement[bool]:
+    return literal_column(fts.name).op("MATCH")(phrase)
+
+
+def _on_sqlite() -> bool:
+    return db.session.get_bind().dialect.name == "sqlite"
+
+
+@dataclass(frozen=True)
+class Counted:
+    """How a listing's matches are counted when its page cannot tell."""
+
+    count: pages.Counter
+    capped: bool = False  # it stops at TEXT_COUNT_LIMIT + 1: past the limit, "more than"
+
+
 def _listing(
-    query: Select[Any], keys: list[pages.Key], page: int, per_page: int, mode: str, note: str | None
+    query: Select[Any],
+    keys: list[pages.Key],
+    page: int,
+    per_page: int,
+    mode: str,
+    note: str | None,
+    counted: Counted | None = None,
 ) -> Listing:
-    result = pages.fetch(query, keys, PageRequest((max(page, 1) - 1) * per_page + 1, per_page))
+    """One page and how many match: all of them counted unless `counted` says otherwise."""
+    page = max(page, 1)
+    count = None if counted is None else counted.count
+    result = pages.fetch(query, keys, PageRequest((page - 1) * per_page + 1, per_page), count=count)
+    if counted is not None and counted.capped and result.total > TEXT_COUNT_LIMIT:
+        # More than the limit: how many more, and so where the last page is, is not known.
+        following = 1 if len(result.rows) == per_page else 0
+        return Listing(result.rows, TEXT_COUNT_LIMIT, page, page + following, mode, note, more=True)
     clamped = _clamp(page, result.total, per_page)
     if clamped != page:  # past the end (the list shrank, or a hand-edited URL): the last page
-        result = pages.fetch(query, keys, PageRequest((clamped - 1) * per_page + 1, per_page))
+        request = PageRequest((clamped - 1) * per_page + 1, per_page)
+        result = pages.fetch(query, keys, request, count=count)
     return Listing(
         result.rows, result.total, clamped, _page_count(result.total, per_page), mode, note
     )

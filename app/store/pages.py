@@ -10,6 +10,7 @@ make a walk repeat or skip a resource.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,24 +37,42 @@ class Page:
     previous: Cursor | None = None
 
 
-def fetch(query: Select[Any], keys: list[Key], request: PageRequest) -> Page:
+# How the matches of a query are counted when its page cannot tell.
+Counter = Callable[[Select[Any]], int]
+
+
+def fetch(
+    query: Select[Any], keys: list[Key], request: PageRequest, *, count: Counter | None = None
+) -> Page:
     """Read one page of `query` (a select of one ORM entity) and how many rows match in all.
 
     The page is read first: when it shows where the matches end (a lookup by userName finds
-    one user or none), the total follows from it and no second scan counts them.
+    one user or none), the total follows from it and no second scan counts them. Otherwise
+    `count` counts them: every one by default, fewer with count_up_to.
     """
     if request.cursor is None:
-        return _by_index(query, keys, request)
-    return _by_cursor(query, keys, request)
+        return _by_index(query, keys, request, count or _count)
+    return _by_cursor(query, keys, request, count or _count)
+
+
+def count_up_to(limit: int) -> Counter:
+    """A Counter that stops at limit + 1 matches: enough to tell "more than `limit`", without
+    reading every match of a broad query."""
+
+    def count(query: Select[Any]) -> int:
+        capped = query.order_by(None).limit(limit + 1).subquery()
+        return db.session.scalar(select(func.count()).select_from(capped))
+
+    return count
 
 
 def _count(query: Select[Any]) -> int:
     return db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
 
 
-def _by_index(query: Select[Any], keys: list[Key], request: PageRequest) -> Page:
+def _by_index(query: Select[Any], keys: list[Key], request: PageRequest, count: Counter) -> Page:
     if request.count == 0:
-        return Page([], _count(query))
+        return Page([], count(query))
     ordered = query.order_by(*(_order(k, reverse=False) for k in keys))
     skipped = request.start_index - 1
     # A startIndex past any table (10**20) skips everything, within what SQL's OFFSET takes.
@@ -63,14 +82,14 @@ def _by_index(query: Select[Any], keys: list[Key], request: PageRequest) -> Page
         return Page(rows, skipped + len(rows))  # the last page: the matches end on it
     if not rows and skipped == 0:
         return Page([], 0)
-    return Page(rows, _count(query))
+    return Page(rows, count(query))
 
 
-def _by_cursor(query: Select[Any], keys: list[Key], request: PageRequest) -> Page:
+def _by_cursor(query: Select[Any], keys: list[Key], request: PageRequest, count: Counter) -> Page:
     cursor = request.cursor
     assert cursor is not None
     if request.count == 0:
-        return Page([], _count(query))
+        return Page([], count(query))
     backwards = cursor.backwards
     first = cursor.keys is None
     beyond = query if first else query.where(_beyond(keys, cursor.keys, before=backwards))
@@ -82,7 +101,7 @@ def _by_cursor(query: Select[Any], keys: list[Key], request: PageRequest) -> Pag
     more = len(fetched) > request.count
     fetched = fetched[: request.count]
     # The first page with nothing after it holds every match: no count needed.
-    total = len(fetched) if first and not backwards and not more else _count(query)
+    total = len(fetched) if first and not backwards and not more else count(query)
     if backwards:
         fetched.reverse()
     rows = [row[0] for row in fetched]

@@ -9,7 +9,8 @@
 -- Run it with psql as a superuser, connected to the service's database, before the first
 -- `flask db upgrade` (both roles must exist for it) and whenever you like after it: it creates
 -- what is missing and sets again what is there. Tables and sequences the owner creates later get
--- the service's privileges by themselves (ALTER DEFAULT PRIVILEGES below).
+-- the service's privileges by themselves (ALTER DEFAULT PRIVILEGES below). Run it again before
+-- migrating past a revision that needs an extension it adds: 0011 needs pg_trgm.
 --
 --   psql -v ON_ERROR_STOP=1 -d scim -f deploy/postgres/app-role.sql \
 --        -v owner_password="$OWNER_PASSWORD" -v app_password="$APP_PASSWORD"
@@ -63,6 +64,10 @@ GRANT CONNECT ON DATABASE :"database" TO :"owner_role", :"app_role";
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT USAGE, CREATE ON SCHEMA public TO :"owner_role";
 GRANT USAGE ON SCHEMA public TO :"app_role";
+
+-- The extensions the migrations use, which the owner may not add itself (the console's search,
+-- migration 0011: pg_trgm's trigram indexes). A superuser's, in the schema the tables are in.
+CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public;
 
 -- 3. What exists already belongs to the owner (serial sequences and indexes follow their table).
 --    The policies' functions: scim_tenant_visible (migration 0009) and scim_all_tenants_visible,

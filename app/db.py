@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
 import sqlite3
@@ -206,12 +207,49 @@ def _begin_immediate(connection: Connection) -> None:
 
     A transaction that read and then writes cannot wait for a concurrent writer in WAL mode:
     SQLite fails it at once ("database is locked"). Beginning IMMEDIATE makes concurrent
-    requests (gunicorn threads and workers) queue on the busy timeout instead. Transactions
-    known to only read begin DEFERRED: in WAL mode they read a snapshot and never wait for
-    a writer, nor make one wait.
+    requests (gunicorn threads and workers) queue for the lock instead (_begin_writing).
+    Transactions known to only read begin DEFERRED: in WAL mode they read a snapshot and never
+    wait for a writer, nor make one wait.
     """
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN" if _reads_only.get() else "BEGIN IMMEDIATE")
+    if connection.dialect.name != "sqlite":
+        return
+    if _reads_only.get():
+        connection.exec_driver_sql("BEGIN")
+    else:
+        _begin_writing(connection)
+
+
+# How long a writer waiting for SQLite's lock sleeps between tries: doubling from the first to
+# the last, then the last until its busy timeout is spent.
+_WRITER_NAPS = (0.0002, 0.0004, 0.0008, 0.0016)
+
+
+def _begin_writing(connection: Connection) -> None:
+    """BEGIN IMMEDIATE, waiting up to the connection's busy timeout for the write lock.
+
+    SQLite's own busy handler waits in steps that grow to 100 ms: with eight requests writing
+    at once, a writer could sleep through many commits (the 99th percentile of a PUT was 0.8 s
+    where its median was 47 ms). Trying again every few tenths of a millisecond takes the lock
+    within a moment of its release, so a writer waits about as long as the writers ahead of it
+    take; the tries are SQLite calls of microseconds. Other statements keep the busy timeout
+    (in WAL mode only beginning a write waits for a lock).
+    """
+    raw = connection.connection.dbapi_connection
+    (timeout_ms,) = raw.execute("PRAGMA busy_timeout").fetchone()
+    deadline = time.monotonic() + timeout_ms / 1000
+    raw.execute("PRAGMA busy_timeout = 0")
+    try:
+        for attempt in itertools.count():
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except OperationalError as e:
+                busy = getattr(e.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() >= deadline:
+                    raise
+            time.sleep(_WRITER_NAPS[min(attempt, len(_WRITER_NAPS) - 1)])
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
 
 
 def start_reading_only() -> Token[bool]:

@@ -9,6 +9,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -257,6 +258,36 @@ def test_a_write_renders_its_response_without_queueing_for_the_lock_again(
     assert response.status_code == 200, response.json
     assert response.json["groups"][0]["value"] == group["id"]
     assert took < 1  # slow_app's SCIM_DB_TIMEOUT_SECONDS: no wait for the lock
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_writer_takes_the_lock_once_it_is_released_and_keeps_its_busy_timeout(
+    client, create_user, slow_app, database_url
+):
+    """app.db._begin_writing tries for the lock itself, with the busy timeout set to 0 while it
+    tries; the timeout is back afterwards for the rest of the transaction and the connection."""
+    user = create_user()
+    db.session.remove()
+    holder = sqlite3.connect(
+        make_url(database_url).database, isolation_level=None, check_same_thread=False
+    )
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, holder.execute, ["ROLLBACK"])
+    release.start()
+    scim = slow_app.test_client()
+    scim.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+    rename = patch_payload({"op": "replace", "path": "displayName", "value": "Waited"})
+    try:
+        response = scim.patch(f"{BASE}/Users/{user['id']}", json=rename)
+    finally:
+        release.join()
+        holder.close()
+    assert response.status_code == 200, response.json
+    with slow_app.app_context():
+        with db.engine.connect() as connection:
+            timeout = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        db.engine.dispose()
+    assert timeout == 1000  # slow_app's SCIM_DB_TIMEOUT_SECONDS
 
 
 class _lock_held:

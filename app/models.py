@@ -78,7 +78,17 @@ class User(db.Model):
             postgresql_where=LIVE,
         ),
         Index("ix_users_external_id", "tenant_id", "external_id"),
-        Index("ix_users_created_at_id", "tenant_id", "created_at", "id"),
+        # Pages list live users in creation order (store/pages.py). Live rows only: skipping to
+        # a deep startIndex steps through the index alone, never reading a row to check that
+        # it is no tombstone (migration 0012).
+        Index(
+            "ix_users_created_at_id",
+            "tenant_id",
+            "created_at",
+            "id",
+            sqlite_where=LIVE,
+            postgresql_where=LIVE,
+        ),
         Index("ix_users_display_name_key", "tenant_id", "display_name_key"),
         # text_pattern_ops: `name.familyName sw` (LIKE 'prefix%') uses it whatever the collation.
         Index(
@@ -166,7 +176,14 @@ class Group(db.Model):
             postgresql_where=LIVE,
         ),
         Index("ix_groups_external_id", "tenant_id", "external_id"),
-        Index("ix_groups_created_at_id", "tenant_id", "created_at", "id"),
+        Index(
+            "ix_groups_created_at_id",
+            "tenant_id",
+            "created_at",
+            "id",
+            sqlite_where=LIVE,
+            postgresql_where=LIVE,
+        ),  # live groups in creation order, as for users
     )
 
     tenant_id: Mapped[int] = tenant_column(primary_key=True)

@@ -121,6 +121,26 @@ def test_total_is_counted_only_when_the_page_cannot_tell(
     assert any("count(" in statement.lower() for statement in seen) == counted
 
 
+def test_an_unfiltered_page_counts_live_rows_from_the_live_name_index(
+    client, numbered, create_group
+):
+    """Tombstones are not counted; the count reads the partial index of live names
+    (store/pages.count_live), which answers it without reading a row."""
+    for name in ("u03", "u04"):
+        [user] = search(client, filter=f'userName eq "{name}"').json["Resources"]
+        assert client.delete(f"{BASE}/Users/{user['id']}").status_code == 204
+    for i in range(3):
+        create_group(f"g{i}")
+    with statements() as seen:
+        users = search(client, count=2).json
+        groups = client.get(f"{BASE}/Groups", query_string={"count": 2}).json
+    assert (users["totalResults"], groups["totalResults"]) == (21, 3)
+    counts = [s for s in seen if "count(" in s.lower()]
+    assert len(counts) == 2 and all("tenant_id" in s for s in counts)
+    assert "users.user_name_key >= " in counts[0]
+    assert "groups.display_name_key >= " in counts[1]
+
+
 def test_crawl_sees_every_user_exactly_once(client, numbered):
     seen: list[str] = []
     start = 1

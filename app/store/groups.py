@@ -90,7 +90,12 @@ def search(
     if sort_by and not (across_types and GROUP_RESOURCE.resolve(sort_by) is None):
         keys.append(pages.Key(filters.groups_sort_key(sort_by), descending, nullable=True))
     keys += [pages.Key(Group.created_at), pages.Key(Group.id)]
-    return pages.fetch(query, keys, page)
+    return pages.fetch(query, keys, page, count=_count_live if filter is None else None)
+
+
+def _count_live(_query: Select[Any]) -> int:
+    """How many live groups the tenant has, from the live-displayName index alone."""
+    return pages.count_live(Group, Group.display_name_key)
 
 
 @read_again_on_outage

@@ -66,6 +66,18 @@ def count_up_to(limit: int) -> Counter:
     return count
 
 
+def count_live(model: Any, unique_key: Any) -> int:
+    """Every live row of `model` (the tenant scope adds its tenant), counted from the partial
+    unique index of live rows on (tenant_id, `unique_key`), which answers it by itself.
+
+    `unique_key >= ''` holds for every row (the key is a string, never null) and names the
+    index to the planner: without it SQLite chose a smaller index lacking `deleted_at` and read
+    every row to check it (4 ms at 20,000 users instead of 0.9); PostgreSQL scans the index.
+    """
+    query = select(func.count()).select_from(model)
+    return db.session.scalar(query.where(model.deleted_at.is_(None), unique_key >= ""))
+
+
 def _count(query: Select[Any]) -> int:
     return db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
 

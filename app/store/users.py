@@ -75,7 +75,14 @@ def search(
         keys.append(pages.Key(filters.users_sort_key(sort_by, rt), descending, nullable=True))
     # Creation order with the id as tiebreak: every page of a crawl is stable and disjoint.
     keys += [pages.Key(User.created_at), pages.Key(User.id)]
-    return pages.fetch(query, keys, page)
+    return pages.fetch(query, keys, page, count=_count_live if filter is None else None)
+
+
+def _count_live(_query: Select[Any]) -> int:
+    """How many live users the tenant has, read from the live-userName index alone: on SQLite
+    the planner chose an index it then had to check every row of against the table (4 ms at
+    20,000 users instead of 0.9)."""
+    return pages.count_live(User, User.user_name_key)
 
 
 def create(rt: ResourceType, body: dict[str, Any]) -> User:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -57,7 +58,6 @@ class _Callers:
         self._lock = threading.Lock()
 
     def get(self, key: str, look_up: Callable[[], Caller | None]) -> Caller | None:
-        key = f"{db.engine.url}|{key}"  # one process may serve several databases (the tests)
         now = time.monotonic()
         held = self._held.get(key)
         if held is not None and now - held[0] < CALLER_TTL_SECONDS:
@@ -77,22 +77,25 @@ class _Callers:
             self._held.clear()
 
 
-_callers = _Callers()
+def _callers() -> _Callers:
+    """This app's memory of callers: one per app, since one process may serve several apps, each
+    with its own database (the tests do)."""
+    return current_app.extensions.setdefault("scim_callers", _Callers())
 
 
 def forget_callers() -> None:
     """Forget every remembered caller: a token or a tenant changed in this process."""
-    _callers.clear()
+    _callers().clear()
 
 
 def caller_for_hash(digest: str) -> Caller | None:
     """The caller of the valid token with this hash, or None (remembered for a second)."""
-    return _callers.get(f"hash:{digest}", lambda: _caller_for_hash(digest))
+    return _callers().get(f"hash:{digest}", lambda: _caller_for_hash(digest))
 
 
 def default_tenant_caller(token_name: str) -> Caller:
     """The caller of a SCIM_TOKEN_HASHES token: they belong to the default tenant."""
-    caller = _callers.get(f"env:{token_name}", lambda: _default_tenant_caller(token_name))
+    caller = _callers().get(f"env:{token_name}", lambda: _default_tenant_caller(token_name))
     assert caller is not None
     return caller
 

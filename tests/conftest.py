@@ -121,6 +121,16 @@ def client(app: Flask) -> Iterator[FlaskClient]:
 
 
 @pytest.fixture(autouse=True)
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The clock of the workers' memory of token callers (store/tokens.py), stopped: what a test
+    counts (statements, audit rows) must not depend on whether a second went by; the tests of
+    that memory move it by hand."""
+    now = [1_000.0]
+    monkeypatch.setattr(tokens, "_clock", lambda: now[0])
+    return now
+
+
+@pytest.fixture(autouse=True)
 def default_tenant() -> Iterator[None]:
     """What a test reads or writes through the store directly, it does for the default tenant,
     as a request with the suite's TOKEN does; tests of other tenants enter theirs."""
@@ -147,6 +157,7 @@ def empty_tables() -> None:
                 delete = delete.where(table.c.id != tenancy.DEFAULT_TENANT_ID)
             db.session.execute(delete)
         db.session.commit()
+    tokens.forget_callers()  # the tokens and tenants it remembers are gone
     tenants.ensure_default()
 
 

@@ -169,14 +169,6 @@ def test_an_unknown_token_is_looked_up_and_refused(client, anonymous):
 # --- A worker remembers valid tokens for a second (store/tokens.py CALLER_TTL_SECONDS) ----------
 
 
-@pytest.fixture
-def clock(monkeypatch):
-    """The callers' memory's clock, moved by hand."""
-    now = [1_000.0]
-    monkeypatch.setattr(tokens.time, "monotonic", lambda: now[0])
-    return now
-
-
 def _token_reads(anonymous, token: str, requests: int) -> int:
     with statements() as seen:
         for _ in range(requests):

@@ -49,6 +49,10 @@ class Caller:
     tenant_state: str
 
 
+def _clock() -> float:
+    return time.monotonic()
+
+
 class _Callers:
     """Valid tokens' callers, each for CALLER_TTL_SECONDS. Unknown tokens are never remembered:
     a token made a moment ago by another process works at once, and guesses take no memory."""
@@ -58,7 +62,7 @@ class _Callers:
         self._lock = threading.Lock()
 
     def get(self, key: str, look_up: Callable[[], Caller | None]) -> Caller | None:
-        now = time.monotonic()
+        now = _clock()
         held = self._held.get(key)
         if held is not None and now - held[0] < CALLER_TTL_SECONDS:
             return held[1]

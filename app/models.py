@@ -20,7 +20,7 @@ from sqlalchemy import (
     table,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, query_expression
 
 from app import tenancy
 from app.db import UTCDateTime, db, utcnow
@@ -126,6 +126,10 @@ class User(db.Model):
     last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # tombstone marker
     version: Mapped[int] = mapped_column()  # meta.version; the ORM bumps it on every UPDATE
+    # Not a column: the user's live groups, as [[id, displayName, folded displayName], ...],
+    # read by the statement that reads the row when the response shows them (store.users,
+    # with_groups); None when that statement did not read them.
+    groups_read: Mapped[Any] = query_expression()
 
     # Optimistic concurrency: an UPDATE that finds another writer's version raises StaleDataError
     # and the write is retried from a fresh read; groups use the same (store/locked.py says why).

@@ -152,6 +152,52 @@ def test_excluded_members_are_never_read(client, create_user, create_group):
         assert not [s for s in seen if "group_members" in s], url
 
 
+def test_a_users_groups_are_read_by_the_statement_that_reads_the_user(client, jane, create_group):
+    """GET, lookups, pages, PUT and PATCH read a user's live groups with its row, in one
+    statement, ordered by folded name then id; excluded, they are not read at all."""
+    url = f"{BASE}/Users/{jane['id']}"
+    made = {
+        name: create_group(name, members=[{"value": jane["id"]}])["id"]
+        for name in ("b-team", "A-Team", "Gone")
+    }
+    assert client.delete(f"{BASE}/Groups/{made['Gone']}").status_code == 204
+    expected = [
+        {
+            "value": made[name],
+            "$ref": f"http://localhost{BASE}/Groups/{made[name]}",
+            "display": name,
+            "type": "direct",
+        }
+        for name in ("A-Team", "b-team")
+    ]
+    put_body = {k: v for k, v in jane.items() if k not in ("id", "meta", "groups")}
+    patch_body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "displayName", "value": "Jane D."}],
+    }
+    requests = {
+        "GET": lambda query: client.get(f"{url}{query}"),
+        "lookup": lambda query: client.get(
+            f'{BASE}/Users{query or "?"}&filter=userName eq "jane@example.com"'
+        ),
+        "page": lambda query: client.get(f"{BASE}/Users{query}"),
+        "PUT": lambda query: client.put(f"{url}{query}", json=put_body),
+        "PATCH": lambda query: client.patch(f"{url}{query}", json=patch_body),
+    }
+    for name, send in requests.items():
+        with statements() as seen:
+            response = send("")
+        assert response.status_code == 200, (name, response.json)
+        user = response.json["Resources"][0] if "Resources" in response.json else response.json
+        assert user["groups"] == expected, name
+        reads = [s for s in seen if "group_members" in s]
+        assert len(reads) == 1 and "FROM users" in reads[0], (name, seen)
+        with statements() as seen:
+            response = send("?excludedAttributes=groups")
+        assert response.status_code == 200, (name, response.json)
+        assert not [s for s in seen if "group_members" in s], (name, seen)
+
+
 # --- The default projection returns what the walk over every attribute would ----------------
 
 

@@ -12,21 +12,31 @@ from app.models import Group, User
 from app.projection import Projection
 from app.protocol import ListQuery
 from app.schema.core import GROUP_RESOURCE
-from app.store.groups import members_of, memberships_of
+from app.store.groups import members_of, memberships_of, memberships_read
 from app.store.pages import Page
+
+
+def shows_groups(projection: Projection) -> bool:
+    """Whether users in this response show their groups: the store then reads them with the
+    users (store.users, with_groups)."""
+    return serialize.returns(protocol.registry().user, projection, "groups")
 
 
 def users(
     rows: list[User], projection: Projection, *, created: bool = False
 ) -> list[dict[str, Any]]:
-    """Serialize users with their groups, loaded in one query when the response shows them.
+    """Serialize users with their groups, when the response shows them: as read with the users,
+    or else loaded in one query.
 
     A user `created` by this request is in no group: no one else knows its id yet.
     """
     rt = protocol.registry().user
     memberships = {}
-    if serialize.returns(rt, projection, "groups") and not created:
-        memberships = memberships_of([row.id for row in rows])
+    if shows_groups(projection) and not created:
+        memberships = {row.id: memberships_read(row) for row in rows}
+        unread = [id for id, groups in memberships.items() if groups is None]
+        if unread:
+            memberships |= memberships_of(unread)
     return [serialize.user(rt, row, projection, memberships.get(row.id)) for row in rows]
 
 

@@ -28,6 +28,7 @@ def _list(query: ListQuery) -> Response:
         query.page,
         sort_by=query.sort_by,
         descending=query.descending,
+        with_groups=render.shows_groups(query.projection),
     )
     return render.page(query, page, render.users(page.rows, query.projection))
 
@@ -40,26 +41,39 @@ def create_user() -> Response:
 
 @bp.get("/<user_id>")
 def get_user(user_id: str) -> Response:
-    user = users.get(user_id)
+    projection = protocol.projection()
+    user = users.get(user_id, with_groups=render.shows_groups(projection))
     if etags.matches(protocol.if_none_match(), user.version, user.tenant_id):
         return protocol.not_modified(etags.etag(user.version, user.tenant_id))
-    return render.user(user, protocol.projection())
+    return render.user(user, projection)
 
 
 @bp.put("/<user_id>")
 def replace_user(user_id: str) -> Response:
-    rt = protocol.registry().user
-    user = users.replace(rt, user_id, protocol.json_body(), if_match=protocol.if_match())
-    return render.user(user, protocol.projection())
+    rt, projection = protocol.registry().user, protocol.projection()
+    user = users.replace(
+        rt,
+        user_id,
+        protocol.json_body(),
+        if_match=protocol.if_match(),
+        with_groups=render.shows_groups(projection),
+    )
+    return render.user(user, projection)
 
 
 @bp.patch("/<user_id>")
 def patch_user(user_id: str) -> Response:
-    rt = protocol.registry().user
+    rt, projection = protocol.registry().user, protocol.projection()
     operations = patch.parse(rt, protocol.json_body(), protocol.limits())
     audit.record_operations(operations)
-    user = users.patch(rt, user_id, operations, if_match=protocol.if_match())
-    return render.user(user, protocol.projection())
+    user = users.patch(
+        rt,
+        user_id,
+        operations,
+        if_match=protocol.if_match(),
+        with_groups=render.shows_groups(projection),
+    )
+    return render.user(user, projection)
 
 
 @bp.delete("/<user_id>")

@@ -8,11 +8,12 @@ from what the INSERT and DELETE statements RETURN: the console shows them on a u
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     ColumnElement,
     Select,
     and_,
@@ -22,10 +23,13 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    type_coerce,
     update,
 )
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from app import tenancy, validate
 from app.db import commit, db, read_again_on_outage, utcnow
@@ -136,17 +140,69 @@ def members_of(group_ids: list[str]) -> dict[str, list[Member]]:
 @read_again_on_outage
 def memberships_of(member_ids: list[str]) -> dict[str, list[Membership]]:
     """The live groups each of several users or groups belongs to directly."""
-    out: dict[str, list[Membership]] = {member_id: [] for member_id in member_ids}
+    out: dict[str, list[tuple[str, str, str]]] = {member_id: [] for member_id in member_ids}
     for chunk in chunks(member_ids):
         rows = db.session.execute(
-            select(GroupMember.member_id, Group.id, Group.display_name)
+            select(GroupMember.member_id, Group.id, Group.display_name, Group.display_name_key)
             .join(Group, Group.id == GroupMember.group_id)
             .where(GroupMember.member_id.in_(chunk), Group.deleted_at.is_(None))
-            .order_by(Group.display_name_key, Group.id)
         )
-        for member_id, group_id, display in rows:
-            out[member_id].append(Membership(group_id, display))
-    return out
+        for member_id, *group in rows:
+            out[member_id].append(group)
+    return {member_id: _in_order(groups) for member_id, groups in out.items()}
+
+
+def memberships_column() -> ColumnElement[Any]:
+    """A user's live groups as one JSON value of the statement that reads the user (read into
+    User.groups_read), instead of a statement of their own: a lookup runs one statement."""
+    return type_coerce(
+        select(_json_rows(Group.id, Group.display_name, Group.display_name_key))
+        .select_from(GroupMember)
+        .join(
+            Group,
+            and_(Group.tenant_id == GroupMember.tenant_id, Group.id == GroupMember.group_id),
+        )
+        .where(
+            GroupMember.tenant_id == User.tenant_id,
+            GroupMember.member_id == User.id,
+            Group.deleted_at.is_(None),
+        )
+        .correlate(User)
+        .scalar_subquery(),
+        JSON,
+    )
+
+
+def memberships_read(user: User) -> list[Membership] | None:
+    """The groups the statement that read `user` read with it (memberships_column), or None."""
+    if user.groups_read is None:
+        return None
+    return _in_order(user.groups_read)
+
+
+def _in_order(groups: Iterable[Sequence[str]]) -> list[Membership]:
+    # By folded name, then id, compared by code point on both databases (as filters compare).
+    return [
+        Membership(id, display) for id, display, _ in sorted(groups, key=lambda g: (g[2], g[0]))
+    ]
+
+
+class _json_rows(FunctionElement[Any]):  # noqa: N801 - used like a SQL function
+    """An aggregate: a JSON array holding one array per row of its arguments' values, [] for no
+    row."""
+
+    inherit_cache = True
+
+
+@compiles(_json_rows)
+def _json_rows_sqlite(element: _json_rows, compiler: Any, **kw: Any) -> str:
+    return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(_json_rows, "postgresql")
+def _json_rows_postgresql(element: _json_rows, compiler: Any, **kw: Any) -> str:
+    rows = f"json_agg(json_build_array({compiler.process(element.clauses, **kw)}))"
+    return f"coalesce({rows}, '[]'::json)"
 
 
 def create(

@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import Select, insert, select
 from sqlalchemy import delete as sql_delete
+from sqlalchemy.orm import with_expression
+from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.security import generate_password_hash
 
 from app import validate
@@ -32,12 +34,18 @@ _REFUSALS: locked.Refusals[User] = {
 }
 
 
-def live() -> Select[tuple[User]]:
-    """Every read starts here, so a tombstone can never leak into an answer."""
-    return select(User).where(User.deleted_at.is_(None))
+def live(*, with_groups: bool = False) -> Select[tuple[User]]:
+    """Every read starts here, so a tombstone can never leak into an answer. `with_groups`
+    reads each user's groups in the same statement (groups.memberships_read)."""
+    query = select(User).where(User.deleted_at.is_(None))
+    if with_groups:
+        query = query.options(with_expression(User.groups_read, groups.memberships_column()))
+    return query
 
 
-def get(user_id: str, *, for_update: bool = False, deleting: bool = False) -> User:
+def get(
+    user_id: str, *, for_update: bool = False, deleting: bool = False, with_groups: bool = False
+) -> User:
     """A live user; `for_update` locks its row until commit (PostgreSQL; SQLite locks the file).
 
     Only a DELETE takes the lock that waits for group writers holding the user as a new member
@@ -45,7 +53,7 @@ def get(user_id: str, *, for_update: bool = False, deleting: bool = False) -> Us
     """
     if not could_be_id(user_id):
         raise NotFound(f"User {user_id!r} not found")
-    query = live().where(User.id == user_id)
+    query = live(with_groups=with_groups).where(User.id == user_id)
     if for_update:
         query = query.with_for_update(key_share=not deleting)
     user = db.session.scalars(query).one_or_none()
@@ -62,12 +70,13 @@ def search(
     sort_by: str | None = None,
     descending: bool = False,
     across_types: bool = False,
+    with_groups: bool = False,
 ) -> pages.Page:
     """One page of live users matching a parsed SCIM filter, and how many match in all.
 
     `across_types` (the root /.search): attributes users lack have no value, not an error.
     """
-    query = live()
+    query = live(with_groups=with_groups)
     if filter is not None:
         query = query.where(filters.users_where(filter, rt, unknown_is_missing=across_types))
     keys = []
@@ -98,7 +107,12 @@ def create(rt: ResourceType, body: dict[str, Any]) -> User:
 
 
 def replace(
-    rt: ResourceType, user_id: str, body: dict[str, Any], *, if_match: str | None = None
+    rt: ResourceType,
+    user_id: str,
+    body: dict[str, Any],
+    *,
+    if_match: str | None = None,
+    with_groups: bool = False,
 ) -> User:
     """PUT: the body becomes the user; readOnly attributes in it are ignored (RFC 7644 §3.5.1)."""
     checked = validate.resource(rt, body)
@@ -112,11 +126,16 @@ def replace(
         validate.check_immutable(rt, user.document, document)
         _copy_onto_row(rt, user, document, checked.password)
 
-    return _update(user_id, change, if_match)
+    return _update(user_id, change, if_match, with_groups=with_groups)
 
 
 def patch(
-    rt: ResourceType, user_id: str, operations: list[Operation], *, if_match: str | None = None
+    rt: ResourceType,
+    user_id: str,
+    operations: list[Operation],
+    *,
+    if_match: str | None = None,
+    with_groups: bool = False,
 ) -> User:
     def change(user: User) -> None:
         patched = apply_patch(user.document, operations, resource_id=user.id)
@@ -127,7 +146,7 @@ def patch(
         validate.check_immutable(rt, user.document, document)
         _copy_onto_row(rt, user, document, checked.password)
 
-    return _update(user_id, change, if_match)
+    return _update(user_id, change, if_match, with_groups=with_groups)
 
 
 def delete(user_id: str, *, if_match: str | None = None, request_id: str = "") -> None:
@@ -144,17 +163,30 @@ def delete(user_id: str, *, if_match: str | None = None, request_id: str = "") -
 
 
 def _update(
-    user_id: str, change: Callable[[User], None], if_match: str | None, *, deleting: bool = False
+    user_id: str,
+    change: Callable[[User], None],
+    if_match: str | None,
+    *,
+    deleting: bool = False,
+    with_groups: bool = False,
 ) -> User:
+    """`with_groups` reads the user's groups with the locked row: a change to a user never
+    changes them, and the response then needs no transaction of its own to show them."""
+    groups_read = None
+
+    def load() -> User:
+        nonlocal groups_read
+        user = get(user_id, for_update=True, deleting=deleting, with_groups=with_groups)
+        groups_read = user.groups_read
+        return user
+
     # Concurrent writers to one user queue on its row lock instead of failing each other.
-    return locked.update_locked(
-        "User",
-        user_id,
-        lambda: get(user_id, for_update=True, deleting=deleting),
-        change,
-        if_match=if_match,
-        refusals=_REFUSALS,
+    user = locked.update_locked(
+        "User", user_id, load, change, if_match=if_match, refusals=_REFUSALS
     )
+    # The flush forgets what was read beside the columns; put it back, as read.
+    set_committed_value(user, "groups_read", groups_read)
+    return user
 
 
 def _copy_onto_row(

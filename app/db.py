@@ -274,6 +274,17 @@ def reading_only() -> Iterator[None]:
         stop_reading_only(token)
 
 
+@contextmanager
+def writing() -> Iterator[None]:
+    """Within a reading-only context (a GET), a block whose transactions write: on SQLite they
+    take the write lock when they begin. The session's transaction must have ended before it."""
+    token = _reads_only.set(False)
+    try:
+        yield
+    finally:
+        _reads_only.reset(token)
+
+
 def _lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 

@@ -5,6 +5,7 @@ what each page shows. tests/e2e/test_console_browser.py drives the same pages in
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import insert
+from sqlalchemy.engine import make_url
 
 from app import models
 from app.config import load_config
@@ -479,6 +481,39 @@ def test_scim_responses_never_carry_a_cookie_and_a_console_session_grants_no_sci
 
 
 # --- the pages -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_pages_are_served_while_an_idp_write_holds_the_sqlite_lock(
+    database_url, admin, create_user, create_group
+):
+    """A page only reads: on SQLite it never waits for the write lock (it began IMMEDIATE, and
+    waited out the busy timeout behind every write of an initial import)."""
+    user = create_user()
+    group = create_group("Readers", members=[{"value": user["id"]}])
+    other = make_app(database_url, SCIM_DB_TIMEOUT_SECONDS="1")
+    browser = other.test_client()
+    assert log_in(browser).status_code == 302
+    holder = sqlite3.connect(make_url(database_url).database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        for path in (
+            "/console/tenants",
+            "/console/t/default/",
+            "/console/t/default/users",
+            "/console/t/default/users?q=jane",
+            f"/console/t/default/users/{user['id']}",
+            "/console/t/default/groups",
+            f"/console/t/default/groups/{group['id']}",
+            "/console/t/default/events",
+            "/console/t/default/failures",
+        ):
+            assert browser.get(path).status_code == 200, path
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        with other.app_context():
+            db.engine.dispose()
 
 
 def test_users_search_by_text_and_by_scim_filter(client, browser, create_user):

@@ -234,9 +234,10 @@ def test_reads_answer_while_a_write_holds_the_lock(
 def test_a_write_renders_its_response_without_queueing_for_the_lock_again(
     client, create_user, create_group, slow_app, database_url, monkeypatch
 ):
-    """After its commit, a PATCH reads the user's groups for its response in a transaction
-    that only reads: another writer taking SQLite's lock at that moment delays nothing (it was
-    a second BEGIN IMMEDIATE, a 503 after the timeout)."""
+    """After its commit, a PATCH needs nothing that waits for the lock to answer: the user's
+    groups were read with its locked row (they were read in a second BEGIN IMMEDIATE after the
+    commit, then in a transaction that only reads). Another writer taking SQLite's lock at that
+    moment delays nothing."""
     user = create_user()
     group = create_group("Readers", members=[{"value": user["id"]}])
     db.session.remove()

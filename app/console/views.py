@@ -28,7 +28,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Response
 
-from app import tenancy
+from app import db, tenancy
 from app.console import chart, sessions
 from app.errors import ScimError
 from app.models import ConsoleAdmin, TenantState
@@ -78,6 +78,15 @@ def _add_tenant(endpoint: str, values: dict[str, Any]) -> None:
 
 
 @bp.before_request
+def _reads_only() -> None:
+    """A page (GET) only reads: on SQLite its transactions take no write lock, so the console
+    never waits behind an IdP's writes nor makes them wait (app.db). The one write a GET may
+    make, marking the session seen, takes the lock in a transaction of its own."""
+    if request.method in ("GET", "HEAD"):
+        g.console_reading = db.start_reading_only()
+
+
+@bp.before_request
 def _gate() -> Response | tuple[str, int] | None:
     if request.endpoint == "console.static":
         return None  # the stylesheet and script tell nothing, and style the page below
@@ -107,6 +116,8 @@ def _leave_scope(_error: BaseException | None) -> None:
     g.pop("console_slug", None)
     if (entered := g.pop("console_scope", None)) is not None:
         tenancy.leave(entered)
+    if (reading := g.pop("console_reading", None)) is not None:
+        db.stop_reading_only(reading)
 
 
 def not_set_up() -> tuple[str, int]:

@@ -43,7 +43,7 @@ from sqlalchemy.orm import aliased
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app import tenancy
-from app.db import db, utcnow
+from app.db import db, utcnow, writing
 from app.errors import InvalidFilter, InvalidPath, InvalidValue
 from app.filters import grammar
 from app.filters import sql as filters
@@ -223,12 +223,16 @@ def session_admin(id_hash: str, *, idle: timedelta) -> ConsoleAdmin | None:
         return None
     last_seen, admin = row
     if now - last_seen >= SEEN_EVERY:
-        db.session.execute(
-            update(ConsoleSession)
-            .where(ConsoleSession.id_hash == id_hash, ConsoleSession.ended_at.is_(None))
-            .values(last_seen_at=now)
-        )
+        # A console GET reads without SQLite's write lock; this write takes it, in a
+        # transaction of its own, once a minute per session.
         db.session.commit()
+        with writing():
+            db.session.execute(
+                update(ConsoleSession)
+                .where(ConsoleSession.id_hash == id_hash, ConsoleSession.ended_at.is_(None))
+                .values(last_seen_at=now)
+            )
+            db.session.commit()
     return admin
 
 

@@ -14,7 +14,7 @@ from app.projection import Projection
 from app.schema.core import USER_RESOURCE
 from app.serialize import project
 from tests.conftest import BASE, statements
-from tests.payloads import ENTERPRISE_URN, USER_URN, search, without_volatile
+from tests.payloads import ENTERPRISE_URN, GROUP_URN, USER_URN, search, without_volatile
 
 
 @pytest.fixture
@@ -196,6 +196,43 @@ def test_a_users_groups_are_read_by_the_statement_that_reads_the_user(client, ja
             response = send("?excludedAttributes=groups")
         assert response.status_code == 200, (name, response.json)
         assert not [s for s in seen if "group_members" in s], (name, seen)
+
+
+def test_a_groups_members_are_read_by_the_statement_that_reads_the_group(
+    client, create_user, create_group
+):
+    """GET, lookups and pages read a group's live members with its row, in one statement:
+    users and nested groups with their display, by id; deleted members are not shown. A group
+    created without members reads nothing back for its 201."""
+    users = [create_user(userName=f"m{n}@example.com", displayName=f"M {n}") for n in range(3)]
+    nested = create_group("Nested")
+    with statements() as seen:
+        empty = client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "Empty"})
+    assert empty.status_code == 201 and "members" not in empty.json
+    assert not [s for s in seen if "group_members" in s], seen
+    members = [{"value": u["id"]} for u in users] + [{"value": nested["id"]}]
+    group = create_group("Parent", members=members)
+    assert client.delete(f"{BASE}/Users/{users[0]['id']}").status_code == 204
+    live = [(u["id"], "User", u["displayName"]) for u in users[1:]]
+    expected = sorted([*live, (nested["id"], "Group", "Nested")])
+    url = f"{BASE}/Groups/{group['id']}"
+    requests = {
+        "GET": lambda query: client.get(f"{url}{query}"),
+        "lookup": lambda query: client.get(
+            f'{BASE}/Groups{query or "?"}&filter=displayName eq "Parent"'
+        ),
+        "page": lambda query: client.get(f"{BASE}/Groups{query}"),
+    }
+    for name, send in requests.items():
+        with statements() as seen:
+            response = send("")
+        assert response.status_code == 200, (name, response.json)
+        found = [
+            r for r in response.json.get("Resources", [response.json]) if r["id"] == group["id"]
+        ]
+        assert [(m["value"], m["type"], m["display"]) for m in found[0]["members"]] == expected
+        reads = [s for s in seen if "group_members" in s]
+        assert len(reads) == 1 and "FROM groups" in reads[0], (name, seen)
 
 
 # --- The default projection returns what the walk over every attribute would ----------------

@@ -24,7 +24,11 @@ def search_groups() -> Response:
 
 def _list(query: ListQuery) -> Response:
     page = groups.search(
-        query.where, query.page, sort_by=query.sort_by, descending=query.descending
+        query.where,
+        query.page,
+        sort_by=query.sort_by,
+        descending=query.descending,
+        with_members=render.shows_members(query.projection),
     )
     return render.page(query, page, render.groups(page.rows, query.projection))
 
@@ -39,10 +43,11 @@ def create_group() -> Response:
 
 @bp.get("/<group_id>")
 def get_group(group_id: str) -> Response:
-    group = groups.get(group_id)
+    projection = protocol.projection()
+    group = groups.get(group_id, with_members=render.shows_members(projection))
     if etags.matches(protocol.if_none_match(), group.version, group.tenant_id):
         return protocol.not_modified(etags.etag(group.version, group.tenant_id))
-    return render.group(group, protocol.projection())
+    return render.group(group, projection)
 
 
 @bp.put("/<group_id>")

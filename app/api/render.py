@@ -12,7 +12,7 @@ from app.models import Group, User
 from app.projection import Projection
 from app.protocol import ListQuery
 from app.schema.core import GROUP_RESOURCE
-from app.store.groups import members_of, memberships_of, memberships_read
+from app.store.groups import members_of, members_read, memberships_of, memberships_read
 from app.store.pages import Page
 
 
@@ -40,11 +40,21 @@ def users(
     return [serialize.user(rt, row, projection, memberships.get(row.id)) for row in rows]
 
 
+def shows_members(projection: Projection) -> bool:
+    """Whether groups in this response show their members: the store then reads them with the
+    groups (store.groups, with_members)."""
+    return serialize.returns(GROUP_RESOURCE, projection, "members")
+
+
 def groups(rows: list[Group], projection: Projection) -> list[dict[str, Any]]:
-    """Serialize groups, loading members (in one query) only when the response shows them."""
+    """Serialize groups with their members, when the response shows them: as read with the
+    groups, or else loaded in one query."""
     members = {}
-    if serialize.returns(GROUP_RESOURCE, projection, "members"):
-        members = members_of([row.id for row in rows])
+    if shows_members(projection):
+        members = {row.id: members_read(row) for row in rows}
+        unread = [id for id, found in members.items() if found is None]
+        if unread:
+            members |= members_of(unread)
     return [serialize.group(row, projection, members.get(row.id)) for row in rows]
 
 

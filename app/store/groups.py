@@ -21,6 +21,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     text,
     type_coerce,
@@ -29,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import aliased, with_expression
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.functions import FunctionElement
 
 from app import tenancy, validate
@@ -57,16 +60,20 @@ _REFUSALS: locked.Refusals[Group] = {
 }
 
 
-def live() -> Select[tuple[Group]]:
-    """Every read starts here, so a tombstone can never leak into an answer."""
-    return select(Group).where(Group.deleted_at.is_(None))
+def live(*, with_members: bool = False) -> Select[tuple[Group]]:
+    """Every read starts here, so a tombstone can never leak into an answer. `with_members`
+    reads each group's members in the same statement (members_read)."""
+    query = select(Group).where(Group.deleted_at.is_(None))
+    if with_members:
+        query = query.options(with_expression(Group.members_read, _members_column()))
+    return query
 
 
-def get(group_id: str, *, for_update: bool = False) -> Group:
+def get(group_id: str, *, for_update: bool = False, with_members: bool = False) -> Group:
     """A live group; `for_update` locks its row until commit (PostgreSQL; SQLite locks the file)."""
     if not could_be_id(group_id):
         raise NotFound(f"Group {group_id!r} not found")
-    query = live().where(Group.id == group_id)
+    query = live(with_members=with_members).where(Group.id == group_id)
     if for_update:
         query = query.with_for_update()
     group = db.session.scalars(query).one_or_none()
@@ -82,12 +89,13 @@ def search(
     sort_by: str | None = None,
     descending: bool = False,
     across_types: bool = False,
+    with_members: bool = False,
 ) -> pages.Page:
     """One page of live groups matching a parsed SCIM filter, and how many match in all.
 
     `across_types` (the root /.search): attributes groups lack have no value, not an error.
     """
-    query = live()
+    query = live(with_members=with_members)
     if filter is not None:
         query = query.where(filters.groups_where(filter, unknown_is_missing=across_types))
     keys = []
@@ -135,6 +143,57 @@ def members_of(group_ids: list[str]) -> dict[str, list[Member]]:
         for group_id, member_id, member_type, display in rows:
             out[group_id].append(Member(member_id, member_type, display))
     return out
+
+
+def _members_column() -> ColumnElement[Any]:
+    """A group's live members as one JSON value of the statement that reads the group (read
+    into Group.members_read): [id, type, display] each, as members_of reads them."""
+    user, nested = aliased(User), aliased(Group)
+    member = GroupMember
+    return type_coerce(
+        select(
+            _json_rows(
+                member.member_id,
+                member.member_type,
+                func.coalesce(user.display_name, user.user_name, nested.display_name),
+            )
+        )
+        .select_from(member)
+        .outerjoin(
+            user,
+            and_(
+                member.member_type == "User",
+                user.tenant_id == member.tenant_id,
+                user.id == member.member_id,
+                user.deleted_at.is_(None),
+            ),
+        )
+        .outerjoin(
+            nested,
+            and_(
+                member.member_type == "Group",
+                nested.tenant_id == member.tenant_id,
+                nested.id == member.member_id,
+                nested.deleted_at.is_(None),
+            ),
+        )
+        .where(
+            member.tenant_id == Group.tenant_id,
+            member.group_id == Group.id,
+            or_(user.id.is_not(None), nested.id.is_not(None)),
+        )
+        .correlate(Group)
+        .scalar_subquery(),
+        JSON,
+    )
+
+
+def members_read(group: Group) -> list[Member] | None:
+    """The members the statement that read `group` read with it (live(with_members=True)), or
+    None."""
+    if group.members_read is None:
+        return None
+    return [Member(id, type, display) for id, type, display in sorted(group.members_read)]
 
 
 @read_again_on_outage
@@ -223,6 +282,8 @@ def create(
         changes.note("added", group.id, _add_members(group.id, members))
         changes.record()
         commit(db.session)
+    if not members:
+        set_committed_value(group, "members_read", [])  # none to read back for the response
     return group
 
 

@@ -260,6 +260,11 @@ def start_reading_only() -> Token[bool]:
     return _reads_only.set(True)
 
 
+def reads_only() -> bool:
+    """Whether transactions begun now only read (start_reading_only)."""
+    return _reads_only.get()
+
+
 def stop_reading_only(token: Token[bool]) -> None:
     _reads_only.reset(token)
 

@@ -160,6 +160,14 @@ def _list_query(resource_type: str, params: Any, names: Any) -> ListQuery:
     return replace(query, page=PageRequest(1, count, cursor))
 
 
+def answers_patched_group() -> bool:
+    """Whether a group PATCH answers with the group: only when it asks for attributes or
+    excludedAttributes. Otherwise 204, as RFC 7644 §3.5.2 allows: it spares reading 100,000
+    members to answer a PATCH."""
+    asked = projection()
+    return bool(asked.attributes or asked.excluded_attributes)
+
+
 def if_match() -> str | None:
     return request.headers.get("If-Match")
 

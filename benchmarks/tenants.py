@@ -16,7 +16,7 @@ round, so that machine noise hits all alike (A, B, A, B...): a lookup by `userNa
 `externalId eq` of a random user, a page of 100 at a random startIndex within the tenant, a POST
 of a new user, and a one-member group PATCH (add, then remove). Requests go through Flask's test
 client, as the other benchmarks here do: the service's own time, without network or gunicorn.
-A write's time includes its audit row, which production writes once the response is sent. The
+A write's time includes its audit row, which it writes in its own transaction. The
 rate limit is off (its in-process count is the same for both setups, and a run sends more than
 its default budget). Prints the median and p95 per request kind, the ratios many/single (the
 target: <= 1.1 each), and the SQL statements per request.
@@ -339,9 +339,9 @@ def found(response: Any, user_id: str) -> bool:
 
 
 def timed(setup: Setup, kind: str, pick: int, start_index: int, round_: int) -> float:
-    """Milliseconds for one request, its body read and the response closed (a write's audit row
-    is written on close). An unexpected answer stops the run: a benchmark of errors is
-    worthless."""
+    """Milliseconds for one request, its body read and the response closed (a refused write's
+    audit row is written on close). An unexpected answer stops the run: a benchmark of errors
+    is worthless."""
     started = time.perf_counter()
     response, expected, check = send(setup, kind, pick, start_index, round_)
     response.get_data()

@@ -11,14 +11,15 @@ from app import tenancy
 from app.db import db
 from app.models import AuditEvent
 from app.store import audit
-from tests.conftest import BASE, OTHER_TOKEN
+from tests.conftest import BASE, OTHER_TOKEN, statements
 from tests.payloads import GROUP_URN, patch_payload, user_payload
 
 SECRET = "correct horse battery staple"
 
 
 def send(client, method: str, path: str, **kwargs):
-    """One request, closed as a WSGI server closes it: that is when the row is written."""
+    """One request, closed as a WSGI server closes it: that is when the row of a refused or
+    failed request is written (a granted change's commits with the change)."""
     response = client.open(path, method=method, **kwargs)
     response.close()
     return response
@@ -166,6 +167,59 @@ def test_refused_and_failed_changes_are_audited_too(client, anonymous, capsys, c
     ]
 
 
+def test_a_granted_change_commits_its_row_in_its_own_transaction(client, create_user, database_url):
+    """Each granted write, users and groups alike, writes its row before its COMMIT: one
+    transaction (on SQLite one BEGIN IMMEDIATE), and the row says what the response said."""
+    user = create_user(userName="ada@example.com")
+    group_body = {"schemas": [GROUP_URN], "displayName": "Eng"}
+    rename = patch_payload({"op": "replace", "path": "displayName", "value": "Platform"})
+    writes = [
+        ("POST", "/Users", user_payload(userName="bob@example.com"), 201),
+        ("PUT", f"/Users/{user['id']}", user_payload(userName="ada@example.com"), 200),
+        ("PATCH", f"/Users/{user['id']}", rename, 200),
+        ("POST", "/Groups", group_body, 201),
+    ]
+    seen_rows = []
+    for method, path, body, status in writes:
+        with statements() as seen:
+            response = send(client, method, f"{BASE}{path}", json=body)
+        assert response.status_code == status, response.json
+        assert sum("INSERT INTO audit_events" in s for s in seen) == 1, seen
+        if database_url.startswith("sqlite"):
+            assert sum(s.startswith("BEGIN") for s in seen) == 1, seen
+        seen_rows.append((method, response.json["id"], status))
+    group_url = f"{BASE}/Groups/{seen_rows[-1][1]}"
+    for method, query, body, status in [
+        ("PATCH", "", rename, 204),  # no attributes asked for: 204, and the row says so
+        ("PATCH", "?excludedAttributes=members", rename, 200),
+        ("DELETE", "", None, 204),
+    ]:
+        with statements() as seen:
+            response = send(client, method, f"{group_url}{query}", json=body)
+        assert response.status_code == status
+        assert sum("INSERT INTO audit_events" in s for s in seen) == 1, seen
+        seen_rows.append((method, seen_rows[3][1], status))
+    stored = [(r.method, r.resource_id, r.status) for r in reversed(rows())]
+    assert stored[1:] == seen_rows  # the first: create_user's
+
+
+def test_a_change_refused_at_its_commit_is_recorded_as_refused(client, capsys, create_user):
+    """A userName taken is found by the unique index when the change commits: the row that was
+    to commit with it goes with the rollback, and the 409 is recorded once."""
+    create_user(userName="taken@example.com")
+    user = create_user(userName="free@example.com")
+    capsys.readouterr()
+    taken = patch_payload({"op": "replace", "path": "userName", "value": "TAKEN@example.com"})
+    response = send(client, "PATCH", f"{BASE}/Users/{user['id']}", json=taken)
+    assert response.status_code == 409
+    (line,) = audit_lines(capsys)
+    assert line["status"] == 409
+    patches = [r for r in rows() if r.method == "PATCH"]
+    assert [(r.status, r.scim_type, r.resource_id) for r in patches] == [
+        (409, "uniqueness", user["id"])
+    ]
+
+
 def test_reads_and_searches_are_not_audited(client, capsys, create_user):
     user = create_user()
     capsys.readouterr()
@@ -195,7 +249,9 @@ def test_group_lifecycle_answers_what_was_done_to_it_newest_first(client, create
         ("create", "env-1", ["displayName"], 201),
     ]
     assert audit.for_resource("Group", created.json["id"], limit=1) == history[:1]
-    assert audit.for_resource("User", user["id"]) == []  # create_user's response was not closed
+    # A granted change's row commits with it, whether or not its response is ever closed.
+    [(created_user,)] = [(e.operation,) for e in audit.for_resource("User", user["id"])]
+    assert created_user == "create"
 
 
 def test_purge_deletes_only_events_older_than_the_cutoff(client, create_user):
@@ -223,8 +279,9 @@ def test_an_audit_store_failure_never_breaks_the_response(client, capsys, monkey
 
     monkeypatch.setattr(audit, "record", broken)
     capsys.readouterr()
-    response = send(client, "POST", f"{BASE}/Users", json=user_payload())
-    assert response.status_code == 201
+    missing = f"{BASE}/Users/00000000-0000-0000-0000-000000000000"
+    response = send(client, "PUT", missing, json=user_payload())
+    assert response.status_code == 404  # a refused change: its row is written after the response
     assert len(audit_lines(capsys)) == 1  # the line is the record when the row cannot be
 
 
@@ -252,7 +309,7 @@ def test_lower_case_operations_are_audited_by_what_they_touched(client, capsys, 
     assert response.json["active"] is False
     (line,) = audit_lines(capsys)
     assert line["attributes"] == ["emails.value", "active", "name.givenName"]  # keys sorted
-    assert [r.attributes for r in rows()] == [line["attributes"]]
+    assert [r.attributes for r in rows() if r.method == "PATCH"] == [line["attributes"]]
     assert "j@x.org" not in json.dumps(line) and "Janet" not in json.dumps(line)
 
 

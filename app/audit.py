@@ -25,16 +25,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, current_app, g, has_request_context, request
-from sqlalchemy import event as sql_event
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from app import protocol
-from app.db import db, reads_only
+from app.db import reads_only
 from app.errors import ScimError
 from app.filters.grammar import parse_path
-from app.models import AuditEvent, Group, User
+from app.models import AuditEvent
 from app.patch import Operation
 from app.requests import request_id
 from app.store import audit as audit_store
@@ -81,10 +79,18 @@ def init_app(app: Flask) -> None:
         log.propagate = False
     app.before_request(_start)
     app.after_request(_audit)
-    # The request's session (db.session; the store's other sessions are not a request's change).
-    for name, listener in _SESSION_LISTENERS.items():
-        if not sql_event.contains(db.session, name, listener):
-            sql_event.listen(db.session, name, listener)
+    global _attached
+    if not _attached:  # the session is the process's, whatever the app
+        audit_store.record_with_changes(
+            to_commit=_with_the_change,
+            committed=_committed,
+            rolled_back=_rolled_back,
+            created=_created,
+        )
+        _attached = True
+
+
+_attached = False
 
 
 def _start() -> None:
@@ -173,17 +179,14 @@ def _in_a_change() -> bool:
     )
 
 
-def _with_the_change(session: Session) -> None:
-    """before_commit: the request's change is about to commit; its row commits with it."""
+def _with_the_change() -> AuditEvent | None:
+    """The request's change is about to commit: the row that commits with it."""
     if not _in_a_change():
-        return
-    if (pending := g.get("audit_in_flight")) is not None and pending in session:
-        return
+        return None
     view_args = request.view_args or {}
     resource_id = view_args.get("user_id") or view_args.get("group_id") or g.audit_created_id
-    event = _event(_granted_status(), resource_id)
-    session.add(event)  # the commit's flush writes it, in the same transaction
-    g.audit_in_flight = event
+    g.audit_in_flight = _event(_granted_status(), resource_id)
+    return g.audit_in_flight
 
 
 def _granted_status() -> int:
@@ -197,29 +200,21 @@ def _granted_status() -> int:
     return 200
 
 
-def _committed(_session: Session) -> None:
+def _committed() -> None:
     if has_request_context() and (event := g.get("audit_in_flight")) is not None:
         g.audit_committed, g.audit_in_flight = event, None
 
 
-def _rolled_back(_session: Session) -> None:
+def _rolled_back() -> None:
     # The event, a pending object, went with the rollback; a retried change adds a new one.
     if has_request_context():
         g.audit_in_flight = None
 
 
-def _created(_session: Session, instance: object) -> None:
-    """transient_to_pending: the id of the user or group a POST creates, for its row."""
-    if has_request_context() and isinstance(instance, (User, Group)):
-        g.audit_created_id = instance.id
-
-
-_SESSION_LISTENERS = {
-    "before_commit": _with_the_change,
-    "after_commit": _committed,
-    "after_rollback": _rolled_back,
-    "transient_to_pending": _created,
-}
+def _created(resource_id: str) -> None:
+    """The id of the user or group a POST creates, for its row."""
+    if has_request_context():
+        g.audit_created_id = resource_id
 
 
 # --- Refused and failed requests: a row once the response is sent ----------------------------

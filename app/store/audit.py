@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy import event as sql_events
 from sqlalchemy.orm import Session
 
 from app import tenancy
 from app.db import db, utcnow
-from app.models import AuditEvent
+from app.models import AuditEvent, Group, User
+
+
+def record_with_changes(
+    *,
+    to_commit: Callable[[], AuditEvent | None],
+    committed: Callable[[], None],
+    rolled_back: Callable[[], None],
+    created: Callable[[str], None],
+) -> None:
+    """Have the request's session (db.session) commit a change with its audit row.
+
+    Before each commit, `to_commit` gives the event to write in that transaction (or None);
+    `committed` and `rolled_back` say how that transaction ended (a rolled back event is gone
+    with it); `created` gets the id of each user or group added to the session (a POST's new
+    resource). The store's other sessions (a token's, an audit row's own) are not a request's
+    change and are left alone.
+    """
+
+    def before_commit(session: Session) -> None:
+        if (row := to_commit()) is not None:
+            session.add(row)  # the commit's flush writes it, in the same transaction
+
+    def added(_session: Session, instance: object) -> None:
+        if isinstance(instance, (User, Group)):
+            created(instance.id)
+
+    listeners = {
+        "before_commit": before_commit,
+        "after_commit": lambda _session: committed(),
+        "after_rollback": lambda _session: rolled_back(),
+        "transient_to_pending": added,
+    }
+    for name, listener in listeners.items():
+        sql_events.listen(db.session, name, listener)
 
 
 def record(event: AuditEvent) -> None:

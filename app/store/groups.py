@@ -8,6 +8,7 @@ from what the INSERT and DELETE statements RETURN: the console shows them on a u
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -60,9 +61,11 @@ _REFUSALS: locked.Refusals[Group] = {
 }
 
 
+@functools.cache
 def live(*, with_members: bool = False) -> Select[tuple[Group]]:
     """Every read starts here, so a tombstone can never leak into an answer. `with_members`
-    reads each group's members in the same statement (members_read)."""
+    reads each group's members in the same statement (members_read). Built once, as
+    store.users.live."""
     query = select(Group).where(Group.deleted_at.is_(None))
     if with_members:
         query = query.options(with_expression(Group.members_read, _members_column()))

@@ -121,7 +121,7 @@ def test_purge_tombstones_and_audit_and_stats(app, client, create_user):
         json=patch_payload({"op": "replace", "value": {"active": False}}),
     )
     for path in (f"Users/{kept['id']}", f"Users/{gone['id']}", f"Groups/{old_group.json['id']}"):
-        client.delete(f"{BASE}/{path}").close()  # closed: audited
+        client.delete(f"{BASE}/{path}")
     long_ago = utcnow() - timedelta(days=40)
     db.session.execute(db.update(User).where(User.id == gone["id"]).values(deleted_at=long_ago))
     db.session.execute(
@@ -130,9 +130,10 @@ def test_purge_tombstones_and_audit_and_stats(app, client, create_user):
     db.session.commit()
 
     stats = run(app, "stats").output
+    # Nine changes, each committed with its audit row (5 creates, 1 PATCH, 3 DELETEs).
     assert stats == (
         "users_active: 0\nusers_inactive: 1\nusers_unassigned: 0\ngroups: 1\nmemberships: 1\n"
-        "tombstoned_users: 2\ntombstoned_groups: 1\naudit_events: 3\n"
+        "tombstoned_users: 2\ntombstoned_groups: 1\naudit_events: 9\n"
         "tenants: 1\ntombstoned_tenants: 0\n"
     )
     assert run(app, "stats", "--tenant", "default").output == stats.split("tenants: 1")[0]

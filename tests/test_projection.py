@@ -198,6 +198,34 @@ def test_a_users_groups_are_read_by_the_statement_that_reads_the_user(client, ja
         assert not [s for s in seen if "group_members" in s], (name, seen)
 
 
+def test_a_page_past_the_first_reads_its_rows_groups_apart(client, create_user, create_group):
+    """Under an OFFSET, PostgreSQL computes a select list's subquery for every row it skips
+    (5,000 of them for startIndex=5001): a page that skips rows reads its users without their
+    groups, then the groups of the users it returns, in a second statement."""
+    users = [create_user(userName=f"p{n}@example.com") for n in range(3)]
+    group = create_group("Crew", members=[{"value": u["id"]} for u in users])
+    membership = [
+        {
+            "value": group["id"],
+            "$ref": f"http://localhost{BASE}/Groups/{group['id']}",
+            "display": "Crew",
+            "type": "direct",
+        }
+    ]
+    with statements() as seen:
+        response = client.get(f"{BASE}/Users?startIndex=2&count=1")
+    assert response.status_code == 200
+    assert [u["id"] for u in response.json["Resources"]] == [users[1]["id"]]
+    assert response.json["Resources"][0]["groups"] == membership
+    [page] = [s for s in seen if "FROM users" in s and "OFFSET" in s.upper()]
+    assert "group_members" not in page
+    assert len([s for s in seen if "group_members" in s]) == 1
+    groups_page = client.get(f"{BASE}/Groups?startIndex=1&count=1")
+    assert [m["value"] for m in groups_page.json["Resources"][0]["members"]] == sorted(
+        u["id"] for u in users
+    )
+
+
 def test_a_groups_members_are_read_by_the_statement_that_reads_the_group(
     client, create_user, create_group
 ):

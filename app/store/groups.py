@@ -67,9 +67,16 @@ def live(*, with_members: bool = False) -> Select[tuple[Group]]:
     reads each group's members in the same statement (members_read). Built once, as
     store.users.live."""
     query = select(Group).where(Group.deleted_at.is_(None))
-    if with_members:
-        query = query.options(with_expression(Group.members_read, _members_column()))
-    return query
+    return _with_members(query) if with_members else query
+
+
+def _with_members(query: Select[tuple[Group]]) -> Select[tuple[Group]]:
+    return query.options(_members_option())
+
+
+@functools.cache
+def _members_option() -> Any:
+    return with_expression(Group.members_read, _members_column())
 
 
 def get(group_id: str, *, for_update: bool = False, with_members: bool = False) -> Group:
@@ -97,15 +104,22 @@ def search(
     """One page of live groups matching a parsed SCIM filter, and how many match in all.
 
     `across_types` (the root /.search): attributes groups lack have no value, not an error.
+    `with_members`: the page's statement reads the groups' members too, where pages.fetch can.
     """
-    query = live(with_members=with_members)
+    query = live()
     if filter is not None:
         query = query.where(filters.groups_where(filter, unknown_is_missing=across_types))
     keys = []
     if sort_by and not (across_types and GROUP_RESOURCE.resolve(sort_by) is None):
         keys.append(pages.Key(filters.groups_sort_key(sort_by), descending, nullable=True))
     keys += [pages.Key(Group.created_at), pages.Key(Group.id)]
-    return pages.fetch(query, keys, page, count=_count_live if filter is None else None)
+    return pages.fetch(
+        query,
+        keys,
+        page,
+        count=_count_live if filter is None else None,
+        expand=_with_members if with_members else None,
+    )
 
 
 def _count_live(_query: Select[Any]) -> int:

@@ -39,20 +39,33 @@ class Page:
 
 # How the matches of a query are counted when its page cannot tell.
 Counter = Callable[[Select[Any]], int]
+# What a page's statement reads besides its rows' columns (a user's groups as a subquery).
+Expansion = Callable[[Select[Any]], Select[Any]]
 
 
 def fetch(
-    query: Select[Any], keys: list[Key], request: PageRequest, *, count: Counter | None = None
+    query: Select[Any],
+    keys: list[Key],
+    request: PageRequest,
+    *,
+    count: Counter | None = None,
+    expand: Expansion | None = None,
 ) -> Page:
     """Read one page of `query` (a select of one ORM entity) and how many rows match in all.
 
     The page is read first: when it shows where the matches end (a lookup by userName finds
     one user or none), the total follows from it and no second scan counts them. Otherwise
-    `count` counts them: every one by default, fewer with count_up_to.
+    `count` counts them (from `query`, never expanded): every one by default, fewer with
+    count_up_to.
+
+    `expand` adds to the page's statement what its rows show beyond their columns, when that
+    costs only the rows returned. Not under an OFFSET: PostgreSQL computes a subquery of the
+    select list for every row it skips too (5,000 subqueries for startIndex=5001); such a page
+    is read without it, and the caller reads what it lacks for the returned rows.
     """
     if request.cursor is None:
-        return _by_index(query, keys, request, count or _count)
-    return _by_cursor(query, keys, request, count or _count)
+        return _by_index(query, keys, request, count or _count, expand)
+    return _by_cursor(query, keys, request, count or _count, expand)
 
 
 def count_up_to(limit: int) -> Counter:
@@ -82,11 +95,18 @@ def _count(query: Select[Any]) -> int:
     return db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
 
 
-def _by_index(query: Select[Any], keys: list[Key], request: PageRequest, count: Counter) -> Page:
+def _by_index(
+    query: Select[Any],
+    keys: list[Key],
+    request: PageRequest,
+    count: Counter,
+    expand: Expansion | None,
+) -> Page:
     if request.count == 0:
         return Page([], count(query))
-    ordered = query.order_by(*(_order(k, reverse=False) for k in keys))
     skipped = request.start_index - 1
+    read = expand(query) if expand is not None and skipped == 0 else query
+    ordered = read.order_by(*(_order(k, reverse=False) for k in keys))
     # A startIndex past any table (10**20) skips everything, within what SQL's OFFSET takes.
     offset = min(skipped, MAX_OFFSET)
     rows = list(db.session.scalars(ordered.offset(offset).limit(request.count)))
@@ -97,14 +117,21 @@ def _by_index(query: Select[Any], keys: list[Key], request: PageRequest, count: 
     return Page(rows, count(query))
 
 
-def _by_cursor(query: Select[Any], keys: list[Key], request: PageRequest, count: Counter) -> Page:
+def _by_cursor(
+    query: Select[Any],
+    keys: list[Key],
+    request: PageRequest,
+    count: Counter,
+    expand: Expansion | None,
+) -> Page:
     cursor = request.cursor
     assert cursor is not None
     if request.count == 0:
         return Page([], count(query))
     backwards = cursor.backwards
     first = cursor.keys is None
-    beyond = query if first else query.where(_beyond(keys, cursor.keys, before=backwards))
+    read = expand(query) if expand is not None else query  # a keyset: no row is skipped
+    beyond = read if first else read.where(_beyond(keys, cursor.keys, before=backwards))
     ordered = beyond.add_columns(*(k.expression for k in keys)).order_by(
         *(_order(k, reverse=backwards) for k in keys)
     )

@@ -43,9 +43,16 @@ def live(*, with_groups: bool = False) -> Select[tuple[User]]:
     Built once: a statement is immutable (each .where() makes a new one), and building the
     groups' subquery and its option anew took a fifth of a lookup."""
     query = select(User).where(User.deleted_at.is_(None))
-    if with_groups:
-        query = query.options(with_expression(User.groups_read, groups.memberships_column()))
-    return query
+    return _with_groups(query) if with_groups else query
+
+
+def _with_groups(query: Select[tuple[User]]) -> Select[tuple[User]]:
+    return query.options(_groups_option())
+
+
+@functools.cache
+def _groups_option() -> Any:
+    return with_expression(User.groups_read, groups.memberships_column())
 
 
 def get(
@@ -80,8 +87,9 @@ def search(
     """One page of live users matching a parsed SCIM filter, and how many match in all.
 
     `across_types` (the root /.search): attributes users lack have no value, not an error.
+    `with_groups`: the page's statement reads the users' groups too, where pages.fetch can.
     """
-    query = live(with_groups=with_groups)
+    query = live()
     if filter is not None:
         query = query.where(filters.users_where(filter, rt, unknown_is_missing=across_types))
     keys = []
@@ -89,7 +97,13 @@ def search(
         keys.append(pages.Key(filters.users_sort_key(sort_by, rt), descending, nullable=True))
     # Creation order with the id as tiebreak: every page of a crawl is stable and disjoint.
     keys += [pages.Key(User.created_at), pages.Key(User.id)]
-    return pages.fetch(query, keys, page, count=_count_live if filter is None else None)
+    return pages.fetch(
+        query,
+        keys,
+        page,
+        count=_count_live if filter is None else None,
+        expand=_with_groups if with_groups else None,
+    )
 
 
 def _count_live(_query: Select[Any]) -> int:

@@ -174,7 +174,7 @@ DEFAULT_RATE_LIMIT = "6000 per minute"
 
 
 def _rate_limit(raw: str, name: str = "SCIM_RATE_LIMIT") -> str:
-    """Flask-Limiter's notation ("600 per minute", "10/second; 1000/hour"); empty disables."""
+    """In `limits`' notation ("600 per minute", "10/second; 1000/hour"); empty disables."""
     raw = raw.strip()
     if not raw:
         return ""

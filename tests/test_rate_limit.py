@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -146,6 +147,47 @@ def test_limits_are_shared_by_instances_through_redis(limited):
 def test_an_unreachable_redis_lets_requests_through(limited):
     app = limited(SCIM_RATE_LIMIT_STORAGE_URI="redis://127.0.0.1:1/0")
     assert {get(app).status_code for _ in range(5)} == {200}
+
+
+def test_an_unreachable_redis_is_logged_on_each_request_it_lets_through(limited, caplog):
+    app = limited(SCIM_RATE_LIMIT_STORAGE_URI="redis://127.0.0.1:1/0")
+    with caplog.at_level(logging.WARNING, logger="app.ratelimit"):
+        assert [get(app).status_code for _ in range(2)] == [200, 200]
+    logged = [r.getMessage() for r in caplog.records if r.name == "app.ratelimit"]
+    assert len(logged) == 2
+    assert logged[0].startswith("rate limit not counted (storage unreachable), request let through")
+    assert "127.0.0.1:1" in logged[0]
+
+
+def test_deployments_sharing_a_redis_count_apart_under_their_own_key_prefix(limited):
+    uri = redis_or_skip()
+    first = limited("1 per minute", SCIM_RATE_LIMIT_STORAGE_URI=uri)
+    prefix = f"scim-test-{uuid.uuid4().hex}"
+    other = limited(
+        "1 per minute", SCIM_RATE_LIMIT_STORAGE_URI=uri, SCIM_RATE_LIMIT_KEY_PREFIX=prefix
+    )
+    assert [get(first).status_code, get(first).status_code] == [200, 429]
+    assert get(other).status_code == 200
+
+
+def test_retry_after_is_when_the_oldest_request_leaves_the_window(limited, monkeypatch):
+    """A moving window: a place frees 60 s after the request that took it, not at a minute's
+    turn, and Retry-After says when (rounded up)."""
+    now = [1_000_000.25]
+    monkeypatch.setattr(ratelimit.time, "time", lambda: now[0])
+    app = limited("2 per minute")
+    assert get(app).status_code == 200
+    now[0] += 10
+    assert get(app).status_code == 200
+    now[0] += 20.5  # the first request came 30.5 s ago: its place frees in 29.5 s
+    refused = get(app)
+    assert (refused.status_code, refused.headers["Retry-After"]) == (429, "30")
+    now[0] += 29.4
+    assert get(app).status_code == 429  # still in the window (by a tenth of a second)
+    now[0] += 0.2
+    assert get(app).status_code == 200  # the first left; the second's place frees at +10 s
+    refused = get(app)
+    assert (refused.status_code, refused.headers["Retry-After"]) == (429, "10")
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@
 before, with the same --users, and skips the seeding (1,000,000 users: about 2.5 minutes on
 PostgreSQL, 3.5 on SQLite, and a 1.5 GB SQLite file, 2 GB with the index).
 
-Users go into the default tenant in bulk, at the revision before 0011_console_search: rows
-built by store/users.py's own `columns` and `value_rows` (the folded key columns, a work email
-per user and a home address for 40%), with COPY on PostgreSQL and executemany on SQLite, then
-ANALYZE. Seeded names come from benchmarks/filters.py (common family names for 60%).
+Users go into the default tenant in bulk, at the revision before 0011_console_search, by
+benchmarks/bulk.py: rows built by store/users.py's own `columns` and `value_rows`, with COPY on
+PostgreSQL and executemany on SQLite, then ANALYZE. Seeded names come from benchmarks/filters.py
+(common family names for 60%).
 
 "LIKE scan" is timed there, before the index: the console's statements as they were (every
 folded column with LIKE '%text%', emails through an IN subquery, then the count). Then 0011
@@ -25,16 +25,12 @@ the users page with the search through Flask's test client (SQL plus template), 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import random
 import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from datetime import timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -44,12 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import flask_migrate  # noqa: E402
 from alembic.migration import MigrationContext  # noqa: E402
+from bulk import seed  # noqa: E402  (benchmarks/bulk.py)
 from console import PASSWORD, log_in  # noqa: E402  (benchmarks/console.py)
-from filters import COMMON_FAMILY_NAMES, make_person  # noqa: E402  (benchmarks/filters.py)
-from sqlalchemy import func, insert, or_, select, text  # noqa: E402
+from filters import COMMON_FAMILY_NAMES  # noqa: E402  (benchmarks/filters.py)
+from sqlalchemy import func, or_, select, text  # noqa: E402
 
-from app import create_app, tenancy, validate  # noqa: E402
-from app.db import db, utcnow  # noqa: E402
+from app import create_app, tenancy  # noqa: E402
+from app.db import db  # noqa: E402
 from app.filters import sql as filters  # noqa: E402
 from app.models import User, UserValue  # noqa: E402
 from app.schema.core import USER_RESOURCE  # noqa: E402
@@ -58,72 +55,6 @@ from app.store import pages  # noqa: E402
 from app.store import users as users_store  # noqa: E402
 
 BEFORE_INDEX = "0010_rls_inline"  # the revision before 0011_console_search
-CHUNK = 10_000
-USER_COLUMNS = (
-    "tenant_id id user_name user_name_key external_id display_name given_name family_name "
-    "display_name_key given_name_key family_name_key active password_hash document document_key "
-    "created_at last_modified deleted_at version"
-).split()
-VALUE_COLUMNS = "tenant_id user_id attribute value value_key primary data data_key".split()
-
-
-def rows(rng: random.Random, count: int) -> Iterator[tuple[list[dict], list[dict]]]:
-    """Users and user_values rows, CHUNK users at a time, as store/users.py writes them."""
-    started = utcnow() - timedelta(days=365)
-    for first in range(0, count, CHUNK):
-        users, values = [], []
-        for n in range(first, min(first + CHUNK, count)):
-            _, body = make_person(rng, n)
-            document = {key: value for key, value in body.items() if key != "schemas"}
-            if n < 1000:  # what validation would make of it: the body as sent, but schemas
-                assert validate.resource(USER_RESOURCE, body).document == document
-            user_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-            created = started + timedelta(seconds=n * 30)
-            user = users_store.columns(USER_RESOURCE, document)
-            user |= {
-                "tenant_id": tenancy.DEFAULT_TENANT_ID,
-                "id": user_id,
-                "password_hash": None,
-                "created_at": created,
-                "last_modified": created,
-                "deleted_at": None,
-                "version": 1,
-            }
-            users.append(user)
-            for value in users_store.value_rows(USER_RESOURCE, user_id, document):
-                values.append(value | {"tenant_id": tenancy.DEFAULT_TENANT_ID})
-        yield users, values
-
-
-def seed(count: int) -> float:
-    """Seed `count` users into the default tenant; returns the seconds it took."""
-    started = time.perf_counter()
-    rng = random.Random(5)
-    postgres = db.engine.dialect.name == "postgresql"
-    for n, (users, values) in enumerate(rows(rng, count)):
-        if postgres:
-            _copy("users", USER_COLUMNS, users)
-            _copy("user_values", VALUE_COLUMNS, values)
-        else:
-            db.session.execute(insert(User), users)
-            db.session.execute(insert(UserValue), values)
-        db.session.commit()
-        done = min((n + 1) * CHUNK, count)
-        if done % 100_000 == 0 or done == count:
-            print(f"  {done:>9,} users  {time.perf_counter() - started:6.1f} s", flush=True)
-    db.session.execute(text("ANALYZE"))
-    db.session.commit()
-    return time.perf_counter() - started
-
-
-def _copy(table: str, columns: list[str], records: list[dict[str, Any]]) -> None:
-    """PostgreSQL's COPY, through the session's connection (and so its transaction)."""
-    raw = db.session.connection().connection.driver_connection
-    names = ", ".join(f'"{c}"' for c in columns)
-    jsons = {"document", "document_key", "data", "data_key"}
-    with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-        for record in records:
-            copy.write_row([json.dumps(record[c]) if c in jsons else record[c] for c in columns])
 
 
 def old_text(search: str) -> Any:

@@ -10,7 +10,7 @@ from werkzeug.security import check_password_hash
 from app.db import db
 from app.models import User
 from app.tenancy import DEFAULT_TENANT_ID
-from tests.conftest import BASE
+from tests.conftest import BASE, statements
 from tests.payloads import (
     ENTERPRISE_URN,
     PATCH_URN,
@@ -825,3 +825,22 @@ def test_unassigned_active_stays_so_through_put_and_is_set_again_by_patch(client
     assert response.json["active"] is True
     assert response.json["meta"]["version"] == 'W/"4"'
     assert found(client, "active eq true") == {"jane@example.com"}
+
+
+def test_a_change_that_keeps_every_element_leaves_their_rows_alone(client, create_user):
+    """The per-element rows (user_values, what emails[...] filters read) are rewritten only
+    when an element changed: a PATCH of givenName or active writes the user's row alone."""
+    user = create_user(userName="ada@example.com")
+    for operation in (
+        {"op": "replace", "path": "name.givenName", "value": "Augusta"},
+        {"op": "replace", "path": "active", "value": False},
+    ):
+        with statements() as seen:
+            assert patch(client, user, operation).status_code == 200
+        assert not [s for s in seen if "user_values" in s], seen
+    new_email = {"op": "replace", "path": "emails", "value": [{"value": "ada@lovelace.org"}]}
+    with statements() as seen:
+        assert patch(client, user, new_email).status_code == 200
+    assert [s.split()[0] for s in seen if "user_values" in s] == ["DELETE", "INSERT"]
+    assert found(client, 'emails.value eq "ada@lovelace.org"') == {"ada@example.com"}
+    assert found(client, 'emails.value eq "jane@example.com"') == set()

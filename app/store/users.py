@@ -217,14 +217,21 @@ def _copy_onto_row(
         return
     if user.document is None:  # a new row
         user.id = new_id()
+        elements = value_rows(rt, user.id, document)
     else:
-        db.session.execute(sql_delete(UserValue).where(UserValue.user_id == user.id))
+        elements = value_rows(rt, user.id, document)
+        # Rewritten only when they changed: a PATCH of givenName or active (most of an IdP's
+        # changes) keeps every element, and skips a DELETE and an INSERT with their indexes.
+        if elements == value_rows(rt, user.id, user.document):
+            elements = []
+        else:
+            db.session.execute(sql_delete(UserValue).where(UserValue.user_id == user.id))
     for column, value in columns(rt, document).items():
         setattr(user, column, value)
     if password is not None:
         user.password_hash = generate_password_hash(password)
     user.last_modified = utcnow()
-    db.session.add_all(UserValue(**row) for row in value_rows(rt, user.id, document))
+    db.session.add_all(UserValue(**row) for row in elements)
 
 
 def insert_many(

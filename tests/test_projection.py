@@ -198,10 +198,14 @@ def test_a_users_groups_are_read_by_the_statement_that_reads_the_user(client, ja
         assert not [s for s in seen if "group_members" in s], (name, seen)
 
 
-def test_a_page_past_the_first_reads_its_rows_groups_apart(client, create_user, create_group):
+@pytest.mark.parametrize("query", ["startIndex=2&count=1", "sortBy=userName&count=1"])
+def test_a_page_past_the_first_reads_its_rows_groups_apart(
+    client, create_user, create_group, query
+):
     """Under an OFFSET, PostgreSQL computes a select list's subquery for every row it skips
-    (5,000 of them for startIndex=5001): a page that skips rows reads its users without their
-    groups, then the groups of the users it returns, in a second statement."""
+    (5,000 of them for startIndex=5001), and under a sortBy for every match it sorts: such a
+    page reads its users without their groups, then the groups of the users it returns, in a
+    second statement."""
     users = [create_user(userName=f"p{n}@example.com") for n in range(3)]
     group = create_group("Crew", members=[{"value": u["id"]} for u in users])
     membership = [
@@ -213,11 +217,12 @@ def test_a_page_past_the_first_reads_its_rows_groups_apart(client, create_user, 
         }
     ]
     with statements() as seen:
-        response = client.get(f"{BASE}/Users?startIndex=2&count=1")
+        response = client.get(f"{BASE}/Users?{query}")
     assert response.status_code == 200
-    assert [u["id"] for u in response.json["Resources"]] == [users[1]["id"]]
+    expected = users[1] if "startIndex=2" in query else users[0]  # p0 sorts first
+    assert [u["id"] for u in response.json["Resources"]] == [expected["id"]]
     assert response.json["Resources"][0]["groups"] == membership
-    [page] = [s for s in seen if "FROM users" in s and "OFFSET" in s.upper()]
+    [page] = [s for s in seen if "FROM users" in s and "LIMIT" in s.upper()]
     assert "group_members" not in page
     assert len([s for s in seen if "group_members" in s]) == 1
     groups_page = client.get(f"{BASE}/Groups?startIndex=1&count=1")

@@ -102,7 +102,9 @@ def search(
         keys,
         page,
         count=_count_live if filter is None else None,
-        expand=_with_groups if with_groups else None,
+        # Not under a client's sortBy: PostgreSQL then computes the subquery for every match
+        # it sorts, not only for the page (a third of a sorted page at 100,000 users).
+        expand=_with_groups if with_groups and not sort_by else None,
     )
 
 

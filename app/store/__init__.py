@@ -1,10 +1,12 @@
 """Every SQL statement the service runs lives in this package, one module per resource type."""
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, String, any_, bindparam
+from sqlalchemy import ColumnElement, Select, String, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import with_expression
 
 from app.db import db
 
@@ -36,3 +38,13 @@ def one_of(column: Any, values: list[str]) -> ColumnElement[bool]:
     if db.session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=ARRAY(String)))
     return column.in_(values)
+
+
+def read_with(
+    attribute: Any, expression: Callable[[], ColumnElement[Any]]
+) -> Callable[[Select[Any]], Select[Any]]:
+    """What adds `expression` to a statement reading a model, loaded into its `attribute` (a
+    query_expression): a user's groups, a group's members. The option is built once, on first
+    use (building the subquery anew took a fifth of a lookup)."""
+    option = functools.cache(lambda: with_expression(attribute, expression()))
+    return lambda query: query.options(option())

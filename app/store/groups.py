@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import aliased, with_expression
+from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -47,7 +47,7 @@ from app.paging import PageRequest
 from app.patch import Operation
 from app.patch import apply as apply_patch
 from app.schema.core import GROUP_RESOURCE
-from app.store import chunks, could_be_id, locked, one_of, pages
+from app.store import chunks, could_be_id, locked, one_of, pages, read_with
 
 MEMBERS = GROUP_RESOURCE.schema.attribute("members")
 
@@ -68,15 +68,6 @@ def live(*, with_members: bool = False) -> Select[tuple[Group]]:
     store.users.live."""
     query = select(Group).where(Group.deleted_at.is_(None))
     return _with_members(query) if with_members else query
-
-
-def _with_members(query: Select[tuple[Group]]) -> Select[tuple[Group]]:
-    return query.options(_members_option())
-
-
-@functools.cache
-def _members_option() -> Any:
-    return with_expression(Group.members_read, _members_column())
 
 
 def get(group_id: str, *, for_update: bool = False, with_members: bool = False) -> Group:
@@ -178,24 +169,8 @@ def _members_column() -> ColumnElement[Any]:
             )
         )
         .select_from(member)
-        .outerjoin(
-            user,
-            and_(
-                member.member_type == "User",
-                user.tenant_id == member.tenant_id,
-                user.id == member.member_id,
-                user.deleted_at.is_(None),
-            ),
-        )
-        .outerjoin(
-            nested,
-            and_(
-                member.member_type == "Group",
-                nested.tenant_id == member.tenant_id,
-                nested.id == member.member_id,
-                nested.deleted_at.is_(None),
-            ),
-        )
+        .outerjoin(user, _live_member(user, "User"))
+        .outerjoin(nested, _live_member(nested, "Group"))
         .where(
             member.tenant_id == Group.tenant_id,
             member.group_id == Group.id,
@@ -205,6 +180,20 @@ def _members_column() -> ColumnElement[Any]:
         .scalar_subquery(),
         JSON,
     )
+
+
+def _live_member(resource: Any, kind: str) -> ColumnElement[bool]:
+    """The live user or group (an alias of its model) that a group_members row names."""
+    member = GroupMember
+    return and_(
+        member.member_type == kind,
+        resource.tenant_id == member.tenant_id,
+        resource.id == member.member_id,
+        resource.deleted_at.is_(None),
+    )
+
+
+_with_members = read_with(Group.members_read, _members_column)
 
 
 def members_read(group: Group) -> list[Member] | None:

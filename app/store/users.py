@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import Select, insert, select
 from sqlalchemy import delete as sql_delete
-from sqlalchemy.orm import with_expression
 from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.security import generate_password_hash
 
@@ -25,7 +24,7 @@ from app.paging import PageRequest
 from app.patch import Operation
 from app.patch import apply as apply_patch
 from app.schema import ResourceType
-from app.store import could_be_id, groups, locked, pages
+from app.store import could_be_id, groups, locked, pages, read_with
 
 # The unique indexes a user's write can run into, and what the client is told.
 _REFUSALS: locked.Refusals[User] = {
@@ -46,13 +45,7 @@ def live(*, with_groups: bool = False) -> Select[tuple[User]]:
     return _with_groups(query) if with_groups else query
 
 
-def _with_groups(query: Select[tuple[User]]) -> Select[tuple[User]]:
-    return query.options(_groups_option())
-
-
-@functools.cache
-def _groups_option() -> Any:
-    return with_expression(User.groups_read, groups.memberships_column())
+_with_groups = read_with(User.groups_read, groups.memberships_column)
 
 
 def get(

@@ -74,7 +74,7 @@ import flask_migrate  # noqa: E402
 from bulk import copy_rows, seed  # noqa: E402  (benchmarks/bulk.py)
 from filters import make_person  # noqa: E402  (benchmarks/filters.py)
 from flask.testing import FlaskClient  # noqa: E402
-from sqlalchemy import create_engine, func, insert, select  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 from tenants import (  # noqa: E402  (benchmarks/tenants.py)
     DEFAULT_POSTGRES,
     GROUP_URN,
@@ -82,6 +82,7 @@ from tenants import (  # noqa: E402  (benchmarks/tenants.py)
     capturing,
     postgres_databases,
     settings,
+    vacuum_analyze,
 )
 
 from app import create_app, paging, protocol, tenancy  # noqa: E402
@@ -162,12 +163,7 @@ def grow(url: str, users: int, big_group: int, groups: int, first: bool) -> str:
         f"{groups:,} small groups; {time.perf_counter() - started:.0f} s in all"
     )
     if dialect == "postgresql":
-        started = time.perf_counter()
-        engine = create_engine(url, isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            connection.exec_driver_sql("VACUUM ANALYZE")
-        engine.dispose()
-        line += f", VACUUM ANALYZE {time.perf_counter() - started:.0f} s"
+        line += f", VACUUM ANALYZE {vacuum_analyze(url):.0f} s"
     return line
 
 

@@ -228,6 +228,25 @@ class GroupMember(db.Model):
     member_type: Mapped[str] = mapped_column(String(5))  # "User" or "Group"
 
 
+class LiveCount(db.Model):
+    """How many live users or groups a tenant has, kept by the database's own triggers on
+    users and groups (LIVE_COUNT_TRIGGERS below): an unfiltered list's totalResults reads it
+    instead of counting every live row (106 ms on SQLite, 320 on PostgreSQL at 1,000,000).
+
+    The count is split over shard rows, summed on read: on PostgreSQL a row's shard is a hash
+    of its id, so concurrent creates in one tenant rarely wait on the same counter row until
+    commit; SQLite has one writer at a time and uses shard 0 only. A shard alone may go below
+    zero or above the tenant's total; only the sum means anything.
+    """
+
+    __tablename__ = "live_counts"
+
+    tenant_id: Mapped[int] = tenant_column(primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(5), primary_key=True)  # "User", "Group"
+    shard: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    live: Mapped[int]
+
+
 @dataclass(frozen=True)
 class Member:
     """A group member as read for display: store/groups.py builds these with one join."""
@@ -530,3 +549,130 @@ groups_search = table("groups_search", column("rowid", Integer))
 groups_search_ids = table(
     "groups_search_ids", column("id", Integer), column("tenant_id", Integer), column("group_id")
 )
+
+
+# --- Live counts: each tenant's live users and groups, kept by triggers -----------------------
+#
+# LiveCount's rows change with every insert, tombstone (deleted_at set or cleared) and delete of
+# a user or group, in the writing transaction, whoever writes: the service, `flask purge`, a
+# tenant's purge, a bulk load, a migration, hand-written SQL. A rolled-back write takes its
+# change back with it. Migration 0013_live_counts creates these triggers and counts the rows
+# already stored; create_all (the tests) creates the same through the event below, and
+# tests/test_migrations.py compares the two. A decrement only updates: a counter row that is
+# gone (deleted with its tenant, or by the tests' emptying in any table order) stays gone.
+#
+# PostgreSQL: a row's shard is the low bits of hashtext(id), so concurrent creates in one tenant
+# rarely queue on one counter row until commit. Inserts and deletes are counted once per
+# statement, from its transition table (a purge of 1,000,000 rows or a COPY is a few counter
+# updates, not one per row), and the counter rows are changed in key order, so two statements
+# changing several of them cannot deadlock each other. A tombstone is one row per statement:
+# a row trigger whose WHEN skips every UPDATE that leaves the row's liveness alone (a PATCH
+# runs no function). The functions run as the writing role, under the table's row-level
+# security: the app role changes its own tenant's counters only.
+#
+# SQLite: one writer at a time, so shard 0 only; a row trigger each (a statement-level trigger
+# does not exist there). Alembic's batch mode drops a table's triggers when it rebuilds it (as
+# for the search's, above): a migration that rebuilds users or groups must create them again.
+
+LIVE_COUNT_SHARDS = 16  # PostgreSQL; a power of two: the shard is hashtext(id) & (SHARDS - 1)
+LIVE_COUNTED = {"users": "User", "groups": "Group"}  # table: resource_type
+
+_SHARD = f"hashtext({{0}}) & {LIVE_COUNT_SHARDS - 1}"
+LIVE_COUNT_POSTGRESQL = (
+    # Inserts and deletes, per statement: the rows' live ones, summed per counter row.
+    "CREATE OR REPLACE FUNCTION scim_live_counts_rows() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+    "DECLARE\n"
+    "    change record;\n"
+    "BEGIN\n"
+    "    IF TG_OP = 'INSERT' THEN\n"
+    "        INSERT INTO live_counts AS c (tenant_id, resource_type, shard, live)\n"
+    f"        SELECT tenant_id, TG_ARGV[0], {_SHARD.format('id')}, count(*) FROM new_rows\n"
+    "        WHERE deleted_at IS NULL GROUP BY 1, 3 ORDER BY 1, 3\n"
+    "        ON CONFLICT (tenant_id, resource_type, shard)\n"
+    "        DO UPDATE SET live = c.live + excluded.live;\n"
+    "    ELSE\n"
+    "        FOR change IN\n"
+    f"            SELECT tenant_id, {_SHARD.format('id')} AS shard, count(*) AS gone\n"
+    "            FROM old_rows WHERE deleted_at IS NULL GROUP BY 1, 2 ORDER BY 1, 2\n"
+    "        LOOP\n"
+    "            UPDATE live_counts SET live = live - change.gone\n"
+    "            WHERE tenant_id = change.tenant_id AND resource_type = TG_ARGV[0]\n"
+    "                AND shard = change.shard;\n"
+    "        END LOOP;\n"
+    "    END IF;\n"
+    "    RETURN NULL;\n"
+    "END\n"
+    "$$",
+    # A row that became a tombstone or live again (or, never in the service, changed its key).
+    "CREATE OR REPLACE FUNCTION scim_live_counts_update() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+    "BEGIN\n"
+    "    IF OLD.deleted_at IS NULL THEN\n"
+    "        UPDATE live_counts SET live = live - 1\n"
+    "        WHERE tenant_id = OLD.tenant_id AND resource_type = TG_ARGV[0]\n"
+    f"            AND shard = {_SHARD.format('OLD.id')};\n"
+    "    END IF;\n"
+    "    IF NEW.deleted_at IS NULL THEN\n"
+    "        INSERT INTO live_counts AS c (tenant_id, resource_type, shard, live)\n"
+    f"        VALUES (NEW.tenant_id, TG_ARGV[0], {_SHARD.format('NEW.id')}, 1)\n"
+    "        ON CONFLICT (tenant_id, resource_type, shard) DO UPDATE SET live = c.live + 1;\n"
+    "    END IF;\n"
+    "    RETURN NULL;\n"
+    "END\n"
+    "$$",
+    *(
+        statement
+        for table, kind in LIVE_COUNTED.items()
+        for statement in (
+            f"CREATE OR REPLACE TRIGGER live_counts_{table}_insert AFTER INSERT ON {table} "
+            "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
+            f"EXECUTE FUNCTION scim_live_counts_rows('{kind}')",
+            f"CREATE OR REPLACE TRIGGER live_counts_{table}_delete AFTER DELETE ON {table} "
+            "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT "
+            f"EXECUTE FUNCTION scim_live_counts_rows('{kind}')",
+            f"CREATE OR REPLACE TRIGGER live_counts_{table}_update AFTER UPDATE ON {table} "
+            "FOR EACH ROW WHEN ((OLD.deleted_at IS NULL) <> (NEW.deleted_at IS NULL) "
+            "OR OLD.tenant_id <> NEW.tenant_id OR OLD.id <> NEW.id) "
+            f"EXECUTE FUNCTION scim_live_counts_update('{kind}')",
+        )
+    ),
+)
+LIVE_COUNT_FUNCTIONS_POSTGRESQL = ("scim_live_counts_rows", "scim_live_counts_update")
+
+_UP = (
+    "INSERT INTO live_counts (tenant_id, resource_type, shard, live) "
+    "SELECT new.tenant_id, '{0}', 0, 1 WHERE new.deleted_at IS NULL "
+    "ON CONFLICT (tenant_id, resource_type, shard) DO UPDATE SET live = live + 1"
+)
+_DOWN = (
+    "UPDATE live_counts SET live = live - 1 WHERE old.deleted_at IS NULL "
+    "AND tenant_id = old.tenant_id AND resource_type = '{0}' AND shard = 0"
+)
+LIVE_COUNT_SQLITE = tuple(
+    statement
+    for table, kind in LIVE_COUNTED.items()
+    for statement in (
+        f"CREATE TRIGGER IF NOT EXISTS live_counts_{table}_insert AFTER INSERT ON {table} "
+        f"BEGIN {_UP.format(kind)}; END",
+        f"CREATE TRIGGER IF NOT EXISTS live_counts_{table}_delete AFTER DELETE ON {table} "
+        f"BEGIN {_DOWN.format(kind)}; END",
+        f"CREATE TRIGGER IF NOT EXISTS live_counts_{table}_update "
+        f"AFTER UPDATE OF tenant_id, id, deleted_at ON {table} "
+        "WHEN (old.deleted_at IS NULL) <> (new.deleted_at IS NULL) "
+        "OR old.tenant_id <> new.tenant_id OR old.id <> new.id "
+        f"BEGIN {_DOWN.format(kind)}; {_UP.format(kind)}; END",
+    )
+)
+LIVE_COUNT = {"postgresql": LIVE_COUNT_POSTGRESQL, "sqlite": LIVE_COUNT_SQLITE}
+
+
+@event.listens_for(db.metadata, "after_create")
+def _create_live_count_triggers(target: Any, connection: Any, **kw: Any) -> None:
+    for statement in LIVE_COUNT.get(connection.dialect.name, ()):
+        connection.exec_driver_sql(statement)
+
+
+@event.listens_for(db.metadata, "after_drop")
+def _drop_live_count_functions(target: Any, connection: Any, **kw: Any) -> None:
+    if connection.dialect.name == "postgresql":  # the triggers went with their tables
+        for name in LIVE_COUNT_FUNCTIONS_POSTGRESQL:
+            connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {name}()")

@@ -187,6 +187,107 @@ def test_0011_indexes_the_directory_already_stored_and_downgrades(migrated):
 
 
 # ---------------------------------------------------------------------------------------------
+# 0013_live_counts: the triggers that keep each tenant's live counts
+
+
+def _live_count_objects() -> set[tuple[str, str]]:
+    """The live counters' triggers (and, on PostgreSQL, their functions), with their SQL."""
+    with db.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            rows = connection.exec_driver_sql(
+                "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger "
+                "WHERE tgname LIKE 'live_counts_%%' UNION ALL "
+                "SELECT proname, pg_get_functiondef(oid) FROM pg_proc "
+                "WHERE proname LIKE 'scim_live_counts_%%'"
+            ).all()
+        else:
+            rows = connection.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master "
+                "WHERE type = 'trigger' AND name LIKE 'live_counts_%'"
+            ).all()
+    return {(name, " ".join(sql.split())) for name, sql in rows}
+
+
+def test_migrations_build_the_live_count_triggers_create_all_builds(migrated):
+    migrated_objects = _live_count_objects()
+    # Insert, delete and update on users and groups; PostgreSQL's two functions besides.
+    expected = 8 if db.engine.dialect.name == "postgresql" else 6
+    assert len(migrated_objects) == expected
+    db.drop_all()
+    assert _live_count_objects() == set()
+    db.create_all()
+    assert _live_count_objects() == migrated_objects
+
+
+def _live_counts() -> dict[tuple[int, str], int]:
+    """Every tenant's counters summed per resource type, and the live rows counted one by one;
+    asserted equal, then returned."""
+    with db.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SELECT set_config('scim.tenant', '*', true)")
+        summed = connection.exec_driver_sql(
+            "SELECT tenant_id, resource_type, sum(live) FROM live_counts GROUP BY 1, 2"
+        ).all()
+        rows = connection.exec_driver_sql(
+            "SELECT tenant_id, 'User', count(*) FROM users WHERE deleted_at IS NULL GROUP BY 1 "
+            "UNION ALL "
+            "SELECT tenant_id, 'Group', count(*) FROM groups WHERE deleted_at IS NULL GROUP BY 1"
+        ).all()
+    counters = {(tenant, kind): int(total) for tenant, kind, total in summed if total}
+    assert counters == {(tenant, kind): total for tenant, kind, total in rows}
+    return counters
+
+
+def test_0013_counts_the_directory_already_stored_and_downgrades(migrated):
+    client = _scim_client(migrated)
+    with tenancy.entered(None):
+        acme_id = tenants.create("acme").id
+    acme_token = new_token()
+    with tenancy.entered(acme_id):
+        tokens.create("acme-idp", token_hash(acme_token))
+    db.session.remove()
+    acme = migrated.test_client()
+    acme.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {acme_token}"
+
+    def user(caller: FlaskClient, name: str) -> str:
+        response = caller.post(f"{BASE}/Users", json=user_payload(userName=name))
+        assert response.status_code == 201, response.json
+        return response.json["id"]
+
+    user(client, "ada@example.com")
+    gone = user(client, "gone@example.com")
+    assert client.delete(f"{BASE}/Users/{gone}").status_code == 204
+    user(acme, "ada@acme.example")
+    group = {"schemas": [GROUP_URN], "displayName": "Acme staff"}
+    assert acme.post(f"{BASE}/Groups", json=group).status_code == 201
+    assert _live_counts() == {(1, "User"): 1, (acme_id, "User"): 1, (acme_id, "Group"): 1}
+
+    flask_migrate.downgrade(revision="0012_live_order_indexes")
+    assert _live_count_objects() == set()
+    assert "live_counts" not in inspect(db.engine).get_table_names()
+    # Written while no counter (nor trigger) existed: the upgrade's count must find them.
+    user(client, "grace@example.com")
+    for n in range(3):
+        user(acme, f"u{n}@acme.example")
+    acme_ada = acme.get(f"{BASE}/Users", query_string={"filter": 'userName eq "ada@acme.example"'})
+    acme_ada_id = acme_ada.json["Resources"][0]["id"]
+    assert acme.delete(f"{BASE}/Users/{acme_ada_id}").status_code == 204
+    db.session.remove()
+    flask_migrate.upgrade()
+    assert _live_counts() == {(1, "User"): 2, (acme_id, "User"): 3, (acme_id, "Group"): 1}
+    totals = [
+        caller.get(f"{BASE}/{kind}").json["totalResults"]
+        for caller in (client, acme)
+        for kind in ("Users", "Groups")
+    ]
+    assert totals == [2, 0, 3, 1]
+    # And the triggers count from there.
+    user(acme, "new@acme.example")
+    assert acme.get(f"{BASE}/Users").json["totalResults"] == 4
+    assert _live_counts()[(acme_id, "User")] == 4
+
+
+# ---------------------------------------------------------------------------------------------
 # 0008_folded_copies on a database that already holds users
 
 REVISION_0007 = "0007_console_sessions"

@@ -25,6 +25,7 @@ from app.models import (
     ConsoleSession,
     Group,
     GroupMember,
+    LiveCount,
     MembershipChange,
     Tenant,
     Token,
@@ -38,7 +39,7 @@ SUSPENDED = (
     "The tenant {!r} is suspended: its data is kept but no request is served until the "
     "service operator resumes it"
 )
-TENANT_ROWS = (User, UserValue, Group, GroupMember, MembershipChange, Token, AuditEvent)
+TENANT_ROWS = (User, UserValue, Group, GroupMember, MembershipChange, Token, AuditEvent, LiveCount)
 
 
 def run(app: Flask, *args: str) -> Result:

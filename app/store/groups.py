@@ -116,8 +116,8 @@ def search(
 
 
 def _count_live(_query: Select[Any]) -> int:
-    """How many live groups the tenant has, from the live-displayName index alone."""
-    return pages.count_live(Group, Group.display_name_key)
+    """How many live groups the tenant has, from its counter rows (models.LiveCount)."""
+    return pages.count_live("Group")
 
 
 @read_again_on_outage

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, select, tuple_
 
 from app.db import db
+from app.models import LiveCount
 from app.paging import Cursor, PageRequest
 
 MAX_OFFSET = 2**63 - 1  # the largest OFFSET both databases accept (a signed 64-bit integer)
@@ -79,16 +80,15 @@ def count_up_to(limit: int) -> Counter:
     return count
 
 
-def count_live(model: Any, unique_key: Any) -> int:
-    """Every live row of `model` (the tenant scope adds its tenant), counted from the partial
-    unique index of live rows on (tenant_id, `unique_key`), which answers it by itself.
+_LIVE_COUNT = select(func.coalesce(func.sum(LiveCount.live), 0))
 
-    `unique_key >= ''` holds for every row (the key is a string, never null) and names the
-    index to the planner: without it SQLite chose a smaller index lacking `deleted_at` and read
-    every row to check it (4 ms at 20,000 users instead of 0.9); PostgreSQL scans the index.
-    """
-    query = select(func.count()).select_from(model)
-    return db.session.scalar(query.where(model.deleted_at.is_(None), unique_key >= ""))
+
+def count_live(resource_type: str) -> int:
+    """Every live user or group (`resource_type`) of the entered tenant, summed from its
+    counter rows (models.LiveCount), which the database's triggers keep exact: a few rows
+    read instead of every live row counted (106 ms on SQLite, 320 on PostgreSQL at 1,000,000
+    users)."""
+    return db.session.scalar(_LIVE_COUNT.where(LiveCount.resource_type == resource_type))
 
 
 def _count(query: Select[Any]) -> int:

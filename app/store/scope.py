@@ -28,6 +28,7 @@ from app.models import (
     AuditEvent,
     Group,
     GroupMember,
+    LiveCount,
     MembershipChange,
     Token,
     User,
@@ -42,6 +43,7 @@ TENANT_OWNED: tuple[type[Any], ...] = (
     Token,
     AuditEvent,
     MembershipChange,
+    LiveCount,
 )
 _OWNED_TABLES = frozenset(model.__table__ for model in TENANT_OWNED)
 

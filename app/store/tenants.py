@@ -15,6 +15,7 @@ from app.models import (
     AuditEvent,
     Group,
     GroupMember,
+    LiveCount,
     MembershipChange,
     Tenant,
     TenantState,
@@ -144,10 +145,10 @@ def summaries(include_deleted: bool = False) -> list[Summary]:
         if not include_deleted:
             query = query.where(Tenant.state != TenantState.DELETED)
         tenants = list(db.session.scalars(query))
-        users = _per_tenant(select(User.tenant_id, func.count()).where(User.deleted_at.is_(None)))
-        groups = _per_tenant(
-            select(Group.tenant_id, func.count()).where(Group.deleted_at.is_(None))
-        )
+        # From the counters the triggers keep (models.LiveCount), not a count of every row.
+        live = select(LiveCount.tenant_id, func.sum(LiveCount.live))
+        users = _per_tenant(live.where(LiveCount.resource_type == "User"))
+        groups = _per_tenant(live.where(LiveCount.resource_type == "Group"))
         tokens = _per_tenant(
             select(Token.tenant_id, func.count()).where(Token.revoked_at.is_(None))
         )
@@ -183,6 +184,7 @@ def purge_deleted(older_than_days: int) -> list[str]:
                 MembershipChange,
                 User,
                 Group,
+                LiveCount,  # after the users and groups, whose deletion counted them down
                 Token,
                 AuditEvent,
             ):

@@ -71,7 +71,8 @@ CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public;
 
 -- 3. What exists already belongs to the owner (serial sequences and indexes follow their table).
 --    The policies' functions: scim_tenant_visible (migration 0009) and scim_all_tenants_visible,
---    which it calls (0010).
+--    which it calls (0010); the live counters' trigger functions (0013), which run as the role
+--    that writes (the service changes its tenant's counters through them, under the policy).
 SELECT format('ALTER TABLE public.%I OWNER TO %I', c.relname, :'owner_role')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
@@ -80,7 +81,9 @@ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
 \gexec
 SELECT format('ALTER FUNCTION %s OWNER TO %I', p.oid::regprocedure, :'owner_role')
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname = 'public' AND p.proname IN ('scim_tenant_visible', 'scim_all_tenants_visible')
+WHERE n.nspname = 'public'
+  AND p.proname IN ('scim_tenant_visible', 'scim_all_tenants_visible',
+                    'scim_live_counts_rows', 'scim_live_counts_update')
   AND pg_get_userbyid(p.proowner) <> :'owner_role'
 \gexec
 

@@ -36,6 +36,7 @@ from app.models import AuditEvent
 from app.patch import Operation
 from app.requests import request_id
 from app.store import audit as audit_store
+from app.store import events as events_store
 
 LOGGER_NAME = "scim.audit"  # outside "app": its lines go to stdout as they are, not to stderr
 OPERATIONS = {"POST": "create", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}
@@ -81,6 +82,9 @@ def init_app(app: Flask) -> None:
     app.after_request(_audit)
     global _attached
     if not _attached:  # the session is the process's, whatever the app
+        events_store.identify_requests_with(
+            lambda: (request_id() or "") if has_request_context() else ""
+        )
         audit_store.record_with_changes(
             to_commit=_with_the_change,
             committed=_committed,

@@ -10,11 +10,13 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
     String,
+    Text,
     column,
     event,
     table,
@@ -338,6 +340,8 @@ class AuditEvent(db.Model):
     scim_type: Mapped[str | None] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(String(500))
     duration_ms: Mapped[float]
+    # RFC 8417 txn of the change (store/events.py): its events carry it; None if nothing changed.
+    txn: Mapped[str | None] = mapped_column(String(36))
 
 
 class MembershipChange(db.Model):
@@ -388,6 +392,148 @@ class Token(db.Model):
     replaced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- Change events (RFC 9967 SETs): the outbox, its receivers, their keys and deliveries -------
+#
+# store/events.py says how these tables work together (its module docstring).
+
+PENDING = text("state = 'pending'")
+
+
+class Event(db.Model):
+    """One committed change to one resource, written in the change's transaction (the outbox).
+
+    Several rows share a `txn` when one change touched several resources (a user deleted, and
+    the groups it left). What RFC 9967 puts in the SET is here; the SET itself is built and
+    signed per receiver when it is delivered (store/events.py, app/events.py).
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("uq_events_jti", "tenant_id", "jti", unique=True),
+        # A resource's events in order (the console's timeline, replay by resource).
+        Index("ix_events_resource_id_id", "tenant_id", "resource_id", "id"),
+        Index("ix_events_at", "tenant_id", "at"),  # replay since a time
+        Index("ix_events_txn", "tenant_id", "txn"),  # the audit row's change
+    )
+
+    # Global and monotonic: within one resource, the order of its changes (a resource's writes
+    # queue on its row lock, and the id is drawn at commit, under that lock).
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    tenant_id: Mapped[int] = tenant_column()
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    txn: Mapped[str] = mapped_column(String(36))  # RFC 8417 txn: one per committed change
+    jti: Mapped[str] = mapped_column(String(36))  # RFC 7519 jti of the SET(s) built from it
+    resource_type: Mapped[str] = mapped_column(String(8))  # "User", "Group"
+    resource_id: Mapped[str] = mapped_column(String(36))
+    external_id: Mapped[str | None]
+    operation: Mapped[str] = mapped_column(String(8))  # create, put, patch, delete
+    activation: Mapped[str | None] = mapped_column(String(10))  # activate, deactivate
+    attributes: Mapped[list[str]] = mapped_column(JSON)  # changed attribute paths, names only
+    version: Mapped[int | None]  # the resource's version after the change (meta.version)
+    # The resource as committed, as GET returns it but with locations relative to the SCIM
+    # base URL; only when the tenant has a receiver of `:full` events (store/events.py).
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    request_id: Mapped[str] = mapped_column(String(128))
+
+
+class EventReceiver(db.Model):
+    """Where a tenant's events go: a push endpoint (RFC 8935) or a poller (RFC 8936)."""
+
+    __tablename__ = "event_receivers"
+    __table_args__ = (Index("uq_event_receivers_name", "tenant_id", "name", unique=True),)
+
+    tenant_id: Mapped[int] = tenant_column(primary_key=True)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64))
+    delivery: Mapped[str] = mapped_column(String(8))  # "push" or "poll"
+    url: Mapped[str | None] = mapped_column(String(2000))  # push: the receiver's endpoint
+    # What it subscribes to: create, put, patch, delete, activate, deactivate.
+    events: Mapped[list[str]] = mapped_column(JSON)
+    full: Mapped[bool] = mapped_column(default=False)  # `:full` events (with data), else notice
+    enabled: Mapped[bool] = mapped_column(default=True)
+    audience: Mapped[str] = mapped_column(String(2000))  # the SETs' aud
+    alg: Mapped[str] = mapped_column(String(8), default="ES256")  # ES256, RS256, HS256
+    # Poll: sha256 of the receiver's own bearer token (never the token).
+    poll_token_hash: Mapped[str | None] = mapped_column(String(64))
+    # Push: the Authorization header value the receiver expects, if any (RFC 8935 §2).
+    push_authorization: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EventSigningKey(db.Model):
+    """A receiver's signing key: a private key (PEM) whose public half is in its JWKS, or an
+    HS256 shared secret. Retired keys stay published for a while, so SETs in flight verify."""
+
+    __tablename__ = "event_signing_keys"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "receiver_id"],
+            ["event_receivers.tenant_id", "event_receivers.id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_event_signing_keys_receiver_id", "tenant_id", "receiver_id"),
+    )
+
+    tenant_id: Mapped[int] = tenant_column(primary_key=True)
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    receiver_id: Mapped[str] = mapped_column(String(36))
+    alg: Mapped[str] = mapped_column(String(8))
+    secret: Mapped[str] = mapped_column(Text)  # PEM private key, or the HS256 secret (base64url)
+    public_jwk: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # None for HS256
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EventDelivery(db.Model):
+    """One event owed to one receiver, written with the event (fan-out in the change's
+    transaction): its state, attempts and next attempt. store/events.py describes the claim."""
+
+    __tablename__ = "event_deliveries"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "receiver_id"],
+            ["event_receivers.tenant_id", "event_receivers.id"],
+            ondelete="CASCADE",
+        ),
+        # What is due for a receiver, oldest first.
+        Index(
+            "ix_event_deliveries_due",
+            "tenant_id",
+            "receiver_id",
+            "next_attempt_at",
+            sqlite_where=PENDING,
+            postgresql_where=PENDING,
+        ),
+        # The head of each resource's queue: no earlier pending event for the same resource.
+        Index(
+            "ix_event_deliveries_resource",
+            "tenant_id",
+            "receiver_id",
+            "resource_id",
+            "event_id",
+            sqlite_where=PENDING,
+            postgresql_where=PENDING,
+        ),
+        Index("ix_event_deliveries_event_id", "tenant_id", "event_id"),
+    )
+
+    tenant_id: Mapped[int] = tenant_column(primary_key=True)
+    receiver_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    resource_id: Mapped[str] = mapped_column(String(36))  # the event's, for per-resource order
+    state: Mapped[str] = mapped_column(String(10), default="pending")  # pending, delivered, dead
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # acknowledged, or dead
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # the event's at
 
 
 # --- The console's text search: substring indexes beside the tables ---------------------------

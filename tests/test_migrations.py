@@ -16,13 +16,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import inspect
 
-from app import tenancy
+from app import tenancy, validate
 from app.auth import new_token, token_hash
 from app.config import ConfigError
 from app.db import UTCDateTime, db
-from app.models import is_search_object
+from app.models import User, is_search_object
 from app.store import console as console_store
 from app.store import tenants, tokens
+from app.store import users as users_store
 from tests.conftest import BASE, TOKEN, make_app
 from tests.databases import scratch_postgres_database
 from tests.payloads import (
@@ -167,12 +168,17 @@ def test_0011_indexes_the_directory_already_stored_and_downgrades(migrated):
     assert client.post(f"{BASE}/Groups", json=group).status_code == 201
     flask_migrate.downgrade(revision="0010_rls_inline")
     assert _search_objects() == set()
-    # Written while no index (nor trigger) existed: the upgrade's copy must find it.
+    # Written while no index (nor trigger) existed: the upgrade's copy must find it. Through
+    # the store's seeding insert, not the API: today's request writes tables (events) and
+    # columns (audit_events.txn) that 0010 did not have.
     grace = user_payload(userName="grace@example.com", emails=[{"value": "grace@navy.example"}])
-    assert client.post(f"{BASE}/Users", json=grace).status_code == 201
+    rt = migrated.extensions["scim_registry"].user
+    with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+        document = validate.resource(rt, grace).document
+        users_store.insert_many(rt, [document], [datetime.now(UTC)])
+        db.session.commit()
     flask_migrate.upgrade()
     with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
-        rt = migrated.extensions["scim_registry"].user
 
         def found(text: str) -> list[str]:
             return [user.user_name for user in console_store.users(rt, text).rows]
@@ -266,12 +272,22 @@ def test_0013_counts_the_directory_already_stored_and_downgrades(migrated):
     assert _live_count_objects() == set()
     assert "live_counts" not in inspect(db.engine).get_table_names()
     # Written while no counter (nor trigger) existed: the upgrade's count must find them.
-    user(client, "grace@example.com")
-    for n in range(3):
-        user(acme, f"u{n}@acme.example")
-    acme_ada = acme.get(f"{BASE}/Users", query_string={"filter": 'userName eq "ada@acme.example"'})
-    acme_ada_id = acme_ada.json["Resources"][0]["id"]
-    assert acme.delete(f"{BASE}/Users/{acme_ada_id}").status_code == 204
+    # Through the store's seeding insert and a plain tombstone, not the API: today's requests
+    # write what 0012 did not have (the events outbox of 0014, audit_events.txn).
+    rt = migrated.extensions["scim_registry"].user
+
+    def seed(tenant_id: int, *names: str) -> None:
+        with tenancy.entered(tenant_id):
+            documents = [validate.resource(rt, user_payload(userName=n)).document for n in names]
+            users_store.insert_many(rt, documents, [datetime.now(UTC)] * len(names))
+            db.session.commit()
+
+    seed(tenancy.DEFAULT_TENANT_ID, "grace@example.com")
+    seed(acme_id, *(f"u{n}@acme.example" for n in range(3)))
+    with tenancy.entered(acme_id):
+        tombstone = sa.update(User).where(User.user_name == "ada@acme.example")
+        db.session.execute(tombstone.values(deleted_at=datetime.now(UTC)))
+        db.session.commit()
     db.session.remove()
     flask_migrate.upgrade()
     assert _live_counts() == {(1, "User"): 2, (acme_id, "User"): 3, (acme_id, "Group"): 1}

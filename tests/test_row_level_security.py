@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session
 from app import tenancy, validate
 from app.auth import new_token, token_hash
 from app.db import db
-from app.models import User
+from app.models import EventReceiver, EventSigningKey, User
 from app.schema.core import USER_RESOURCE
+from app.store import events as events_store
 from app.store import rls, scope, tenants, tokens, users
 from app.store.scope import TENANT_OWNED
 from tests.conftest import TOKEN, make_app, statements
@@ -54,6 +55,8 @@ NOT_LEADING_WITH_TENANT = {
     ("user_values", "pk_user_values"): "primary key (id)",
     ("audit_events", "pk_audit_events"): "primary key (id)",
     ("membership_changes", "pk_membership_changes"): "primary key (id)",
+    # The outbox's global order (app/store/events.py): one sequence across tenants.
+    ("events", "pk_events"): "primary key (id)",
     # The console search's trigram indexes (app/models.py): a GIN has no column order to lead
     # with; one holding the tenant (btree_gin) made each index scan 3 times as slow.
     ("users", "ix_users_user_name_key_trgm"): "GIN trigram index (user_name_key)",
@@ -124,6 +127,16 @@ def two_tenants(service: Flask) -> Tenants:
         tokens.create("acme-idp", token_hash(acme_token))
     with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
         tokens.create(ADMIN, token_hash(new_token()))
+    for tenant_id in (tenancy.DEFAULT_TENANT_ID, acme_id):  # so that writes make events
+        with tenancy.entered(tenant_id):
+            receiver = EventReceiver(
+                name="app",
+                delivery="poll",
+                events=list(events_store.EVENT_NAMES),
+                audience="https://app.example",
+            )
+            key = EventSigningKey(kid=f"key-{tenant_id}", alg="HS256", secret="not-a-secret")
+            events_store.add_receiver(receiver, key)
     clients = []
     for token in (TOKEN, acme_token):
         client = service.test_client()

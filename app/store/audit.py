@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app import tenancy
 from app.db import db, utcnow
 from app.models import AuditEvent, Group, User
+from app.store import events
 
 
 def record_with_changes(
@@ -32,6 +33,7 @@ def record_with_changes(
 
     def before_commit(session: Session) -> None:
         if (row := to_commit()) is not None:
+            row.txn = events.current_txn()  # the change's events' txn; None if it changed nothing
             session.add(row)  # the commit's flush writes it, in the same transaction
 
     def added(_session: Session, instance: object) -> None:

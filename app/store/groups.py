@@ -35,7 +35,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.functions import FunctionElement
 
-from app import tenancy, validate
+from app import serialize, tenancy, validate
 from app.db import commit, db, read_again_on_outage, utcnow
 from app.errors import InvalidPath, InvalidValue, NoTarget, NotFound, Uniqueness
 from app.filters import sql as filters
@@ -46,8 +46,9 @@ from app.models import Group, GroupMember, Member, Membership, MembershipChange,
 from app.paging import PageRequest
 from app.patch import Operation
 from app.patch import apply as apply_patch
+from app.projection import Projection
 from app.schema.core import GROUP_RESOURCE
-from app.store import chunks, could_be_id, locked, one_of, pages, read_with
+from app.store import chunks, could_be_id, events, locked, one_of, pages, read_with
 
 MEMBERS = GROUP_RESOURCE.schema.attribute("members")
 
@@ -289,6 +290,7 @@ def create(
         changes = _Changes(request_id)
         changes.note("added", group.id, _add_members(group.id, members))
         changes.record()
+        _note(group, "create", {}, changes.recorded, request_id)
         commit(db.session)
     if not members:
         set_committed_value(group, "members_read", [])  # none to read back for the response
@@ -315,7 +317,9 @@ def replace(
         changes.note("removed", group.id, _delete_members(GroupMember.group_id == group.id))
         changes.note("added", group.id, _add_members(group.id, members))
         changes.record()
+        before = _document(group)
         _save(group, document)
+        _note(group, "put", before, changes.recorded, request_id)
 
     return _update(group_id, change, if_match)
 
@@ -351,7 +355,9 @@ def patch(
             return  # nothing changed (an existing member added, say): no new version
         _check_display_name_free(checked["displayName"], group.id)
         changes.record()
+        before = _document(group)
         _save(group, checked)
+        _note(group, "patch", before, changes.recorded, request_id)
 
     return _update(group_id, change, if_match)
 
@@ -365,6 +371,11 @@ def delete(group_id: str, *, if_match: str | None = None, request_id: str = "") 
         changes.record()
         forget_member(group.id, request_id=request_id)
         _save(group, _document(group), deleted=True)
+        events.note(
+            events.Change(
+                "Group", group.id, "delete", [], group.external_id, row=group, request_id=request_id
+            )
+        )
 
     _update(group_id, change, if_match)
 
@@ -372,12 +383,26 @@ def delete(group_id: str, *, if_match: str | None = None, request_id: str = "") 
 def forget_member(member_id: str, *, request_id: str = "") -> None:
     """Remove a deleted user or group from every group it was in, bumping those groups."""
     parents = select(GroupMember.group_id).where(GroupMember.member_id == member_id)
-    db.session.execute(
+    bumped = db.session.execute(
         update(Group)
         .where(Group.id.in_(parents))
-        .values(version=Group.version + 1, last_modified=utcnow()),
+        .values(version=Group.version + 1, last_modified=utcnow())
+        .returning(Group.id, Group.version, Group.external_id),
         execution_options={"synchronize_session": False},
-    )
+    ).all()
+    for group_id, version, external_id in bumped:  # each lost a member: a patch of members
+        events.note(
+            events.Change(
+                "Group",
+                group_id,
+                "patch",
+                ["members"],
+                external_id,
+                version=version,
+                request_id=request_id,
+                render=functools.partial(_render_by_id, group_id),
+            )
+        )
     gone = db.session.execute(
         sql_delete(GroupMember)
         .where(GroupMember.member_id == member_id)
@@ -401,6 +426,7 @@ class _Changes:
 
     def __init__(self, request_id: str):
         self.request_id = request_id
+        self.recorded = False  # whether a net change was recorded: the members changed
         self._first: dict[tuple[str, str], str] = {}
         self._last: dict[tuple[str, str], str] = {}
 
@@ -414,6 +440,7 @@ class _Changes:
         """Insert the net changes (one multi-row INSERT per chunk) and start afresh."""
         rows = [(*key, last) for key, last in self._last.items() if self._first[key] == last]
         self._first, self._last = {}, {}
+        self.recorded = self.recorded or bool(rows)
         at = utcnow()
         for chunk in chunks(rows):
             _insert_changes(at, self.request_id, chunk)
@@ -674,6 +701,44 @@ def _refuse_cycle(group_id: str, member_group_id: str) -> None:
         raise InvalidValue(
             f"members: adding group {member_group_id} would make a cycle of nested groups"
         )
+
+
+def _note(
+    group: Group, operation: str, before: dict[str, Any], members: bool, request_id: str
+) -> None:
+    """Note the change for its event (store/events.py): the attributes that changed, if any."""
+    paths = events.changed_paths(GROUP_RESOURCE, before, _document(group))
+    if members:
+        paths.append("members")
+    if not paths:
+        return  # a PUT that changed nothing announces nothing
+    if operation == "create":
+        paths.insert(0, "id")
+    events.note(
+        events.Change(
+            "Group",
+            group.id,
+            operation,
+            paths,
+            group.external_id,
+            row=group,
+            request_id=request_id,
+            render=lambda: _render(group),
+        )
+    )
+
+
+_RELATIVE = Projection(base_url="")  # the links of an event's data, relative to the base URL
+
+
+def _render(group: Group) -> dict[str, Any]:
+    """The group as committed, members included, for `:full` events."""
+    return serialize.group(group, _RELATIVE, members_of([group.id])[group.id])
+
+
+def _render_by_id(group_id: str) -> dict[str, Any]:
+    query = live().where(Group.id == group_id).execution_options(populate_existing=True)
+    return _render(db.session.scalars(query).one())
 
 
 def _document(group: Group) -> dict[str, Any]:

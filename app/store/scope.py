@@ -26,6 +26,10 @@ from sqlalchemy.sql.util import find_tables
 from app import tenancy
 from app.models import (
     AuditEvent,
+    Event,
+    EventDelivery,
+    EventReceiver,
+    EventSigningKey,
     Group,
     GroupMember,
     LiveCount,
@@ -44,6 +48,10 @@ TENANT_OWNED: tuple[type[Any], ...] = (
     AuditEvent,
     MembershipChange,
     LiveCount,
+    Event,
+    EventReceiver,
+    EventSigningKey,
+    EventDelivery,
 )
 _OWNED_TABLES = frozenset(model.__table__ for model in TENANT_OWNED)
 

@@ -12,7 +12,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.security import generate_password_hash
 
-from app import validate
+from app import serialize, validate
 from app.db import commit, db, utcnow
 from app.errors import NotFound, Uniqueness
 from app.filters import sql as filters
@@ -23,8 +23,9 @@ from app.models import User, UserValue, new_id
 from app.paging import PageRequest
 from app.patch import Operation
 from app.patch import apply as apply_patch
+from app.projection import Projection
 from app.schema import ResourceType
-from app.store import could_be_id, groups, locked, pages, read_with
+from app.store import could_be_id, events, groups, locked, pages, read_with
 
 # The unique indexes a user's write can run into, and what the client is told.
 _REFUSALS: locked.Refusals[User] = {
@@ -114,6 +115,7 @@ def create(rt: ResourceType, body: dict[str, Any]) -> User:
     _copy_onto_row(rt, user, document, checked.password)
     user.created_at = user.last_modified
     db.session.add(user)
+    _note(rt, user, "create", {}, None, checked.password)
     _commit(user)
     return user
 
@@ -136,7 +138,9 @@ def replace(
         if user.active is not None:
             document.setdefault("active", user.active)
         validate.check_immutable(rt, user.document, document)
+        before, active = user.document, user.active
         _copy_onto_row(rt, user, document, checked.password)
+        _note(rt, user, "put", before, active, checked.password)
 
     return _update(user_id, change, if_match, with_groups=with_groups)
 
@@ -156,7 +160,9 @@ def patch(
         # No default for `active` here: the patched document still has it unless an operation
         # removed it, which leaves it unassigned (RFC 7644 §3.5.2.2; None in the column).
         validate.check_immutable(rt, user.document, document)
+        before, active = user.document, user.active
         _copy_onto_row(rt, user, document, checked.password)
+        _note(rt, user, "patch", before, active, checked.password)
 
     return _update(user_id, change, if_match, with_groups=with_groups)
 
@@ -170,6 +176,11 @@ def delete(user_id: str, *, if_match: str | None = None, request_id: str = "") -
         user.deleted_at = utcnow()
         user.active = False
         user.last_modified = user.deleted_at
+        events.note(
+            events.Change(
+                "User", user.id, "delete", [], user.external_id, row=user, request_id=request_id
+            )
+        )
 
     _update(user_id, change, if_match, deleting=True)
 
@@ -199,6 +210,46 @@ def _update(
     # The flush forgets what was read beside the columns; put it back, as read.
     set_committed_value(user, "groups_read", groups_read)
     return user
+
+
+def _note(
+    rt: ResourceType,
+    user: User,
+    operation: str,
+    before: dict[str, Any],
+    was_active: bool | None,
+    password: str | None,
+) -> None:
+    """Note the change for its event (store/events.py); a write that changed nothing, none.
+
+    RFC 9967 §2.4.5-6: `active` turning true is an activation, turning otherwise (false, or
+    unassigned by a PATCH remove) a deactivation; a user created active is activated too.
+    """
+    paths = events.changed_paths(rt, before, user.document)
+    if password is not None:
+        paths.append("password")  # its name, never its value
+    if not paths:
+        return
+    if operation == "create":
+        paths.insert(0, "id")  # as RFC 9967's Figure 5 lists it: the id was assigned
+    activation = None
+    if (user.active is True) != (was_active is True):
+        activation = "activate" if user.active is True else "deactivate"
+    events.note(
+        events.Change(
+            "User",
+            user.id,
+            operation,
+            paths,
+            user.external_id,
+            activation=activation,
+            row=user,
+            render=lambda: serialize.user(rt, user, _RELATIVE),
+        )
+    )
+
+
+_RELATIVE = Projection(base_url="")  # the links of an event's data, relative to the base URL
 
 
 def _copy_onto_row(

@@ -1,0 +1,365 @@
+"""Every SQL statement about change events (RFC 9967): the outbox, receivers, deliveries.
+
+How the tables work together
+============================
+
+`events` is a transactional outbox. The store's write functions (store/users.py, groups.py)
+*note* each resource they changed (`note`), with what changed; when that transaction commits,
+the session's `before_commit` (`_write_events`, below) flushes the change, so that every row's
+new version is final, and adds in the same transaction:
+
+- one `events` row per resource changed: operation (create, put, patch, delete), activation
+  (activate, deactivate, when the user's `active` turned), the changed attribute paths, the
+  resource's new version, its externalId, a `jti`, and the transaction's `txn`;
+- one `event_deliveries` row per enabled receiver subscribed to any of the event's names,
+  state `pending`, due now.
+
+So an event exists exactly when its change committed: a refused request, a failed If-Match, a
+uniqueness conflict or any rollback takes the notes and the rows with it (a retried write,
+store/locked.py, notes afresh), and a write that changed nothing notes nothing (no event, as
+it makes no new version). The `txn` (a UUID, one per committed change) is shared by all the
+events of that change: deleting a user also changes the groups it was in, which get `patch`
+events listing `members` under the same `txn`. The audit row of the change stores the `txn`
+too (store/audit.py reads `current_txn`).
+
+Nothing is written for a tenant with no receiver at all: one indexed read of its receivers per
+committed change is then the whole cost. A receiver added later (or enabled again) gets the
+events from then on; `replay` (below) re-queues older ones that were written.
+
+`data` (the resource as committed, for the `:full` variants) is stored only when the tenant
+has an enabled receiver of `:full` events: a group's members are read for it. It is the
+resource as GET shows it (without a user's `groups`), its links relative to the SCIM base URL
+like `sub_id.uri`; app/sets.py makes them absolute with the issuer's base URL.
+
+Delivery (for the worker)
+-------------------------
+Each delivery row is one event owed to one receiver: `state` is `pending`, `delivered` (the
+receiver accepted or acknowledged it) or `dead` (given up: too old or too many attempts), with
+`attempts`, `next_attempt_at`, `last_attempt_at`, `last_error` and `delivered_at`.
+
+The fan-out happens in the writing transaction on purpose. A worker that reads `events` past a
+cursor would skip events on PostgreSQL: ids are drawn at INSERT, commits land in another order,
+so id 7 may become visible after the reader moved past id 8. Delivery rows are instead claimed
+by state, whenever they become visible, so no cursor exists to skip over anything. (On SQLite,
+BEGIN IMMEDIATE serializes writers, so id order is commit order anyway.)
+
+Per-resource order: one resource's writers queue on its row lock, and the event id is drawn
+at commit, under that lock, so within one resource id order is commit order on both
+databases. A delivery may be sent only when no earlier pending delivery of the same receiver
+and resource exists (`due`, the head of each resource's queue). Several workers claim with
+`FOR UPDATE SKIP LOCKED` on PostgreSQL: a head another worker holds is skipped, and the next
+event of that resource is not a head while it is pending, so no two workers send one resource's
+events at once, and order holds. A dead-lettered event no longer blocks the ones after it.
+
+Poll receivers (RFC 8936) use the same rows: a poll hands out due heads and pushes their
+`next_attempt_at` ahead by a redelivery delay; `ack` marks them delivered, `setErrs` marks them
+dead with the receiver's error; what is neither comes back after the delay.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, func, select, update
+from sqlalchemy import event as sql_events
+from sqlalchemy.orm import Session, aliased
+
+from app import tenancy
+from app.db import db, utcnow
+from app.models import Event, EventDelivery, EventReceiver, EventSigningKey
+from app.schema import Attribute, ResourceType
+
+# The names a receiver subscribes to; the SET's event URIs are made from them (app/sets.py).
+OPERATIONS = ("create", "put", "patch", "delete")
+ACTIVATIONS = ("activate", "deactivate")
+EVENT_NAMES = (*OPERATIONS, *ACTIVATIONS)
+
+_NOTES = "scim_event_notes"  # session.info: the changes noted in the open transaction
+_TXN = "scim_event_txn"  # session.info: that transaction's txn
+
+
+@dataclass
+class Change:
+    """One resource changed by the open transaction, as the store noted it."""
+
+    resource_type: str  # "User", "Group"
+    resource_id: str
+    operation: str  # create, put, patch, delete
+    attributes: list[str]
+    external_id: str | None = None
+    activation: str | None = None  # activate, deactivate
+    row: Any = None  # the ORM row, whose version is read after the flush
+    version: int | None = None  # when there is no row (a statement's UPDATE ... RETURNING)
+    request_id: str = ""
+    # The resource as committed (SCIM JSON, relative links), built only when a receiver of
+    # `:full` events wants it: a group's members are read for it.
+    render: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.operation, self.activation) if self.activation else (self.operation,)
+
+
+# Where a change's request id comes from: the HTTP edge registers it (app/audit.py).
+_request_ids: list[Callable[[], str]] = []
+
+
+def identify_requests_with(source: Callable[[], str]) -> None:
+    _request_ids[:] = [source]
+
+
+def _request_id() -> str:
+    return _request_ids[0]() if _request_ids else ""
+
+
+def note(change: Change) -> None:
+    """Record a change of the open transaction; its event is written when that commits."""
+    if not change.request_id:
+        change.request_id = _request_id()
+    notes: dict[tuple[str, str], Change] = db.session.info.setdefault(_NOTES, {})
+    key = (change.resource_type, change.resource_id)
+    earlier = notes.get(key)
+    if earlier is not None and earlier.operation == "create":
+        change.operation = "create"  # created and changed in one transaction: a create
+    notes[key] = change
+    current_txn(create=True)
+
+
+def current_txn(*, create: bool = False) -> str | None:
+    """The open transaction's txn: None while it noted no change (nothing to announce)."""
+    txn = db.session.info.get(_TXN)
+    if txn is None and create:
+        txn = db.session.info[_TXN] = uuid.uuid4().hex
+    return txn
+
+
+@sql_events.listens_for(Session, "before_commit")
+def _write_events(session: Session) -> None:
+    notes: dict[tuple[str, str], Change] | None = session.info.get(_NOTES)
+    if not notes:
+        return
+    txn = session.info[_TXN]
+    receivers = session.execute(
+        select(EventReceiver.id, EventReceiver.enabled, EventReceiver.full, EventReceiver.events)
+    ).all()
+    if not receivers:
+        return  # nobody listens: nothing to write
+    session.flush()  # the change's rows first: their versions are final now
+    wants_full = any(enabled and full for _, enabled, full, _ in receivers)
+    now = utcnow()
+    events = []
+    for change in notes.values():
+        event = Event(
+            at=now,
+            txn=txn,
+            jti=uuid.uuid4().hex,
+            resource_type=change.resource_type,
+            resource_id=change.resource_id,
+            external_id=change.external_id,
+            operation=change.operation,
+            activation=change.activation,
+            attributes=change.attributes,
+            version=change.row.version if change.row is not None else change.version,
+            data=change.render() if wants_full and change.render is not None else None,
+            request_id=change.request_id[:128],
+        )
+        events.append((event, change.names))
+    session.add_all(event for event, _ in events)
+    session.flush()  # their ids, for the deliveries
+    session.add_all(
+        EventDelivery(
+            receiver_id=receiver_id,
+            event_id=event.id,
+            resource_id=event.resource_id,
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        for event, names in events
+        for receiver_id, enabled, _, subscribed in receivers
+        if enabled and any(name in subscribed for name in names)
+    )
+
+
+@sql_events.listens_for(Session, "after_transaction_end")
+def _forget_notes(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # committed or rolled back: its notes are done with
+        session.info.pop(_NOTES, None)
+        session.info.pop(_TXN, None)
+
+
+def changed_paths(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The attributes that differ between two documents, as RFC 9967 §2.2's `attributes`: paths
+    in RFC 7644 §3.5.2's syntax (`name.familyName`, `emails`, an extension's
+    `urn:...:User:department`), names only, in the schema's order."""
+    # externalId is common to every resource (RFC 7643 §3.1), not in a schema's attributes.
+    paths = ["externalId"] if old.get("externalId") != new.get("externalId") else []
+    for schema in rt.schemas:
+        core = schema is rt.schema
+        before = old if core else old.get(schema.id) or {}
+        after = new if core else new.get(schema.id) or {}
+        prefix = "" if core else f"{schema.id}:"
+        for attribute in schema.attributes:
+            paths += [prefix + path for path in _differs(attribute, before, after)]
+    return paths
+
+
+def _differs(attribute: Attribute, before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    name = attribute.name
+    old, new = before.get(name), after.get(name)
+    if old == new:
+        return []
+    if attribute.is_complex and not attribute.multi_valued:
+        if isinstance(old, dict) and isinstance(new, dict):
+            return [
+                f"{name}.{sub.name}"
+                for sub in attribute.sub_attributes
+                if old.get(sub.name) != new.get(sub.name)
+            ]
+    return [name]
+
+
+# --- Reading events ---------------------------------------------------------------------------
+
+
+def for_resource(resource_id: str, limit: int = 100) -> list[Event]:
+    """One resource's events, oldest first."""
+    query = select(Event).where(Event.resource_id == resource_id).order_by(Event.id).limit(limit)
+    return list(db.session.scalars(query))
+
+
+def since(after_id: int = 0, limit: int = 1000) -> list[Event]:
+    """The entered tenant's events after an id, in id order (tests, the console)."""
+    query = select(Event).where(Event.id > after_id).order_by(Event.id).limit(limit)
+    return list(db.session.scalars(query))
+
+
+def with_txn(txn: str) -> list[Event]:
+    return list(db.session.scalars(select(Event).where(Event.txn == txn).order_by(Event.id)))
+
+
+# --- Receivers --------------------------------------------------------------------------------
+
+
+def add_receiver(receiver: EventReceiver, key: EventSigningKey) -> EventReceiver:
+    """A new receiver of the entered tenant, with its first signing key; committed."""
+    db.session.add(receiver)
+    db.session.flush()
+    key.receiver_id = receiver.id
+    db.session.add(key)
+    db.session.commit()
+    return receiver
+
+
+def receivers() -> list[EventReceiver]:
+    """The entered tenant's receivers (every tenant's across tenants), by name."""
+    query = select(EventReceiver).order_by(EventReceiver.tenant_id, EventReceiver.name)
+    return list(db.session.scalars(query))
+
+
+def receiver_named(name: str) -> EventReceiver | None:
+    return db.session.scalars(select(EventReceiver).where(EventReceiver.name == name)).first()
+
+
+def receiver(receiver_id: str) -> EventReceiver | None:
+    """A receiver by id, whatever its tenant (the JWKS and poll endpoints find it by id)."""
+    with tenancy.across_tenants():
+        query = select(EventReceiver).where(EventReceiver.id == receiver_id)
+        return db.session.scalars(query).first()
+
+
+def set_enabled(receiver: EventReceiver, enabled: bool) -> None:
+    receiver.enabled = enabled
+    db.session.commit()
+
+
+def remove_receiver(receiver: EventReceiver) -> None:
+    """Delete a receiver, its keys and its deliveries."""
+    for model in (EventDelivery, EventSigningKey):
+        db.session.execute(
+            delete(model).where(model.receiver_id == receiver.id),
+            execution_options={"synchronize_session": False},
+        )
+    db.session.delete(receiver)
+    db.session.commit()
+
+
+def signing_keys(receiver_id: str, *, published: bool = False) -> list[EventSigningKey]:
+    """A receiver's keys, newest first: the current one first. `published`: those in its JWKS
+    (asymmetric, current or retired less than a day ago)."""
+    query = (
+        select(EventSigningKey)
+        .where(EventSigningKey.receiver_id == receiver_id)
+        .order_by(EventSigningKey.created_at.desc(), EventSigningKey.kid)
+    )
+    if published:
+        recently = utcnow() - timedelta(days=1)
+        query = query.where(
+            EventSigningKey.public_jwk.is_not(None),
+            (EventSigningKey.retired_at.is_(None)) | (EventSigningKey.retired_at > recently),
+        )
+    return list(db.session.scalars(query))
+
+
+# --- Deliveries -------------------------------------------------------------------------------
+
+
+def due(receiver: EventReceiver, limit: int, *, now: datetime | None = None) -> Any:
+    """The statement selecting a receiver's deliveries due now, each the head of its resource's
+    queue (no earlier pending delivery of the same resource), oldest first, with their events.
+
+    On PostgreSQL add `.with_for_update(skip_locked=True, of=EventDelivery)` to claim them.
+    """
+    now = now or utcnow()
+    earlier = aliased(EventDelivery)
+    delivery = EventDelivery
+    return (
+        select(delivery, Event)
+        .join(Event, and_(Event.tenant_id == delivery.tenant_id, Event.id == delivery.event_id))
+        .where(
+            delivery.tenant_id == receiver.tenant_id,
+            delivery.receiver_id == receiver.id,
+            delivery.state == "pending",
+            delivery.next_attempt_at <= now,
+            ~exists().where(
+                earlier.tenant_id == delivery.tenant_id,
+                earlier.receiver_id == delivery.receiver_id,
+                earlier.resource_id == delivery.resource_id,
+                earlier.state == "pending",
+                earlier.event_id < delivery.event_id,
+            ),
+        )
+        .order_by(delivery.event_id)
+        .limit(limit)
+    )
+
+
+def pending_count(receiver: EventReceiver) -> int:
+    query = select(func.count()).where(
+        EventDelivery.receiver_id == receiver.id, EventDelivery.state == "pending"
+    )
+    return db.session.scalar(query) or 0
+
+
+def mark(receiver: EventReceiver, jtis: Iterable[str], state: str, error: str | None = None) -> int:
+    """Mark the receiver's pending deliveries of these jtis delivered or dead; how many."""
+    jtis = list(jtis)
+    if not jtis:
+        return 0
+    events = select(Event.id).where(Event.jti.in_(jtis))
+    changed = db.session.execute(
+        update(EventDelivery)
+        .where(
+            EventDelivery.receiver_id == receiver.id,
+            EventDelivery.state == "pending",
+            EventDelivery.event_id.in_(events),
+        )
+        .values(state=state, delivered_at=utcnow(), last_error=error),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    return changed

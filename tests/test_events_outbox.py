@@ -1,0 +1,333 @@
+"""The events outbox (RFC 9967, issue 17): every committed change writes its event rows, and a
+delivery row per subscribed receiver, in its own transaction; nothing else writes any."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app import tenancy
+from app.db import db
+from app.models import AuditEvent, EventDelivery, EventReceiver
+from app.store import audit
+from app.store import events as events_store
+from tests.conftest import BASE
+from tests.payloads import ENTERPRISE_URN, GROUP_URN, patch_payload, user_payload
+
+
+def add_receiver(name: str = "app", **columns: Any) -> EventReceiver:
+    receiver = EventReceiver(
+        name=name,
+        delivery=columns.pop("delivery", "push"),
+        url=columns.pop("url", "https://app.example/events"),
+        events=columns.pop("events", list(events_store.EVENT_NAMES)),
+        full=columns.pop("full", False),
+        enabled=columns.pop("enabled", True),
+        audience=columns.pop("audience", "https://app.example"),
+        alg="ES256",
+        **columns,
+    )
+    db.session.add(receiver)
+    db.session.commit()
+    return receiver
+
+
+@pytest.fixture
+def receiver(client) -> EventReceiver:
+    return add_receiver()
+
+
+def events(tenant_id: int = tenancy.DEFAULT_TENANT_ID) -> list[dict[str, Any]]:
+    """The tenant's event rows as plain data, oldest first (volatile columns left out)."""
+    db.session.remove()
+    with tenancy.entered(tenant_id):
+        return [
+            {
+                "type": e.resource_type,
+                "id": e.resource_id,
+                "operation": e.operation,
+                "activation": e.activation,
+                "attributes": e.attributes,
+                "externalId": e.external_id,
+                "version": e.version,
+            }
+            for e in events_store.since()
+        ]
+
+
+def post_user(client, **overrides: Any) -> dict[str, Any]:
+    response = client.post(f"{BASE}/Users", json=user_payload(**overrides))
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def version(resource: dict[str, Any]) -> int:
+    return int(resource["meta"]["version"].split('"')[1].split("-")[-1])
+
+
+def test_no_receiver_no_events(client):
+    post_user(client)
+    assert events() == []
+
+
+def test_user_create_is_a_create_and_an_activation(client, receiver):
+    user = post_user(client, userName="ada@example.com", externalId="ada")
+    assert events() == [
+        {
+            "type": "User",
+            "id": user["id"],
+            "operation": "create",
+            "activation": "activate",
+            "attributes": [
+                "id",
+                "externalId",
+                "userName",
+                "name",
+                "displayName",
+                "locale",
+                "active",
+                "emails",
+            ],
+            "externalId": "ada",
+            "version": 1,
+        }
+    ]
+
+
+def test_an_inactive_user_created_is_not_activated(client, receiver):
+    post_user(client, active=False)
+    assert [e["activation"] for e in events()] == [None]
+
+
+def test_patch_lists_the_changed_paths_and_deactivation(client, receiver):
+    user = post_user(client)
+    response = client.patch(
+        f"{BASE}/Users/{user['id']}",
+        json=patch_payload(
+            {"op": "replace", "path": "active", "value": False},
+            {"op": "replace", "path": "name.familyName", "value": "Byron"},
+            {"op": "add", "path": f"{ENTERPRISE_URN}:department", "value": "Maths"},
+        ),
+    )
+    assert response.status_code == 200
+    last = events()[-1]
+    assert last == {
+        "type": "User",
+        "id": user["id"],
+        "operation": "patch",
+        "activation": "deactivate",
+        "attributes": ["name.familyName", "active", f"{ENTERPRISE_URN}:department"],
+        "externalId": user.get("externalId"),
+        "version": version(response.json),
+    }
+
+
+def test_reactivation_and_put(client, receiver):
+    user = post_user(client, active=False)
+    body = user_payload(active=True, title="Engineer")
+    response = client.put(f"{BASE}/Users/{user['id']}", json=body)
+    assert response.status_code == 200
+    last = events()[-1]
+    assert (last["operation"], last["activation"], last["attributes"]) == (
+        "put",
+        "activate",
+        ["title", "active"],
+    )
+
+
+def test_a_password_change_names_the_password_never_its_value(client, receiver):
+    user = post_user(client)
+    client.patch(
+        f"{BASE}/Users/{user['id']}",
+        json=patch_payload({"op": "replace", "path": "password", "value": "s3cret-Pass!"}),
+    )
+    assert events()[-1]["attributes"] == ["password"]
+
+
+def test_a_write_that_changes_nothing_writes_no_event(client, receiver):
+    user = post_user(client, active=True)
+    client.patch(
+        f"{BASE}/Users/{user['id']}",
+        json=patch_payload({"op": "replace", "path": "active", "value": True}),
+    )
+    assert len(events()) == 1
+
+
+def test_delete_user_is_a_delete_and_a_members_patch_of_its_groups_in_one_txn(client, receiver):
+    user = post_user(client, externalId="ada")
+    group = client.post(
+        f"{BASE}/Groups",
+        json={"schemas": [GROUP_URN], "displayName": "Eng", "members": [{"value": user["id"]}]},
+    ).json
+    assert client.delete(f"{BASE}/Users/{user['id']}").status_code == 204
+    fetched = client.get(f"{BASE}/Groups/{group['id']}").json
+    delete, patch = events()[-2:]
+    assert {(e["type"], e["operation"], tuple(e["attributes"])) for e in (delete, patch)} == {
+        ("User", "delete", ()),
+        ("Group", "patch", ("members",)),
+    }
+    assert patch["version"] == version(fetched)
+    with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+        rows = [e for e in events_store.since() if e.operation in ("delete", "patch")]
+    assert len({e.txn for e in rows}) == 1
+
+
+def test_group_events(client, receiver):
+    user = post_user(client)
+    group = client.post(
+        f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "Eng", "externalId": "e"}
+    ).json
+    gid = group["id"]
+    client.patch(
+        f"{BASE}/Groups/{gid}",
+        json=patch_payload({"op": "add", "path": "members", "value": [{"value": user["id"]}]}),
+    )
+    client.patch(
+        f"{BASE}/Groups/{gid}",
+        json=patch_payload({"op": "replace", "path": "displayName", "value": "Engineering"}),
+    )
+    # An existing member added again changes nothing.
+    client.patch(
+        f"{BASE}/Groups/{gid}",
+        json=patch_payload({"op": "add", "path": "members", "value": [{"value": user["id"]}]}),
+    )
+    client.put(
+        f"{BASE}/Groups/{gid}",
+        json={"schemas": [GROUP_URN], "displayName": "Engineering", "externalId": "e"},
+    )
+    client.delete(f"{BASE}/Groups/{gid}")
+    assert [(e["operation"], e["attributes"]) for e in events() if e["type"] == "Group"] == [
+        ("create", ["id", "externalId", "displayName"]),
+        ("patch", ["members"]),
+        ("patch", ["displayName"]),
+        ("put", ["members"]),
+        ("delete", []),
+    ]
+
+
+def test_the_audit_row_holds_the_txn_and_request_id_of_the_events(client, receiver):
+    response = client.post(f"{BASE}/Users", json=user_payload())
+    request_id = response.headers["X-Request-Id"]
+    db.session.remove()
+    with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+        (row,) = [r for r in audit.recent() if r.request_id == request_id]
+        (event,) = events_store.with_txn(row.txn)
+    assert (event.request_id, event.resource_id) == (request_id, response.json["id"])
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        pytest.param(("post", "/Users", user_payload(userName="taken@example.com")), id="409"),
+        pytest.param(("post", "/Users", {"schemas": ["x"]}), id="400"),
+        pytest.param(
+            ("patch", "/Users/{id}", patch_payload({"op": "replace", "path": "nope", "value": 1})),
+            id="400-patch",
+        ),
+        pytest.param(
+            ("put", "/Users/{id}", user_payload(userName="taken@example.com", active=False)),
+            id="put-409",
+        ),
+        pytest.param(("delete-if-match", "/Users/{id}", None), id="412"),
+    ],
+)
+def test_a_refused_request_writes_no_event(client, receiver, request_):
+    post_user(client, userName="taken@example.com")
+    user = post_user(client, userName="other@example.com")
+    before = events()
+    method, path, body = request_
+    path = BASE + path.format(id=user["id"])
+    if method == "delete-if-match":
+        response = client.delete(path, headers={"If-Match": 'W/"nope"'})
+    else:
+        response = client.open(path, method=method.upper(), json=body)
+    assert response.status_code in (400, 409, 412)
+    assert events() == before
+    with tenancy.across_tenants():
+        assert db.session.query(EventDelivery).count() == len(before)
+
+
+def test_a_group_conflict_writes_no_event(client, receiver):
+    client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "Eng"})
+    before = events()
+    response = client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "ENG"})
+    assert response.status_code == 409
+    assert events() == before
+
+
+def test_deliveries_go_to_enabled_subscribed_receivers_only(client):
+    everything = add_receiver("everything")
+    deactivations = add_receiver("deactivations", events=["deactivate"])
+    add_receiver("off", enabled=False)
+    user = post_user(client)
+    client.patch(
+        f"{BASE}/Users/{user['id']}",
+        json=patch_payload({"op": "replace", "path": "active", "value": False}),
+    )
+    db.session.remove()
+    with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+        rows = db.session.query(EventDelivery).order_by(EventDelivery.event_id).all()
+        got = [(r.receiver_id, r.state, r.resource_id) for r in rows]
+    assert sorted(got) == sorted(
+        [
+            (everything.id, "pending", user["id"]),
+            (everything.id, "pending", user["id"]),
+            (deactivations.id, "pending", user["id"]),
+        ]
+    )
+
+
+def test_full_receivers_get_the_resource_as_committed(client):
+    add_receiver(full=True)
+    user = post_user(client)
+    group = client.post(
+        f"{BASE}/Groups",
+        json={"schemas": [GROUP_URN], "displayName": "Eng", "members": [{"value": user["id"]}]},
+    ).json
+    db.session.remove()
+    with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+        user_event, group_event = events_store.since()
+    expected_user = {**user, "meta": {**user["meta"], "location": f"/Users/{user['id']}"}}
+    assert user_event.data == expected_user
+    assert group_event.data["members"] == [
+        {
+            "value": user["id"],
+            "$ref": f"/Users/{user['id']}",
+            "display": user["displayName"],
+            "type": "User",
+        }
+    ]
+    assert group_event.data["meta"]["version"] == group["meta"]["version"]
+
+
+def test_events_are_the_tenants_own(client, tenant_client, receiver):
+    other = tenant_client("acme")
+    theirs = post_user(other, userName="ada@example.com")  # acme has no receiver: no event
+    mine = post_user(client, userName="ada@example.com")
+    with tenancy.across_tenants():
+        assert [(e.tenant_id, e.resource_id) for e in events_store.since()] == [
+            (tenancy.DEFAULT_TENANT_ID, mine["id"])
+        ]
+    acme = db.session.query(EventReceiver).count()  # the default tenant's one, scoped
+    assert acme == 1
+    with tenancy.across_tenants():
+        tenant_id = next(
+            r.tenant_id for r in db.session.query(AuditEvent) if r.resource_id == theirs["id"]
+        )
+    with tenancy.entered(tenant_id):
+        add_receiver("acme-app")
+    other.patch(
+        f"{BASE}/Users/{theirs['id']}",
+        json=patch_payload({"op": "replace", "path": "active", "value": False}),
+    )
+    assert [e["id"] for e in events(tenant_id)] == [theirs["id"]]
+    assert [e["id"] for e in events()] == [mine["id"]]
+
+
+def test_audit_rows_without_a_change_have_no_txn(client, receiver):
+    client.post(f"{BASE}/Users", json={"schemas": ["x"]}).close()
+    db.session.remove()
+    with tenancy.across_tenants():
+        rows = db.session.query(AuditEvent).all()
+    assert [r.txn for r in rows] == [None]

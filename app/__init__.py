@@ -10,6 +10,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api, audit, auth, cli, console, metrics, protocol, ratelimit, requests
+from app.api import events as events_view
 from app.api import health
 from app.api import metrics as metrics_view
 from app.config import ConfigError, load_config
@@ -39,6 +40,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     if app.config["SCIM_METRICS_TOKEN_HASHES"]:
         app.register_blueprint(metrics_view.bp)  # /metrics: outside /scim/v2, its own token
     app.register_blueprint(api.scim)
+    app.register_blueprint(events_view.bp)  # /events/receivers/...: receivers' own, no SCIM token
     console.init_app(app)  # /console/ and `flask console`; off until an admin password is set
     # A request that failed part-way must leave nothing behind: store functions commit once, at
     # the end, and whatever a failed request had flushed is discarded here.

@@ -118,6 +118,14 @@ def require_metrics_token() -> None:
     raise Unauthorized("The bearer token is not valid", headers=_METRICS_INVALID)
 
 
+def presents(stored_hash: str | None) -> bool:
+    """Whether the request's bearer token is the one whose hash is stored (an event receiver's
+    poll token, app/api/events.py), in constant time."""
+    token = _presented()
+    presented = token_hash(token) if token is not None else ""
+    return stored_hash is not None and hmac.compare_digest(presented, stored_hash)
+
+
 def _presented() -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

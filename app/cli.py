@@ -11,6 +11,10 @@ flask tokens rotate NAME [--keep-old] [--tenant SLUG]
 flask tokens revoke NAME [--old] [--tenant SLUG]
 flask purge [--tenant SLUG] [--tombstones-older-than DAYS] [--audit-older-than DAYS]
 flask stats [--tenant SLUG]
+flask events receivers add NAME --tenant SLUG (--url URL | --poll) [--events create,...] [--full]
+                               [--alg ES256|RS256|HS256] [--audience AUD]
+flask events receivers list [--tenant SLUG]     # every tenant's without --tenant
+flask events receivers disable|enable|remove NAME --tenant SLUG
 
 The tokens commands act for the `default` tenant unless --tenant names another. Without
 --tenant, `flask stats` counts and `flask purge` purges across every tenant (the deliberate
@@ -37,10 +41,11 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
-from app import auth, tenancy
+from app import auth, sets, tenancy
 from app.db import describe_failure, describe_outage, is_missing_table, utcnow
-from app.models import Tenant, TenantState
+from app.models import EventReceiver, Tenant, TenantState
 from app.store import audit, maintenance, tenants, tokens
+from app.store import events as events_store
 
 T = TypeVar("T")
 
@@ -56,6 +61,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(tokens_group)
     app.cli.add_command(purge)
     app.cli.add_command(stats)
+    app.cli.add_command(events_group)
     for name, command in list(app.cli.commands.items()):
         app.cli.add_command(_reporting_database_failures(command, app), name)
 
@@ -433,3 +439,174 @@ def _print_token(name: str, token: str) -> None:
 
 def _date(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+
+
+# --- Change events (RFC 9967): receivers ------------------------------------------------------
+
+
+@click.group("events", cls=AppGroup)
+def events_group() -> None:
+    """Change events (RFC 9967 SETs) and their receivers."""
+
+
+@events_group.group("receivers", cls=AppGroup)
+def receivers_group() -> None:
+    """Where a tenant's events go: a push URL (RFC 8935) or a poller (RFC 8936)."""
+
+
+def _event_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in events_store.EVENT_NAMES]
+    if unknown or not names:
+        raise click.ClickException(
+            f"--events: {', '.join(unknown) or 'nothing'}: name events among "
+            f"{','.join(events_store.EVENT_NAMES)}"
+        )
+    return names
+
+
+@receivers_group.command("add")
+@click.argument("name")
+@_TENANT_OPTION
+@click.option("--url", help="Push: the receiver's endpoint (RFC 8935); https in production.")
+@click.option("--poll", is_flag=True, help="Poll: the receiver fetches its SETs (RFC 8936).")
+@click.option(
+    "--events",
+    "event_names",
+    default=",".join(events_store.EVENT_NAMES),
+    show_default=True,
+    help="The events it subscribes to, comma-separated.",
+)
+@click.option("--full", is_flag=True, help="`:full` events carrying the resource, not notices.")
+@click.option("--alg", type=click.Choice(sets.ALGORITHMS), default="ES256", show_default=True)
+@click.option("--audience", help="The SETs' `aud` (default: the URL, or the receiver's name).")
+@click.option(
+    "--authorization",
+    help="Push: the Authorization header value the receiver expects (e.g. 'Bearer ...').",
+)
+def add_receiver(
+    name: str,
+    slug: str,
+    url: str | None,
+    poll: bool,
+    event_names: str,
+    full: bool,
+    alg: str,
+    audience: str | None,
+    authorization: str | None,
+) -> None:
+    """Add receiver NAME to a tenant; prints its JWKS URL (and, for --poll, its token, once)."""
+    _check_name(name)
+    if (url is None) == (not poll):
+        raise click.ClickException("give exactly one of --url URL (push) and --poll")
+    if url is not None and not re.fullmatch(r"https?://\S+", url):
+        raise click.ClickException(f"--url: {url!r} is not an http(s) URL")
+    tenant = _token_tenant(slug)
+    token = auth.new_token() if poll else None
+    receiver = EventReceiver(
+        name=name,
+        delivery="poll" if poll else "push",
+        url=url,
+        events=_event_names(event_names),
+        full=full,
+        enabled=True,
+        audience=audience or url or name,
+        alg=alg,
+        poll_token_hash=auth.token_hash(token) if token else None,
+        push_authorization=authorization,
+    )
+    with tenancy.entered(tenant.id):
+        if events_store.receiver_named(name) is not None:
+            raise click.ClickException(f"a receiver named {name!r} exists{_of(tenant)}")
+        events_store.add_receiver(receiver, sets.new_key(alg))
+    click.echo(f"Receiver {name} ({receiver.delivery}){_of(tenant)}: {receiver.id}")
+    base = current_app.config["SCIM_BASE_URL"] or "<SCIM base URL>"
+    root = base.removesuffix("/scim/v2")
+    if alg == "HS256":
+        click.echo("Signs with HS256: the shared secret is shown by `receivers secret`.")
+    else:
+        click.echo(f"Its public keys (JWKS): {root}/events/receivers/{receiver.id}/jwks.json")
+    if token is not None:
+        click.echo(f"It polls POST {root}/events/receivers/{receiver.id}/poll with this token")
+        click.echo("(shown only this once):")
+        click.echo(token)
+
+
+@receivers_group.command("secret")
+@click.argument("name")
+@_TENANT_OPTION
+def receiver_secret(name: str, slug: str) -> None:
+    """Print an HS256 receiver's shared secret (base64url), to configure the receiver."""
+    tenant = _token_tenant(slug)
+    with tenancy.entered(tenant.id):
+        receiver = _receiver(name, tenant)
+        keys = events_store.signing_keys(receiver.id)
+    if receiver.alg != "HS256":
+        raise click.ClickException(f"{name} signs with {receiver.alg}: see its JWKS instead")
+    click.echo(keys[0].secret)
+
+
+@receivers_group.command("list")
+@click.option("--tenant", "slug", metavar="SLUG", help="One tenant's (default: every tenant's).")
+def list_receivers(slug: str | None) -> None:
+    """Receivers: tenant, name, delivery, where, events, full or notice, alg, state, pending."""
+    scope = _token_tenant(slug).id if slug else tenancy.ALL_TENANTS
+    with tenancy.entered(scope):
+        rows = [
+            (
+                _slug_of(r.tenant_id),
+                r.name,
+                r.delivery,
+                r.url or f"poll {r.id}",
+                ",".join(r.events),
+                "full" if r.full else "notice",
+                r.alg,
+                "enabled" if r.enabled else "disabled",
+                str(events_store.pending_count(r)),
+            )
+            for r in events_store.receivers()
+        ]
+    if not rows:
+        click.echo("No receivers: flask events receivers add NAME --tenant SLUG --url URL")
+        return
+    _table(
+        ("TENANT", "NAME", "DELIVERY", "WHERE", "EVENTS", "MODE", "ALG", "STATE", "PENDING"), rows
+    )
+
+
+def _slug_of(tenant_id: int) -> str:
+    tenant = tenants.by_id(tenant_id)
+    return tenant.slug if tenant else str(tenant_id)
+
+
+def _receiver(name: str, tenant: Tenant) -> EventReceiver:
+    receiver = events_store.receiver_named(name)
+    if receiver is None:
+        raise click.ClickException(f"no receiver named {name!r}{_of(tenant)}")
+    return receiver
+
+
+def _receiver_command(verb: str, act: Callable[[EventReceiver], None], help: str) -> None:
+    @receivers_group.command(verb, help=help)
+    @click.argument("name")
+    @_TENANT_OPTION
+    def command(name: str, slug: str) -> None:
+        tenant = _token_tenant(slug)
+        with tenancy.entered(tenant.id):
+            act(_receiver(name, tenant))
+        click.echo(f"Receiver {name}{_of(tenant)}: {verb}d.")
+
+
+_receiver_command(
+    "disable",
+    lambda r: events_store.set_enabled(r, False),
+    "Stop queueing events for receiver NAME (what is queued stays; replay fills the gap).",
+)
+_receiver_command(
+    "enable", lambda r: events_store.set_enabled(r, True), "Queue events for NAME again."
+)
+_receiver_command(
+    "remove",
+    events_store.remove_receiver,
+    "Delete receiver NAME with its keys and its queued deliveries.",
+)

@@ -47,6 +47,12 @@ def load_config(env: Mapping[str, str]) -> dict[str, object]:
         "SCIM_PROXY_HOPS": _int(env, "SCIM_PROXY_HOPS", 0, minimum=0),
         "SCIM_BASE_URL": env.get("SCIM_BASE_URL", "").rstrip("/"),
         "SCIM_REQUIRE_HTTPS": _bool(env, "SCIM_REQUIRE_HTTPS", False),
+        # Change events (RFC 9967): the SETs' `iss` (default: the SCIM base URL), how long a
+        # poll waits for an event (RFC 8936 returnImmediately false), and when a SET handed
+        # out by a poll and not acknowledged is handed out again.
+        "SCIM_EVENTS_ISSUER": env.get("SCIM_EVENTS_ISSUER", "").strip(),
+        "SCIM_EVENTS_POLL_WAIT_SECONDS": _int(env, "SCIM_EVENTS_POLL_WAIT_SECONDS", 10, minimum=0),
+        "SCIM_EVENTS_REDELIVER_SECONDS": _int(env, "SCIM_EVENTS_REDELIVER_SECONDS", 60, minimum=1),
         "SCIM_SECRET_KEY": secret_key,
         "SCIM_SCHEMA_EXTENSIONS": env.get("SCIM_SCHEMA_EXTENSIONS", "").strip(),
         "SCIM_CURSOR_TIMEOUT": _int(env, "SCIM_CURSOR_TIMEOUT", 3600, minimum=1),

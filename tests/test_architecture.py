@@ -53,6 +53,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "app.paging",
             "app.intake",
             "app.openapi",
+            "app.sets",
         ),
     ),
     ("database", ("app.db", "app.models")),

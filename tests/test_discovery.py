@@ -84,6 +84,21 @@ def test_service_provider_config(client):
         "changePassword": {"supported": True},
         "sort": {"supported": True},
         "etag": {"supported": True},
+        # RFC 9967 §4: the SCIM event URIs emitted (§7.4's registry, but feed and misc ones).
+        "securityEvents": {
+            "asyncRequest": "none",
+            "eventUris": [
+                "urn:ietf:params:scim:event:prov:create:notice",
+                "urn:ietf:params:scim:event:prov:create:full",
+                "urn:ietf:params:scim:event:prov:patch:notice",
+                "urn:ietf:params:scim:event:prov:patch:full",
+                "urn:ietf:params:scim:event:prov:put:notice",
+                "urn:ietf:params:scim:event:prov:put:full",
+                "urn:ietf:params:scim:event:prov:delete",
+                "urn:ietf:params:scim:event:prov:activate",
+                "urn:ietf:params:scim:event:prov:deactivate",
+            ],
+        },
         "pagination": {
             "cursor": True,
             "index": True,

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, Response, current_app
 
-from app import protocol
+from app import protocol, sets
 from app.errors import NotFound
 
 bp = Blueprint("discovery", __name__)
@@ -24,6 +24,10 @@ def service_provider_config() -> Response:
             "changePassword": {"supported": True},
             "sort": {"supported": True},
             "etag": {"supported": True},
+            # RFC 9967 §4: the change events this service emits (as SETs, pushed or polled;
+            # receivers are configured by the operator, `flask events receivers`); no
+            # asynchronous requests.
+            "securityEvents": {"asyncRequest": "none", "eventUris": sets.event_uris()},
             # RFC 9865 §4: both pagination methods, index by default.
             "pagination": {
                 "cursor": True,

@@ -58,6 +58,7 @@ dead with the receiver's error; what is neither comes back after the delay.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -363,3 +364,68 @@ def mark(receiver: EventReceiver, jtis: Iterable[str], state: str, error: str | 
         execution_options={"synchronize_session": False},
     ).rowcount
     return changed
+
+
+@dataclass(frozen=True)
+class Polled:
+    """What one RFC 8936 poll hands out: jti -> SET, and whether more are due."""
+
+    sets: dict[str, str]
+    more_available: bool
+
+
+def poll(
+    receiver: EventReceiver,
+    *,
+    ack: list[str],
+    errors: dict[str, str],
+    max_events: int,
+    wait_seconds: float,
+    redeliver_after: timedelta,
+    build: Callable[[Event, EventSigningKey], str | None],
+) -> Polled:
+    """RFC 8936 §2.4 for one receiver, in its tenant: acknowledge (`ack`: delivered; `errors`,
+    jti -> the receiver's error: dead, not sent again), then hand out up to `max_events` due
+    SETs (waiting up to `wait_seconds` for one), each due again after `redeliver_after` unless
+    acknowledged by then. Only the head of each resource's queue is handed out (`due`), so a
+    resource's next event waits for the previous one's acknowledgement: per-resource order."""
+    with tenancy.entered(receiver.tenant_id):
+        mark(receiver, ack, "delivered")
+        for jti, error in errors.items():
+            mark(receiver, [jti], "dead", error[:500])
+        db.session.commit()
+        if max_events == 0:
+            return Polled({}, False)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            polled = _hand_out(receiver, max_events, redeliver_after, build)
+            if polled.sets or time.monotonic() >= deadline:
+                return polled
+            time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+
+
+def _hand_out(
+    receiver: EventReceiver,
+    max_events: int,
+    redeliver_after: timedelta,
+    build: Callable[[Event, EventSigningKey], str | None],
+) -> Polled:
+    now = utcnow()
+    query = due(receiver, max_events + 1, now=now)
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=EventDelivery)
+    rows = db.session.execute(query).all()
+    keys = signing_keys(receiver.id)
+    out: dict[str, str] = {}
+    for delivery, event in rows[:max_events]:
+        delivery.attempts += 1
+        delivery.last_attempt_at = now
+        token = build(event, keys[0]) if keys else None
+        if token is None:  # no longer subscribed to any of its events (or no key)
+            delivery.state, delivery.delivered_at = "dead", now
+            delivery.last_error = "not subscribed" if keys else "no signing key"
+            continue
+        delivery.next_attempt_at = now + redeliver_after
+        out[event.jti] = token
+    db.session.commit()
+    return Polled(out, len(rows) > max_events)

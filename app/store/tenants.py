@@ -13,6 +13,10 @@ from app import tenancy
 from app.db import db, utcnow, violated_constraint
 from app.models import (
     AuditEvent,
+    Event,
+    EventDelivery,
+    EventReceiver,
+    EventSigningKey,
     Group,
     GroupMember,
     LiveCount,
@@ -187,6 +191,10 @@ def purge_deleted(older_than_days: int) -> list[str]:
                 LiveCount,  # after the users and groups, whose deletion counted them down
                 Token,
                 AuditEvent,
+                EventDelivery,
+                EventSigningKey,
+                EventReceiver,
+                Event,
             ):
                 db.session.execute(delete(model).where(model.tenant_id == tenant.id))
             db.session.execute(

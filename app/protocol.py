@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -185,6 +186,44 @@ def resource(
     if location:
         headers["Location"] = location
     return scim_response(body, status, headers)
+
+
+def resource_streamed(
+    body: dict[str, Any],
+    name: str,
+    chunks: Iterable[list[Any]],
+    status: int = 200,
+    *,
+    etag: str,
+    location: str | None = None,
+) -> Response:
+    """One resource whose attribute `name`, a long list (a group's 100,000 members), is encoded
+    chunk by chunk as the body is sent, in place of holding the whole text and every element
+    encoded at once. The attribute goes before `meta` (where serialize puts it); `body` lacks it.
+
+    `chunks` must hold what was read already: once the 200 and its headers are sent, a failure
+    could only cut the body short, so nothing may touch the database from here on.
+    """
+    headers = {"ETag": etag}
+    if location:
+        headers["Location"] = location
+    keys = list(body)
+    split = keys.index("meta") if "meta" in keys else len(keys)
+    head = json.dumps({k: body[k] for k in keys[:split]}, ensure_ascii=False)[:-1]
+    tail = json.dumps({k: body[k] for k in keys[split:]}, ensure_ascii=False)[1:]
+    opening = f"{head}{', ' if split else ''}{json.dumps(name)}: ["
+    closing = f"]{', ' if len(keys) > split else ''}{tail}\n"
+
+    def encoded() -> Iterator[bytes]:
+        yield opening.encode()
+        separator = ""
+        for chunk in chunks:
+            if chunk:
+                yield (separator + json.dumps(chunk, ensure_ascii=False)[1:-1]).encode()
+                separator = ", "
+        yield closing.encode()
+
+    return Response(encoded(), status=status, headers=headers, mimetype=MEDIA_TYPE)
 
 
 def list_response(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -92,6 +92,25 @@ def group(
         "version": etag(row.version, row.tenant_id),
     }
     return project(GROUP_RESOURCE, body, projection)
+
+
+def members_in_chunks(
+    members: Sequence[Member], base_url: str, size: int = 1000
+) -> Iterator[list[dict[str, Any]]]:
+    """A group's `members` as group() shows them, `size` at a time: for a response that
+    encodes a long list as it is sent (api/render.py), never holding it all as dicts."""
+    for start in range(0, len(members), size):
+        yield [_member(m, base_url) for m in members[start : start + size]]
+
+
+def shown_whole(rt: ResourceType, projection: Projection, name: str) -> bool:
+    """Whether a response shows attribute `name` exactly as serialized: returned, and neither
+    selected nor excluded by a sub-attribute (`members.value`), which would trim its elements."""
+    if not returns(rt, projection, name):
+        return False
+    path = (rt.schema.id.lower(), name.lower())
+    named = _paths(rt, projection.attributes) | _paths(rt, projection.excluded_attributes)
+    return not any(len(p) == 3 and p[:2] == path for p in named)
 
 
 def _member(member: Member, base_url: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -202,7 +203,8 @@ def members_read(group: Group) -> list[Member] | None:
     None."""
     if group.members_read is None:
         return None
-    return [Member(id, type, display) for id, type, display in sorted(group.members_read)]
+    # By id, as members_of reads them (a group holds a member once: ids are unique here).
+    return sorted(map(Member._make, group.members_read), key=itemgetter(0))
 
 
 @read_again_on_outage

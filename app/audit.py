@@ -20,7 +20,9 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,17 +99,36 @@ def init_app(app: Flask) -> None:
 _attached = False
 
 
+@dataclass(eq=False)
+class Change:
+    """One change asked for: a write request to a user or a group, or one operation of a Bulk
+    request (app/api/bulk.py), which is audited exactly as the request it stands for."""
+
+    method: str  # POST, PUT, PATCH or DELETE
+    resource_type: str  # User or Group
+    resource_id: str | None  # the id in its path; a create's new id comes as created_id
+    granted: Callable[[], int]  # the status that answers it once it committed
+    body: Callable[[], Any]  # its JSON body (or None), read only when the event is made
+    started: float = field(default_factory=time.perf_counter)
+    patch_names: list[str] | None = None  # a PATCH's operations as patch.parse read them
+    created_id: str | None = None
+    in_flight: AuditEvent | None = None  # the event added to its transaction, until it commits
+    committed: AuditEvent | None = None  # the event it committed with
+
+    @property
+    def operation(self) -> str:
+        return OPERATIONS[self.method]
+
+
 def _start() -> None:
     g.audit_started = time.perf_counter()
-    g.audit_patch_names = None  # g can outlive a request (an app context pushed around several)
-    g.audit_created_id = None
-    g.audit_in_flight = None  # the event added to the change's transaction, until it commits
-    g.audit_committed = None  # the event its change committed with
-    g.audit_target = _target()
+    g.audit_operations = []  # a Bulk request's: (event, stored with its change)
+    # g can outlive a request (an app context pushed around several): always set afresh.
+    g.audit_change = _request_change()
 
 
-def _target() -> tuple[str, str] | None:
-    """(operation, resource type) of a request that changes a user or a group; else None."""
+def _request_change() -> Change | None:
+    """The change a request asks for, if it writes to a user or a group; else None."""
     operation = OPERATIONS.get(request.method)
     resource_type = RESOURCE_TYPES.get(request.blueprint or "")
     # Writes to a user or a group only: not POST .search, and not URLs that match no route.
@@ -115,16 +136,31 @@ def _target() -> tuple[str, str] | None:
         return None
     if request.endpoint.endswith("search_users") or request.endpoint.endswith("search_groups"):
         return None
-    return operation, resource_type
+    view_args = request.view_args or {}
+    return Change(
+        request.method,
+        resource_type,
+        view_args.get("user_id") or view_args.get("group_id"),
+        granted=_granted_status,
+        body=_request_body,
+        started=g.audit_started,
+    )
 
 
 def _audit(response: Response) -> Response:
-    if g.get("audit_target") is None:
+    if operations := g.get("audit_operations"):
+        # A Bulk request: a line per operation, in the order they ran; the rows of those
+        # refused or failed stored once the response is sent.
+        for event, _ in operations:
+            _log(event)
+        _store_after(response, [event for event, stored in operations if not stored])
+    change = g.get("audit_change")
+    if change is None:
         return response
-    committed = g.get("audit_committed")
+    committed = change.committed
     if committed is None and response.status_code < 400:
         # A COMMIT whose answer was lost, then found committed (db.commit): the row went in.
-        committed = g.get("audit_in_flight")
+        committed = change.in_flight
     if committed is not None:
         if committed.status != response.status_code:
             problems.warning(
@@ -135,33 +171,38 @@ def _audit(response: Response) -> Response:
             )
         _log(committed)
         return response
-    event = _event(response.status_code, _resource_id(response), **_scim_error(response))
+    event = _event(change, response.status_code, _resource_id(response), **_scim_error(response))
     _log(event)
-    if g.get("database_unavailable"):
-        # This very request could not reach the database: do not wait for it a second time.
-        problems.warning("audit event not stored: the database is unavailable")
-        return response
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    response.call_on_close(lambda: _store(app, event))
+    _store_after(response, [event])
     return response
 
 
-def _event(status: int, resource_id: str | None, **error: str | None) -> AuditEvent:
-    operation, resource_type = g.audit_target
-    started = g.get("audit_started", time.perf_counter())
+def _store_after(response: Response, events: list[AuditEvent]) -> None:
+    """Store refused and failed changes' events once the response is sent."""
+    if not events:
+        return
+    if g.get("database_unavailable"):
+        # This very request could not reach the database: do not wait for it a second time.
+        problems.warning("audit event not stored: the database is unavailable")
+        return
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    response.call_on_close(lambda: _store(app, events))
+
+
+def _event(change: Change, status: int, resource_id: str | None, **error: str | None) -> AuditEvent:
     return AuditEvent(
         at=datetime.now(UTC),
         request_id=request_id() or "",
         tenant_id=caller.tenant_id if (caller := g.get("caller")) else None,
         token_name=g.get("token_name"),
-        method=request.method,
-        resource_type=resource_type,
+        method=change.method,
+        resource_type=change.resource_type,
         resource_id=_storable_id(resource_id),
-        operation=operation,
+        operation=change.operation,
         # A caller that was refused before authenticating said nothing worth reading.
-        attributes=_attribute_names(request.method) if g.get("token_name") else [],
+        attributes=_attribute_names(change) if g.get("token_name") else [],
         status=status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        duration_ms=round((time.perf_counter() - change.started) * 1000, 1),
         **error,
     )
 
@@ -174,23 +215,23 @@ def _log(event: AuditEvent) -> None:
 # --- A granted change's row, in the change's transaction --------------------------------------
 
 
-def _in_a_change() -> bool:
-    return (
-        has_request_context()
-        and g.get("audit_target") is not None
-        and g.get("audit_committed") is None
-        and not reads_only()
-    )
+def _current() -> Change | None:
+    """The change under way, if one is: its commit writes its event."""
+    if not has_request_context():
+        return None
+    change: Change | None = g.get("audit_change")
+    if change is None or change.committed is not None or change.in_flight is not None:
+        return None  # none, or its event written already (a circular bulkId's second write)
+    return None if reads_only() else change
 
 
 def _with_the_change() -> AuditEvent | None:
-    """The request's change is about to commit: the row that commits with it."""
-    if not _in_a_change():
+    """The change is about to commit (or, in a Bulk request, to release its savepoint): the
+    row that commits with it."""
+    if (change := _current()) is None:
         return None
-    view_args = request.view_args or {}
-    resource_id = view_args.get("user_id") or view_args.get("group_id") or g.audit_created_id
-    g.audit_in_flight = _event(_granted_status(), resource_id)
-    return g.audit_in_flight
+    change.in_flight = _event(change, change.granted(), change.resource_id or change.created_id)
+    return change.in_flight
 
 
 def _granted_status() -> int:
@@ -199,26 +240,62 @@ def _granted_status() -> int:
         return 201
     if request.method == "DELETE":
         return 204
-    if request.method == "PATCH" and g.audit_target[1] == "Group":
+    if request.method == "PATCH" and request.blueprint == "scim.groups":
         return 200 if protocol.answers_patched_group() else 204
     return 200
 
 
 def _committed() -> None:
-    if has_request_context() and (event := g.get("audit_in_flight")) is not None:
-        g.audit_committed, g.audit_in_flight = event, None
+    if has_request_context() and (change := g.get("audit_change")) is not None:
+        if change.in_flight is not None:
+            change.committed, change.in_flight = change.in_flight, None
 
 
 def _rolled_back() -> None:
     # The event, a pending object, went with the rollback; a retried change adds a new one.
-    if has_request_context():
-        g.audit_in_flight = None
+    if has_request_context() and (change := g.get("audit_change")) is not None:
+        if change.committed is None:
+            change.in_flight = None
 
 
 def _created(resource_id: str) -> None:
     """The id of the user or group a POST creates, for its row."""
-    if has_request_context():
-        g.audit_created_id = resource_id
+    if has_request_context() and (change := g.get("audit_change")) is not None:
+        change.created_id = change.created_id or resource_id
+
+
+# --- The operations of a Bulk request ---------------------------------------------------------
+
+
+@contextmanager
+def acting_for(change: Change | None) -> Iterator[Change | None]:
+    """Within the block, `change` is the one under way: a Bulk operation, audited as its single
+    request would be (its row with its commit, its PATCH's names, its new id)."""
+    outer = g.get("audit_change")
+    g.audit_change = change
+    try:
+        yield change
+    finally:
+        g.audit_change = outer
+
+
+def operation(
+    method: str, resource_type: str, resource_id: str | None, body: Any, granted: int
+) -> Change:
+    """A Bulk operation's change, to act for (acting_for) while it runs."""
+    return Change(method, resource_type, resource_id, granted=lambda: granted, body=lambda: body)
+
+
+def settle(change: Change, status: int, error: ScimError | None, *, kept: bool) -> None:
+    """A Bulk operation's outcome, known: `kept` when its row committed with it, else the
+    event of its refusal or failure, stored after the response as a refused request's is."""
+    if kept and change.committed is not None:
+        g.audit_operations.append((change.committed, True))
+        return
+    fields = {} if error is None else {"scim_type": error.scim_type, "detail": error.detail[:500]}
+    # A POST that failed created nothing: its row names no resource, as a refused POST's.
+    event = _event(change, status, change.resource_id, **fields)
+    g.audit_operations.append((event, False))
 
 
 # --- Refused and failed requests: a row once the response is sent ----------------------------
@@ -238,14 +315,14 @@ def _scim_error(response: Response) -> dict[str, str | None]:
     }
 
 
-def _store(app: Flask, event: AuditEvent) -> None:
+def _store(app: Flask, events: list[AuditEvent]) -> None:
     with app.app_context():
         try:
-            audit_store.record(event)
+            audit_store.record(events)
         except SQLAlchemyError as e:
-            # The response is gone already; the stdout line remains the record of this change.
+            # The response is gone already; the stdout lines remain the record of these changes.
             problems.warning(
-                "audit event %s not stored: %s", event.request_id, e.__class__.__name__
+                "audit event %s not stored: %s", events[0].request_id, e.__class__.__name__
             )
 
 
@@ -286,24 +363,29 @@ def _storable_id(resource_id: str | None) -> str | None:
 def record_operations(operations: Iterable[Operation]) -> None:
     """A PATCH's operations as patch.parse understood them: the names this request's event
     records, whatever spelling or shape the body had (lower-case "operations", keys as paths)."""
-    g.audit_patch_names = [operation.target.name for operation in operations]
+    if (change := g.get("audit_change")) is not None:
+        change.patch_names = [operation.target.name for operation in operations]
 
 
-def _attribute_names(method: str) -> list[str]:
+def _attribute_names(change: Change) -> list[str]:
     """POST/PUT: the body's top-level attributes; PATCH: what its parsed operations touch, or,
     for a body patch.parse refused, each operation's path or the keys of its path-less value.
     Names only: never a value, never a password."""
-    parsed = g.get("audit_patch_names") if method == "PATCH" else None
-    names: list[str] = parsed if parsed is not None else _names_in_body(method)
+    parsed = change.patch_names if change.method == "PATCH" else None
+    names: list[str] = parsed if parsed is not None else _names_in_body(change)
     unique = [_clip(name) for name in dict.fromkeys(names) if isinstance(name, str)]
     return unique[:MAX_NAMES]
 
 
-def _names_in_body(method: str) -> list[str]:
+def _request_body() -> Any:
     try:
-        body = json.loads(request.get_data(cache=True) or b"null")
+        return json.loads(request.get_data(cache=True) or b"null")
     except (ValueError, UnicodeDecodeError, RecursionError, HTTPException):
-        return []  # not JSON, or too large to read: the response said so already
+        return None  # not JSON, or too large to read: the response said so already
+
+
+def _names_in_body(change: Change) -> list[str]:
+    body, method = change.body(), change.method
     if not isinstance(body, dict):
         return []
     names: list[str] = []

@@ -42,6 +42,9 @@ def load_config(env: Mapping[str, str]) -> dict[str, object]:
         "SCIM_TOKEN_HASHES": _token_hashes(env.get("SCIM_TOKEN_HASHES", "")),
         "MAX_CONTENT_LENGTH": limits.body_bytes,  # Werkzeug refuses a larger body with 413
         "SCIM_LIMITS": limits,
+        # How long a Bulk request's transaction runs before it commits, between operations
+        # (app/store/batch.py): the longest it holds a lock other writers wait for.
+        "SCIM_BULK_CHUNK_SECONDS": BULK_CHUNK_SECONDS,
         "SCIM_MAX_RESULTS": _int(env, "SCIM_MAX_RESULTS", 200, minimum=100),
         "SCIM_DEFAULT_COUNT": _int(env, "SCIM_DEFAULT_COUNT", 100, minimum=1),
         "SCIM_PROXY_HOPS": _int(env, "SCIM_PROXY_HOPS", 0, minimum=0),
@@ -91,6 +94,12 @@ def _limits(env: Mapping[str, str]) -> Limits:
             f"SCIM_MAX_STRING_BYTES must be at most {INDEXABLE_STRING_BYTES} (what a PostgreSQL "
             f"index entry holds), got {string_bytes}"
         )
+    bulk_payload = _int(env, "SCIM_BULK_MAX_PAYLOAD_BYTES", body, minimum=1024)
+    if bulk_payload > body:
+        raise ConfigError(
+            f"SCIM_BULK_MAX_PAYLOAD_BYTES must be at most SCIM_MAX_BODY_BYTES ({body}), the "
+            f"largest body the service reads, got {bulk_payload}"
+        )
     return Limits(
         body_bytes=body,
         filter_chars=_int(env, "SCIM_MAX_FILTER_CHARS", default.filter_chars, minimum=256),
@@ -102,6 +111,8 @@ def _limits(env: Mapping[str, str]) -> Limits:
         ),
         # By default whatever member list fits in the body, whatever the body limit is.
         members=_int(env, "SCIM_MAX_MEMBERS_PER_REQUEST", body // SMALLEST_MEMBER_BYTES, minimum=1),
+        bulk_operations=_int(env, "SCIM_BULK_MAX_OPERATIONS", default.bulk_operations, minimum=1),
+        bulk_payload_bytes=bulk_payload,
     )
 
 
@@ -170,6 +181,10 @@ def _engine_options(url: str, timeout: int) -> dict[str, object]:
         }
     return options
 
+
+# A Bulk request commits its operations every 50 ms: a tenth of the commits (and fsyncs) of its
+# operations sent one by one, and a writer waiting behind it waits no longer than that.
+BULK_CHUNK_SECONDS = 0.05
 
 # Per token, over the last 60 seconds (a moving window): 100 requests/s on average, and any
 # burst within that. Microsoft asks a SCIM endpoint to sustain at least 25 requests/s per

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from enum import Enum
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -561,14 +561,55 @@ def end_request(session: Session | scoped_session[Session]) -> None:
         (session() if isinstance(session, scoped_session) else session).invalidate()
 
 
+class Enclosing(Protocol):
+    """A larger transaction a change runs in (app/store/batch.py): what the change's commit
+    and rollback mean there."""
+
+    def commit(self, session: Session) -> None: ...
+
+    def rollback(self, session: Session) -> None: ...
+
+
+_enclosing: ContextVar[Enclosing | None] = ContextVar("scim_enclosing", default=None)
+
+
+@contextmanager
+def enclosed(transaction: Enclosing | None) -> Iterator[None]:
+    """Within the block, commit() and rollback() end a change in `transaction` (None: in a
+    transaction of its own again)."""
+    token = _enclosing.set(transaction)
+    try:
+        yield
+    finally:
+        _enclosing.reset(token)
+
+
+def rollback(session: Session | scoped_session[Session]) -> None:
+    """Undo the change under way: its transaction, or its savepoint in an enclosing one."""
+    if (enclosing := _enclosing.get()) is not None:
+        enclosing.rollback(_plain(session))
+        return
+    session.rollback()
+
+
+def _plain(session: Session | scoped_session[Session]) -> Session:
+    return session() if isinstance(session, scoped_session) else session
+
+
 def commit(session: Session | scoped_session[Session]) -> None:
     """Commit; on PostgreSQL, a commit whose answer was lost is looked up, not guessed at.
+
+    Within an enclosing transaction (enclosed), the change ends there instead, and commits
+    with it.
 
     When the connection breaks during COMMIT, the server may have committed before it could
     answer. Answering 503 then would make the IdP retry a write that happened (a create would
     come back 409). pg_xact_status tells, on a fresh connection, what became of the
     transaction; only a transaction that did not commit raises.
     """
+    if (enclosing := _enclosing.get()) is not None:
+        enclosing.commit(_plain(session))
+        return
     if session.get_bind().dialect.name != "postgresql":
         session.commit()
         return

@@ -58,6 +58,13 @@ class PreconditionFailed(ScimError):
     status = 412
 
 
+class TooLarge(ScimError):
+    """A request beyond a size the service declares (RFC 7644 §3.7.4: a Bulk request's
+    maxOperations or maxPayloadSize); the detail names the limit."""
+
+    status = 413
+
+
 class UnsupportedMediaType(ScimError):
     status = 415
 

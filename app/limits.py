@@ -41,6 +41,11 @@ class Limits:
     # Nesting of a JSON body: a SCIM resource is at most four levels deep (a PatchOp's value
     # holding an extension's complex attribute); a deeper body is no SCIM request.
     json_depth: int = 32
+    # A Bulk request (RFC 7644 §3.7.4), advertised in /ServiceProviderConfig: its operations,
+    # and its size, which is at most body_bytes (and nginx's client_max_body_size, deploy/).
+    # 2,000 operations: a directory of 1,000 users and a group holding them all in one request.
+    bulk_operations: int = 2_000
+    bulk_payload_bytes: int = DEFAULT_BODY_BYTES
 
     def to_openapi(self) -> dict[str, int]:
         """The limits as the OpenAPI document's `x-scim-limits` extension lists them."""
@@ -53,6 +58,8 @@ class Limits:
             "maxPatchOperations": self.patch_operations,
             "maxMembersPerRequest": self.members,
             "maxJsonDepth": self.json_depth,
+            "maxBulkOperations": self.bulk_operations,
+            "maxBulkPayloadBytes": self.bulk_payload_bytes,
         }
 
 

@@ -19,12 +19,14 @@ from app.schema.core import Registry
 MEDIA_TYPE = "application/scim+json"
 REQUEST_MEDIA_TYPES = (MEDIA_TYPE, "application/json")  # protocol.json_body accepts both
 
-# The protocol's message URNs (RFC 7644 §3.4.2, §3.4.3, §3.5.2, §3.12), as protocol.py and
-# patch.py send and expect them; those modules import Flask, this one must not.
+# The protocol's message URNs (RFC 7644 §3.4.2, §3.4.3, §3.5.2, §3.7, §3.12), as protocol.py,
+# patch.py and bulk.py send and expect them; protocol.py imports Flask, this one must not.
 ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
 LIST_URN = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 SEARCH_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+BULK_REQUEST_URN = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
+BULK_RESPONSE_URN = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
 SPC_URN = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 RESOURCE_TYPE_URN = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
 SCHEMA_URN = "urn:ietf:params:scim:schemas:core:2.0:Schema"
@@ -127,6 +129,8 @@ def document(
                     [*_attribute_paths(user), *_attribute_paths(group)], limits
                 ),
                 "Error": _error_schema(),
+                "BulkRequest": _bulk_request(limits),
+                "BulkResponse": _bulk_response(),
                 "ServiceProviderConfig": _service_provider_config(),
                 "ResourceType": _resource_type(),
                 "ResourceTypeList": _list_schema(_ref("ResourceType"), paged=False),
@@ -326,13 +330,30 @@ def _service_paths(registry: Registry) -> dict[str, Any]:
                 },
             )
         },
+        "/Bulk": {
+            "post": _operation(
+                "bulk",
+                "Many writes in one request (RFC 7644 §3.7): each operation as its single "
+                "request, its result in the response; bulkId references resolved.",
+                body=(
+                    _ref("BulkRequest"),
+                    "The operations, run in order (a POST before the "
+                    "operations that refer to its bulkId).",
+                ),
+                responses={
+                    "200": _json_response(
+                        _ref("BulkResponse"), "The result of each operation that ran."
+                    )
+                },
+                errors=WITH_BODY,
+            )
+        },
         "/Me": _not_supported("Me", "a token names no SCIM resource (RFC 7644 §3.11)"),
-        "/Bulk": _not_supported("Bulk", "ServiceProviderConfig says bulk.supported false"),
     }
 
 
 def _not_supported(name: str, why: str) -> dict[str, Any]:
-    """Every method on /Me and /Bulk answers 501, after the bearer check."""
+    """Every method on /Me answers 501, after the bearer check."""
     return {
         method: _operation(f"{method}{name}", f"Not supported: {why}.", responses={}, errors=(501,))
         for method in ("get", "post", "put", "patch", "delete")
@@ -751,6 +772,79 @@ def _search_request(paths: list[str], limits: Limits) -> dict[str, Any]:
             "count": {"type": "integer"},
             "cursor": {"type": "string"},
         },
+        "additionalProperties": False,
+    }
+
+
+def _bulk_request(limits: Limits) -> dict[str, Any]:
+    operation = {
+        "type": "object",
+        "properties": {
+            "method": {"type": "string", "enum": ["POST", "PUT", "PATCH", "DELETE"]},
+            "bulkId": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Required for a POST; `bulkId:<it>` in another operation's path "
+                "or data stands for the id the POST creates.",
+            },
+            "version": {"type": "string", "description": "If-Match of the single request."},
+            "path": {
+                "type": "string",
+                "description": "/Users or /Groups for a POST; /Users/{id} or /Groups/{id} "
+                "(the id may be bulkId:<it>) otherwise.",
+            },
+            "data": {
+                "type": "object",
+                "description": "The body of the single request: a resource or a PatchOp.",
+            },
+        },
+        "required": ["method", "path"],
+    }
+    return {
+        "type": "object",
+        "description": "RFC 7644 §3.7. Beyond maxOperations or maxPayloadSize "
+        "(/ServiceProviderConfig), a 413.",
+        "properties": {
+            "schemas": {
+                "type": "array",
+                "items": {"type": "string"},
+                "contains": {"const": BULK_REQUEST_URN},
+            },
+            "failOnErrors": {"type": "integer", "minimum": 1},
+            "Operations": {
+                "type": "array",
+                "items": operation,
+                "maxItems": limits.bulk_operations,
+            },
+        },
+        "required": ["Operations"],
+    }
+
+
+def _bulk_response() -> dict[str, Any]:
+    status = {"type": "string", "pattern": "^[1-5][0-9][0-9]$"}
+    result = {
+        "type": "object",
+        "properties": {
+            "method": {"type": "string"},
+            "bulkId": {"type": "string"},
+            "version": {"type": "string"},
+            "location": {"type": "string"},
+            "status": status,
+            "response": _ref("Error"),
+        },
+        "required": ["status"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "description": "RFC 7644 §3.7.3: the operations that ran, in request order; a failed "
+        "one carries its SCIM error in response.",
+        "properties": {
+            "schemas": {"type": "array", "items": {"const": BULK_RESPONSE_URN}, "minItems": 1},
+            "Operations": {"type": "array", "items": result},
+        },
+        "required": ["schemas", "Operations"],
         "additionalProperties": False,
     }
 

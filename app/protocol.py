@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app import db, intake, paging, tenancy
 from app.errors import (
@@ -17,6 +17,7 @@ from app.errors import (
     InvalidValue,
     ScimError,
     ServiceUnavailable,
+    TooLarge,
     UnsupportedMediaType,
 )
 from app.filters import grammar
@@ -67,18 +68,28 @@ def base_url() -> str:
     return current_app.config["SCIM_BASE_URL"] or request.host_url.rstrip("/") + "/scim/v2"
 
 
-def json_body(*, checked_elsewhere: frozenset[str] = frozenset()) -> dict[str, Any]:
+def json_body(
+    *,
+    checked_elsewhere: frozenset[str] = frozenset(),
+    max_bytes: int | None = None,
+    too_large: str = "",
+) -> dict[str, Any]:
     """The request's JSON object, every string in it storable and within the limits.
 
     Anything else is a SCIM error, never a 500. `checked_elsewhere`: top-level keys with rules
-    of their own (a SearchRequest's filter is held to the filter limits instead).
+    of their own (a SearchRequest's filter is held to the filter limits instead). `max_bytes`:
+    a limit of the endpoint's own, at most MAX_CONTENT_LENGTH, whose 413 says `too_large`
+    (formatted with {limit}) rather than name the service's.
     """
     mimetype = request.mimetype
     if mimetype and mimetype not in ACCEPTED_BODY_TYPES:
         raise UnsupportedMediaType(
             f"Content-Type must be application/scim+json or application/json, got {mimetype}"
         )
-    raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    if max_bytes is None:
+        raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    else:
+        raw = _body_within(max_bytes, too_large)
     try:
         body = json.loads(raw, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -88,6 +99,19 @@ def json_body(*, checked_elsewhere: frozenset[str] = frozenset()) -> dict[str, A
         raise InvalidSyntax("The request body must be a JSON object")
     intake.check_body(body, limits(), skip=checked_elsewhere)
     return body
+
+
+def _body_within(max_bytes: int, too_large: str) -> bytes:
+    refused = TooLarge(too_large.format(limit=max_bytes))
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise refused
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:  # a streamed body past MAX_CONTENT_LENGTH (app.requests)
+        raise refused from None
+    if len(raw) > max_bytes:
+        raise refused
+    return raw
 
 
 def projection() -> Projection:

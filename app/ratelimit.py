@@ -31,7 +31,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
@@ -81,8 +81,12 @@ class Limiter:
 
     def check(self) -> None:
         """before_request: count a SCIM request; past a budget, a 429 with Retry-After."""
-        if not auth.is_scim_request():
-            return
+        if auth.is_scim_request():
+            self.count(1)
+
+    def count(self, cost: int) -> None:
+        """Count `cost` requests of this caller at once, all or none in each budget; past a
+        budget, a 429 with Retry-After (nothing of that budget spent)."""
         caller = g.get("caller")
         for budget in self._budgets:
             if budget.scope == "global":
@@ -93,7 +97,7 @@ class Limiter:
                 continue  # no tenant: the address limit is the one that counts
             identifiers = (self._prefix, key, budget.scope)
             try:
-                if self._window.hit(budget.item, *identifiers):
+                if self._window.hit(budget.item, *identifiers, cost=cost):
                     continue
                 # When the window's oldest request leaves it, and frees a place.
                 frees_at = self._window.get_window_stats(budget.item, *identifiers).reset_time
@@ -106,6 +110,16 @@ class Limiter:
                 g.rate_limited_tenant = True  # the 429's detail says whose budget ran out
             # protocol.py's handler gives it the SCIM error body.
             raise TooManyRequests(retry_after=max(1, math.ceil(frees_at - time.time())))
+
+
+def charge(operations: int) -> None:
+    """Count a Bulk request's operations as the requests they stand for, before any runs: the
+    Bulk request itself was counted as the first (check), so `operations - 1` more. A Bulk whose
+    operations exceed what the budget has left is refused whole, with a 429 (README, "Rate
+    limits")."""
+    limiter: Limiter | None = current_app.extensions.get("scim_limiter")
+    if limiter is not None and operations > 1:
+        limiter.count(operations - 1)
 
 
 def _items(limit: str) -> list[RateLimitItem]:

@@ -48,6 +48,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "app.filters",
             "app.patch",
+            "app.bulk",
             "app.validate",
             "app.serialize",
             "app.paging",
@@ -173,10 +174,10 @@ PURE = (
 RULES = (
     Rule(
         "pure-core",
-        "the grammar, its visitor, the in-memory backend, the fold, patch and validate are pure: "
-        "no Flask, no SQLAlchemy, no models, not even through another module",
+        "the grammar, its visitor, the in-memory backend, the fold, patch, bulk and validate are "
+        "pure: no Flask, no SQLAlchemy, no models, not even through another module",
         ("app.filters.grammar", "app.filters.visitor", "app.filters.match", "app.fold")
-        + ("app.patch", "app.validate"),
+        + ("app.patch", "app.bulk", "app.validate"),
         PURE,
         transitive=True,
     ),

@@ -78,7 +78,7 @@ def test_service_provider_config(client):
         "schemas": [SPC_URN],
         "documentationUri": "https://datatracker.ietf.org/doc/html/rfc7644",
         "patch": {"supported": True},
-        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {"supported": True, "maxOperations": 2000, "maxPayloadSize": 1048576},
         # At least 100: Okta imports pages of count=100.
         "filter": {"supported": True, "maxResults": 200},
         "changePassword": {"supported": True},

@@ -47,11 +47,6 @@ NOT_IMPLEMENTED = {
         "/Me is not supported: this service does not map a bearer token to a User "
         "(RFC 7644 §3.11); use /Users/{id}",
     ),
-    "/Bulk": error(
-        501,
-        "Bulk operations are not supported (RFC 7644 §3.7; ServiceProviderConfig says "
-        "bulk.supported false): send each operation as a request of its own",
-    ),
 }
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -76,9 +71,9 @@ def test_unknown_route_is_404_scim_error(client, method, path):
     assert response.json == error(404, "No such endpoint")
 
 
-@pytest.mark.parametrize("path", ["/Me", "/Bulk"])
+@pytest.mark.parametrize("path", ["/Me"])
 @pytest.mark.parametrize("method", METHODS)
-def test_me_and_bulk_are_501_not_implemented(client, method, path):
+def test_me_is_501_not_implemented(client, method, path):
     response = client.open(f"{BASE}{path}", method=method, json={})
     assert response.status_code == 501
     assert response.mimetype == "application/scim+json"
@@ -101,14 +96,15 @@ def test_options_lists_only_the_methods_of_the_endpoint(client, path, allowed):
 
 
 def test_bulk_is_consistent_with_service_provider_config(client):
-    assert client.get(f"{BASE}/ServiceProviderConfig").json["bulk"]["supported"] is False
-    assert client.post(f"{BASE}/Bulk", json={}).status_code == 501
+    assert client.get(f"{BASE}/ServiceProviderConfig").json["bulk"]["supported"] is True
+    assert client.post(f"{BASE}/Bulk", json={"Operations": []}).status_code == 200
+    assert client.get(f"{BASE}/Bulk").status_code == 405  # only POST (RFC 7644 §3.7)
 
 
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [
-        pytest.param("POST", "/Bulk", 501, id="bulk"),
+        pytest.param("GET", "/Bulk", 405, id="bulk-get"),
         pytest.param("PATCH", "/Me", 501, id="me"),
         pytest.param("DELETE", "/Users/some-id/extra", 404, id="below-a-user"),
         pytest.param("PUT", "/Groups/some-id/members", 404, id="below-a-group"),

@@ -114,7 +114,8 @@ def test_every_operation_lists_the_statuses_it_can_answer(document):
     assert set(document["paths"]["/Users"]["post"]["responses"]) >= {"201", "409"}
     for method in ("get", "post", "put", "patch", "delete"):
         assert "501" in document["paths"]["/Me"][method]["responses"]
-        assert "501" in document["paths"]["/Bulk"][method]["responses"]
+    assert list(document["paths"]["/Bulk"]) == ["post"]
+    assert set(document["paths"]["/Bulk"]["post"]["responses"]) >= {"200", "400", "413", "429"}
 
 
 def test_errors_are_scim_errors_with_status_as_a_string(document):
@@ -253,6 +254,8 @@ def test_default_limits(document):
         "maxPatchOperations": 1_000,
         "maxMembersPerRequest": 1_048_576 // 48,
         "maxJsonDepth": 32,
+        "maxBulkOperations": 2_000,
+        "maxBulkPayloadBytes": 1_048_576,
     }
 
 

@@ -211,7 +211,29 @@ def probe_body(rule: str, method: str, x: str) -> Any:
             return patch_payload({"op": "replace", "path": "displayName", "value": x})
         # `groups` is readOnly: a create or replace naming B's group must not join it.
         return user_payload(userName=f"{x}@probe.example", externalId=x, groups=[{"value": x}])
-    # Anything else (/Me, /Bulk, whatever comes): a generic body full of the id.
+    if rule.endswith("/Bulk"):
+        # Every operation on the id: none may find B's resource, nor take it as a member.
+        group = {"schemas": [GROUP_URN], "displayName": f"probe {x}", "members": [{"value": x}]}
+        return {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": [
+                {"method": "DELETE", "path": f"/Users/{x}"},
+                {"method": "DELETE", "path": f"/Groups/{x}", "version": 'W/"1"'},
+                {"method": "PUT", "path": f"/Users/{x}", "data": user_payload(userName=x)},
+                {
+                    "method": "PATCH",
+                    "path": f"/Groups/{x}",
+                    "data": probe_body("/Groups", "PATCH", x),
+                },
+                {"method": "POST", "path": "/Groups", "bulkId": "g", "data": group},
+                {
+                    "method": "PATCH",
+                    "path": "/Groups/bulkId:g",
+                    "data": probe_body("/Groups", "PATCH", x),
+                },
+            ],
+        }
+    # Anything else (/Me, whatever comes): a generic body full of the id.
     return {
         "schemas": [SEARCH_URN],
         "id": x,

@@ -4,11 +4,11 @@ requests only read."""
 from flask import Blueprint, g, request
 
 from app import auth, db
-from app.api import discovery, groups, openapi, search, unsupported, users
+from app.api import bulk, discovery, groups, openapi, search, unsupported, users
 
 scim = Blueprint("scim", __name__, url_prefix="/scim/v2")
 scim.before_request(auth.require_bearer)  # every SCIM route, discovery included
-for child in (users.bp, groups.bp, search.bp, discovery.bp, openapi.bp, unsupported.bp):
+for child in (users.bp, groups.bp, bulk.bp, search.bp, discovery.bp, openapi.bp, unsupported.bp):
     scim.register_blueprint(child)
 
 

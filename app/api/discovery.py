@@ -13,13 +13,18 @@ SPC_URN = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 @bp.get("/ServiceProviderConfig")
 def service_provider_config() -> Response:
     base_url = protocol.base_url()
-    config = current_app.config
+    config, limits = current_app.config, protocol.limits()
     return protocol.scim_response(
         {
             "schemas": [SPC_URN],
             "documentationUri": "https://datatracker.ietf.org/doc/html/rfc7644",
             "patch": {"supported": True},
-            "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+            # RFC 7644 §3.7.4: a Bulk request beyond either is refused with 413.
+            "bulk": {
+                "supported": True,
+                "maxOperations": limits.bulk_operations,
+                "maxPayloadSize": limits.bulk_payload_bytes,
+            },
             "filter": {"supported": True, "maxResults": config["SCIM_MAX_RESULTS"]},
             "changePassword": {"supported": True},
             "sort": {"supported": True},

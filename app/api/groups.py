@@ -2,10 +2,9 @@
 
 from flask import Blueprint, Response
 
-from app import audit, etags, patch, protocol
-from app.api import render
+from app import etags, protocol
+from app.api import render, writes
 from app.protocol import ListQuery
-from app.requests import request_id
 from app.schema.core import GROUP_RESOURCE
 from app.store import groups
 
@@ -35,9 +34,7 @@ def _list(query: ListQuery) -> Response:
 
 @bp.post("")
 def create_group() -> Response:
-    group = groups.create(
-        protocol.json_body(), max_members=protocol.limits().members, request_id=request_id() or ""
-    )
+    group = writes.create_group(protocol.json_body())
     return render.group(group, protocol.projection(), 201)
 
 
@@ -52,27 +49,13 @@ def get_group(group_id: str) -> Response:
 
 @bp.put("/<group_id>")
 def replace_group(group_id: str) -> Response:
-    group = groups.replace(
-        group_id,
-        protocol.json_body(),
-        if_match=protocol.if_match(),
-        max_members=protocol.limits().members,
-        request_id=request_id() or "",
-    )
+    group = writes.replace_group(group_id, protocol.json_body(), if_match=protocol.if_match())
     return render.group(group, protocol.projection())
 
 
 @bp.patch("/<group_id>")
 def patch_group(group_id: str) -> Response:
-    operations = patch.parse(GROUP_RESOURCE, protocol.json_body(), protocol.limits())
-    audit.record_operations(operations)
-    group = groups.patch(
-        group_id,
-        operations,
-        if_match=protocol.if_match(),
-        max_members=protocol.limits().members,
-        request_id=request_id() or "",
-    )
+    group = writes.patch_group(group_id, protocol.json_body(), if_match=protocol.if_match())
     if not protocol.answers_patched_group():
         return protocol.no_content(etag=etags.etag(group.version, group.tenant_id))
     return render.group(group, protocol.projection())
@@ -80,5 +63,5 @@ def patch_group(group_id: str) -> Response:
 
 @bp.delete("/<group_id>")
 def delete_group(group_id: str) -> Response:
-    groups.delete(group_id, if_match=protocol.if_match(), request_id=request_id() or "")
+    writes.delete_group(group_id, if_match=protocol.if_match())
     return protocol.no_content()

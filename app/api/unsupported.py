@@ -1,4 +1,4 @@
-"""What /scim/v2 does not serve: /Me and /Bulk (501), and paths that match no route (404, 405).
+"""What /scim/v2 does not serve: /Me (501), and paths that match no route (404, 405).
 
 Each is answered only after the bearer check, as the routes are: a caller without a valid token
 learns nothing about which paths exist, and the rate limit counts it (auth.is_scim_request), so
@@ -24,15 +24,6 @@ def me() -> NoReturn:
     raise NotSupported(
         "/Me is not supported: this service does not map a bearer token to a User "
         "(RFC 7644 §3.11); use /Users/{id}"
-    )
-
-
-@bp.route("/Bulk", methods=METHODS)
-def bulk() -> NoReturn:
-    # As /ServiceProviderConfig says: bulk.supported false (app/api/discovery.py).
-    raise NotSupported(
-        "Bulk operations are not supported (RFC 7644 §3.7; ServiceProviderConfig says "
-        "bulk.supported false): send each operation as a request of its own"
     )
 
 

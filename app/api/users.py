@@ -2,10 +2,9 @@
 
 from flask import Blueprint, Response
 
-from app import audit, etags, patch, protocol
-from app.api import render
+from app import etags, protocol
+from app.api import render, writes
 from app.protocol import ListQuery
-from app.requests import request_id
 from app.store import users
 
 bp = Blueprint("users", __name__, url_prefix="/Users")
@@ -35,7 +34,7 @@ def _list(query: ListQuery) -> Response:
 
 @bp.post("")
 def create_user() -> Response:
-    user = users.create(protocol.registry().user, protocol.json_body())
+    user = writes.create_user(protocol.json_body())
     return render.user(user, protocol.projection(), 201)
 
 
@@ -50,9 +49,8 @@ def get_user(user_id: str) -> Response:
 
 @bp.put("/<user_id>")
 def replace_user(user_id: str) -> Response:
-    rt, projection = protocol.registry().user, protocol.projection()
-    user = users.replace(
-        rt,
+    projection = protocol.projection()
+    user = writes.replace_user(
         user_id,
         protocol.json_body(),
         if_match=protocol.if_match(),
@@ -63,13 +61,10 @@ def replace_user(user_id: str) -> Response:
 
 @bp.patch("/<user_id>")
 def patch_user(user_id: str) -> Response:
-    rt, projection = protocol.registry().user, protocol.projection()
-    operations = patch.parse(rt, protocol.json_body(), protocol.limits())
-    audit.record_operations(operations)
-    user = users.patch(
-        rt,
+    projection = protocol.projection()
+    user = writes.patch_user(
         user_id,
-        operations,
+        protocol.json_body(),
         if_match=protocol.if_match(),
         with_groups=render.shows_groups(projection),
     )
@@ -78,5 +73,5 @@ def patch_user(user_id: str) -> Response:
 
 @bp.delete("/<user_id>")
 def delete_user(user_id: str) -> Response:
-    users.delete(user_id, if_match=protocol.if_match(), request_id=request_id() or "")
+    writes.delete_user(user_id, if_match=protocol.if_match())
     return protocol.no_content()

@@ -50,19 +50,21 @@ def record_with_changes(
         sql_events.listen(db.session, name, listener)
 
 
-def record(event: AuditEvent) -> None:
-    """Append one event in a short transaction of its own, apart from the request's session.
+def record(events: list[AuditEvent]) -> None:
+    """Append events (one request's) in a short transaction of their own, apart from the
+    request's session.
 
-    It runs after the response, outside the request's tenant scope, so it enters the event's
+    It runs after the response, outside the request's tenant scope, so it enters the events'
     own tenant (or all of them, for a request no token identified).
     """
-    scope = tenancy.ALL_TENANTS if event.tenant_id is None else event.tenant_id
+    tenant_id = events[0].tenant_id
+    scope = tenancy.ALL_TENANTS if tenant_id is None else tenant_id
     with (
         tenancy.entered(scope),
         Session(db.engine, expire_on_commit=False) as session,
         session.begin(),
     ):
-        session.add(event)
+        session.add_all(events)
 
 
 def for_resource(resource_type: str, resource_id: str, limit: int = 100) -> list[AuditEvent]:

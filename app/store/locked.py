@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 
 from app import etags
-from app.db import commit, db, is_retryable, violated_constraint
+from app.db import commit, db, is_retryable, rollback, violated_constraint
 from app.errors import Conflict, PreconditionFailed, ScimError
 
 # Concurrent writers to one resource: the loser re-reads and re-applies its change this many times.
@@ -72,12 +72,12 @@ def update_locked(
             with refusing(refusals, row):
                 commit(db.session)
         except StaleDataError:
-            db.session.rollback()  # another writer won: re-read and apply again
+            rollback(db.session)  # another writer won: re-read and apply again
             continue
         except OperationalError as e:
             if not is_retryable(e):
                 raise
-            db.session.rollback()  # a serialization failure or deadlock: run it again
+            rollback(db.session)  # a serialization failure or deadlock: run it again
             continue
         return row
     raise Conflict(f"{kind} {resource_id} is being changed concurrently; retry the request")
@@ -96,7 +96,7 @@ def refusing(refusals: Refusals[R], row: R) -> Iterator[None]:
         yield
     except IntegrityError as e:
         refusal = errors.get(violated_constraint(e) or "")
-        db.session.rollback()
+        rollback(db.session)
         if refusal is None:
             raise
         raise refusal from None

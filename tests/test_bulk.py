@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 from app import tenancy
 from app.config import ConfigError
 from app.db import db
+from app.models import EventReceiver
 from app.store import audit
+from app.store import events as events_store
 from tests.conftest import BASE, TOKEN, empty_tables, make_app
 from tests.payloads import (
     ENTERPRISE_URN,
@@ -1093,3 +1095,50 @@ def test_hostile_operation_lists_are_answered_never_with_a_server_error(
     if fail_on_errors is not None and fail_on_errors >= 1 and len(answered) < len(operations):
         assert failures >= fail_on_errors
     empty_tables()
+
+
+# --- change events (issue 17) -----------------------------------------------------------------
+
+
+def test_each_operation_writes_the_events_of_its_single_request_under_a_txn_of_its_own(client):
+    db.session.add(
+        EventReceiver(
+            name="app",
+            delivery="push",
+            url="https://app.example/events",
+            events=list(events_store.EVENT_NAMES),
+            full=False,
+            enabled=True,
+            audience="https://app.example",
+            alg="ES256",
+        )
+    )
+    db.session.commit()
+    response = bulk(
+        client,
+        new_group("g", "G", "bulkId:a"),
+        new_user("a", "a@example.com"),
+        new_user("dup", "A@example.com"),  # refused: no event
+        {
+            "method": "PATCH",
+            "path": "/Users/bulkId:a",
+            "data": patch_payload({"op": "replace", "path": "active", "value": False}),
+        },
+    )
+    group, a, dup, patched = results(response)
+    assert dup["status"] == "409"
+    db.session.remove()
+    found = [
+        (e.resource_type, e.resource_id, e.operation, e.activation, e.version, e.txn)
+        for e in events_store.since()
+    ]
+    assert [row[:5] for row in found] == [
+        ("User", id_of(a), "create", "activate", 1),
+        ("Group", id_of(group), "create", None, 1),
+        ("User", id_of(a), "patch", "deactivate", 2),
+    ]
+    assert len({row[5] for row in found}) == 3  # one txn per operation
+    with tenancy.across_tenants():
+        txns = {(r.resource_id, r.status): r.txn for r in audit.recent(limit=100)}
+    assert txns[(id_of(a), 201)] == found[0][5]  # the audit row names its events' txn
+    assert txns[(id_of(group), 201)] == found[1][5]

@@ -189,7 +189,10 @@ def _write_events(session: Session) -> None:
 
 @sql_events.listens_for(Session, "after_transaction_end")
 def _forget_notes(session: Session, transaction: Any) -> None:
-    if transaction.parent is None:  # committed or rolled back: its notes are done with
+    # Committed or rolled back: its notes are done with. A savepoint too: a Bulk operation
+    # (store/batch.py) is a change of its own, whose release runs before_commit (its events,
+    # under a txn of its own) and whose rollback takes its notes with it.
+    if transaction.parent is None or transaction.nested:
         session.info.pop(_NOTES, None)
         session.info.pop(_TXN, None)
 

@@ -44,6 +44,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 from sqlalchemy.pool import NullPool, Pool, QueuePool
 
+from app.writer_queue import QueueTimeout, WriterQueue
+
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -230,26 +232,37 @@ def _begin_writing(connection: Connection) -> None:
     SQLite's own busy handler waits in steps that grow to 100 ms: with eight requests writing
     at once, a writer could sleep through many commits (the 99th percentile of a PUT was 0.8 s
     where its median was 47 ms). Trying again every few tenths of a millisecond takes the lock
-    within a moment of its release, so a writer waits about as long as the writers ahead of it
-    take; the tries are SQLite calls of microseconds. Other statements keep the busy timeout
-    (in WAL mode only beginning a write waits for a lock).
+    within a moment of its release; the tries are SQLite calls of microseconds. The threads of
+    this process try one at a time, in the order they came (app.writer_queue), so that no
+    writer keeps losing to later ones. Other statements keep the busy timeout (in WAL mode only
+    beginning a write waits for a lock).
     """
     raw = connection.connection.dbapi_connection
     (timeout_ms,) = raw.execute("PRAGMA busy_timeout").fetchone()
     deadline = time.monotonic() + timeout_ms / 1000
-    raw.execute("PRAGMA busy_timeout = 0")
     try:
-        for attempt in itertools.count():
+        with _writers.first_in_line(timeout_ms / 1000):
+            raw.execute("PRAGMA busy_timeout = 0")
             try:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-                return
-            except OperationalError as e:
-                busy = getattr(e.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
-                if not busy or time.monotonic() >= deadline:
-                    raise
-            time.sleep(_WRITER_NAPS[min(attempt, len(_WRITER_NAPS) - 1)])
-    finally:
-        raw.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
+                for attempt in itertools.count():
+                    try:
+                        connection.exec_driver_sql("BEGIN IMMEDIATE")
+                        return
+                    except OperationalError as e:
+                        busy = getattr(e.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+                        if not busy or time.monotonic() >= deadline:
+                            raise
+                    time.sleep(_WRITER_NAPS[min(attempt, len(_WRITER_NAPS) - 1)])
+            finally:
+                raw.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
+    except QueueTimeout:
+        # As SQLite says it when its own wait for the lock runs out: the same 503 follows.
+        raise OperationalError(
+            "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
+        ) from None
+
+
+_writers = WriterQueue()  # one per process: its threads share the SQLite file's lock
 
 
 def start_reading_only() -> Token[bool]:

@@ -57,7 +57,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "app.sets",
         ),
     ),
-    ("database", ("app.db", "app.models")),
+    ("database", ("app.db", "app.models", "app.writer_queue")),
     (
         "registry and values",
         (

@@ -971,9 +971,6 @@ def test_a_bulk_racing_single_requests_on_the_same_group_loses_no_change(
         thread.start()
     for thread in threads:
         thread.join()
-    # The threads' pooled connections: not left to the tests that follow (see the report of
-    # issue 18: a later DDL test found its DROP INDEX undone otherwise, on SQLite).
-    db.engine.dispose()
     assert statuses == ["204"] * 20
     assert single_statuses == [204] * 20
     read = get(client, "Groups", group["id"])
@@ -1011,9 +1008,6 @@ def test_a_bulk_deleting_users_while_single_requests_add_them_leaves_no_dangling
         thread.start()
     for thread in threads:
         thread.join()
-    # The threads' pooled connections: not left to the tests that follow (see the report of
-    # issue 18: a later DDL test found its DROP INDEX undone otherwise, on SQLite).
-    db.engine.dispose()
     assert client.get(f"{BASE}/Users").json["totalResults"] == 0
     assert get(client, "Groups", group["id"]).get("members", []) == []
 

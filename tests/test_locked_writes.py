@@ -164,12 +164,28 @@ def test_a_display_name_taken_by_a_racing_request_is_409_uniqueness(client, crea
 @pytest.fixture
 def unique_external_id(app: Any) -> Iterator[None]:
     """A unique index the service does not know: as a DBA might add one."""
+    _fresh_connections()
     with db.engine.begin() as connection:
         connection.execute(text("CREATE UNIQUE INDEX uq_test_external_id ON users (external_id)"))
     yield
     db.session.remove()  # its open transaction would keep PostgreSQL's DROP INDEX waiting
+    _fresh_connections()
     with db.engine.begin() as connection:
         connection.execute(text("DROP INDEX uq_test_external_id"))
+
+
+def _fresh_connections() -> None:
+    """DDL on a connection that read the schema now: closes the pooled ones (SQLite).
+
+    A SQLite connection caches the schema, and checks a CREATE or DROP against that cache when
+    preparing it, before anything notices another connection changed the schema since: with two
+    pooled connections (left by any test that wrote from threads), the DROP INDEX of one test
+    ran on one, and the next test's CREATE INDEX on the other failed with "index
+    uq_test_external_id already exists". Statements that read or write rows check the schema
+    as they run, so the service, which runs no DDL while it serves, is not affected.
+    """
+    if db.engine.dialect.name == "sqlite":
+        db.engine.dispose()
 
 
 @pytest.mark.usefixtures("unique_external_id")

@@ -15,6 +15,10 @@ flask events receivers add NAME --tenant SLUG (--url URL | --poll) [--events cre
                                [--alg ES256|RS256|HS256] [--audience AUD]
 flask events receivers list [--tenant SLUG]     # every tenant's without --tenant
 flask events receivers disable|enable|remove NAME --tenant SLUG
+flask events run                                # the push worker (RFC 8935), until SIGTERM
+flask events status [--tenant SLUG]             # per receiver: delivered/pending/failing/dead
+flask events dead --receiver NAME [--tenant SLUG] [--limit N]
+flask events replay --receiver NAME [--tenant SLUG] --since ISO-TIME [--dead-only]
 
 The tokens commands act for the `default` tenant unless --tenant names another. Without
 --tenant, `flask stats` counts and `flask purge` purges across every tenant (the deliberate
@@ -32,7 +36,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import click
@@ -41,10 +45,11 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
-from app import auth, sets, tenancy
+from app import auth, sets, tenancy, worker
 from app.db import describe_failure, describe_outage, is_missing_table, utcnow
 from app.models import EventReceiver, Tenant, TenantState
 from app.store import audit, maintenance, tenants, tokens
+from app.store import deliveries as events_deliveries
 from app.store import events as events_store
 
 T = TypeVar("T")
@@ -610,3 +615,137 @@ _receiver_command(
     events_store.remove_receiver,
     "Delete receiver NAME with its keys and its queued deliveries.",
 )
+
+
+# --- Change events: the push worker, status, dead letters, replay -----------------------------
+
+
+@events_group.command("run")
+def run_worker() -> None:
+    """Deliver every tenant's events to its push receivers (RFC 8935) until SIGTERM.
+
+    A process of its own beside gunicorn; on PostgreSQL several may run at once, on SQLite one
+    (a second refuses to start). SCIM_BASE_URL must be set: the SETs' iss and links.
+    """
+    try:
+        settings = worker.Settings.from_config(
+            current_app.config, postgresql=events_deliveries.is_postgresql()
+        )
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    runner = worker.Worker(current_app._get_current_object(), settings)  # type: ignore[attr-defined]
+    runner.stop_on_signals()
+    click.echo(f"Delivering events (iss {settings.issuer}); SIGTERM or Ctrl-C stops.", err=True)
+    try:
+        runner.run()
+    except worker.AlreadyRunning as e:
+        raise click.ClickException(str(e)) from None
+
+
+@events_group.command("status")
+@click.option("--tenant", "slug", metavar="SLUG", help="One tenant's (default: every tenant's).")
+def events_status(slug: str | None) -> None:
+    """Per receiver: delivered, pending, failing (pending, tried), dead, oldest pending, last
+    error."""
+    scope = _token_tenant(slug).id if slug else tenancy.ALL_TENANTS
+    with tenancy.entered(scope):
+        receivers = events_store.receivers()
+        slugs = {r.tenant_id: _slug_of(r.tenant_id) for r in receivers}
+    if not receivers:
+        click.echo("No receivers: flask events receivers add NAME --tenant SLUG --url URL")
+        return
+    now = utcnow()
+    rows = [
+        (
+            slugs[s.receiver.tenant_id],
+            s.receiver.name,
+            s.receiver.delivery,
+            "enabled" if s.receiver.enabled else "disabled",
+            str(s.delivered),
+            str(s.pending),
+            str(s.failing),
+            str(s.dead),
+            _age(now - s.oldest_pending) if s.oldest_pending else "-",
+            f"{_date(s.last_error_at)} {s.last_error}" if s.last_error else "-",
+        )
+        for s in events_deliveries.status(receivers)
+    ]
+    _table(
+        ("TENANT", "RECEIVER", "DELIVERY", "STATE", "DELIVERED", "PENDING", "FAILING", "DEAD")
+        + ("OLDEST PENDING", "LAST ERROR"),
+        rows,
+    )
+
+
+def _age(age: timedelta) -> str:
+    seconds = int(age.total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h" if seconds < 172800 else f"{seconds // 86400}d"
+
+
+@events_group.command("dead")
+@click.option("--receiver", "name", required=True, metavar="NAME")
+@_TENANT_OPTION
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+def dead_letters(name: str, slug: str, limit: int) -> None:
+    """A receiver's dead letters, newest first: events given up, and why."""
+    tenant = _token_tenant(slug)
+    with tenancy.entered(tenant.id):
+        receiver = _receiver(name, tenant)
+        rows = events_deliveries.dead_letters(receiver, limit)
+    if not rows:
+        click.echo(f"No dead letters for {name}{_of(tenant)}.")
+        return
+    _table(
+        ("EVENT", "JTI", "RESOURCE", "EVENTS", "AT", "ATTEMPTS", "ERROR"),
+        [
+            (
+                str(event.id),
+                event.jti,
+                f"{event.resource_type} {event.resource_id}",
+                event.operation + (f",{event.activation}" if event.activation else ""),
+                _date(event.at),
+                str(delivery.attempts),
+                delivery.last_error or "-",
+            )
+            for delivery, event in rows
+        ],
+    )
+    click.echo(
+        f"Send them again: flask events replay --receiver {name}{_flag(tenant)} "
+        "--since <AT> --dead-only"
+    )
+
+
+@events_group.command("replay")
+@click.option("--receiver", "name", required=True, metavar="NAME")
+@_TENANT_OPTION
+@click.option(
+    "--since",
+    required=True,
+    metavar="ISO-TIME",
+    help="Events at or after this time (ISO 8601; UTC when no offset is given).",
+)
+@click.option("--dead-only", is_flag=True, help="Only the dead letters, not delivered events.")
+def replay(name: str, slug: str, since: str, dead_only: bool) -> None:
+    """Queue a receiver's events since a time again (delivered and dead ones, and those stored
+    while it was disabled); the worker or the next poll sends them, a resource's in order."""
+    try:
+        when = datetime.fromisoformat(since)
+    except ValueError:
+        raise click.BadParameter(
+            f"{since!r} is not an ISO 8601 time (2026-12-06T17:02:00Z)", param_hint="--since"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    tenant = _token_tenant(slug)
+    with tenancy.entered(tenant.id):
+        receiver = _receiver(name, tenant)
+        done = events_deliveries.replay(receiver, when, dead_only=dead_only)
+    click.echo(
+        f"Receiver {name}{_of(tenant)}: {done.requeued} events queued again, "
+        f"{done.added} queued for the first time, since {_date(when)}."
+    )

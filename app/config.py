@@ -56,6 +56,18 @@ def load_config(env: Mapping[str, str]) -> dict[str, object]:
         "SCIM_EVENTS_ISSUER": env.get("SCIM_EVENTS_ISSUER", "").strip(),
         "SCIM_EVENTS_POLL_WAIT_SECONDS": _int(env, "SCIM_EVENTS_POLL_WAIT_SECONDS", 10, minimum=0),
         "SCIM_EVENTS_REDELIVER_SECONDS": _int(env, "SCIM_EVENTS_REDELIVER_SECONDS", 60, minimum=1),
+        # The push worker (`flask events run`, app/worker.py): one POST's timeout, the backoff
+        # between tries (doubling from the base up to the cap, with jitter), the age after which
+        # an event not delivered is dead-lettered, receivers served at once.
+        "SCIM_EVENTS_PUSH_TIMEOUT_SECONDS": _int(
+            env, "SCIM_EVENTS_PUSH_TIMEOUT_SECONDS", 10, minimum=1
+        ),
+        "SCIM_EVENTS_RETRY_BASE_SECONDS": _int(env, "SCIM_EVENTS_RETRY_BASE_SECONDS", 1, minimum=1),
+        "SCIM_EVENTS_RETRY_MAX_SECONDS": _int(env, "SCIM_EVENTS_RETRY_MAX_SECONDS", 300, minimum=1),
+        "SCIM_EVENTS_MAX_AGE_SECONDS": _int(
+            env, "SCIM_EVENTS_MAX_AGE_SECONDS", 3 * 24 * 3600, minimum=1
+        ),
+        "SCIM_EVENTS_WORKER_THREADS": _int(env, "SCIM_EVENTS_WORKER_THREADS", 8, minimum=1),
         "SCIM_SECRET_KEY": secret_key,
         "SCIM_SCHEMA_EXTENSIONS": env.get("SCIM_SCHEMA_EXTENSIONS", "").strip(),
         "SCIM_CURSOR_TIMEOUT": _int(env, "SCIM_CURSOR_TIMEOUT", 3600, minimum=1),

@@ -36,7 +36,7 @@ class Module:
 # Top to bottom; a module may import its own layer and those below it, never one above.
 # A name covers its package's modules: "app.store" is app/store/*.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("entry points", (FACTORY, "app.cli")),
+    ("entry points", (FACTORY, "app.cli", "app.worker")),
     ("views", ("app.api", "app.console")),
     (
         "HTTP edge",

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -338,3 +339,9 @@ def test_several_workers_never_send_a_resources_events_at_once_nor_out_of_order(
     assert len(by_resource) == 4
     for sequences in by_resource.values():
         assert sequences == sorted(set(sequences)) and len(sequences) == 9
+
+
+def test_the_documentation_shows_the_receiver_the_crash_test_runs():
+    root = Path(__file__).resolve().parent.parent
+    receiver = (root / "docs" / "events_receiver.py").read_text()
+    assert f"```python\n{receiver}```" in (root / "docs" / "events.md").read_text()

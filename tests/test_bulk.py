@@ -1097,6 +1097,64 @@ def test_hostile_operation_lists_are_answered_never_with_a_server_error(
     empty_tables()
 
 
+# --- consecutive creates, written together (store/batch.py, Batch.defer) ------------------------
+
+
+_names = st.sampled_from(["ada", "ADA", "grace", "alan", "Alan", "edsger", "taken", "TAKEN"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    names=st.lists(_names, min_size=1, max_size=12),
+    patch_at=st.none() | st.integers(0, 12),
+    fail_on_errors=st.none() | st.integers(1, 3),
+)
+def test_consecutive_creates_are_each_answered_as_alone(client, names, patch_at, fail_on_errors):
+    """Each POST of a run of users is 201 or 409 exactly as its single request would be, in
+    order, whatever else is in the run; failOnErrors stops right after the error it counts, a
+    PATCH after the run included; each has its audit row."""
+    empty_tables()
+    taken = client.post(f"{BASE}/Users", json=user_payload(userName="taken@example.com")).json
+    operations = [new_user(f"u{i}", f"{name}@example.com") for i, name in enumerate(names)]
+    patch_op = {
+        "method": "PATCH",
+        "path": f"/Users/{taken['id']}",
+        "data": patch_payload({"op": "replace", "path": "displayName", "value": "Patched"}),
+    }
+    if patch_at is not None:
+        operations.insert(min(patch_at, len(operations)), patch_op)
+    fields = {} if fail_on_errors is None else {"failOnErrors": fail_on_errors}
+    before = {row.id for row in audit_rows()}
+    answered = results(bulk(client, *operations, **fields))
+    # The model: names are unique case-insensitively; failOnErrors stops after that many.
+    existing, expected, errors = {"taken"}, [], 0
+    for op in operations:
+        if fail_on_errors is not None and errors >= fail_on_errors:
+            break
+        if op["method"] == "PATCH":
+            expected.append("200")
+            continue
+        key = op["data"]["userName"].split("@")[0].casefold()
+        if key in existing:
+            expected.append("409")
+            errors += 1
+        else:
+            existing.add(key)
+            expected.append("201")
+    assert [r["status"] for r in answered] == expected
+    for op, result in zip(operations, answered, strict=False):
+        if result["status"] == "201":
+            created(result, "Users", op["bulkId"])
+        elif result["status"] == "409":
+            assert result["response"] == error(
+                409, f"userName '{op['data']['userName']}' is already taken", "uniqueness"
+            )
+    listed = client.get(f"{BASE}/Users", query_string={"count": 100}).json["Resources"]
+    assert {u["userName"].split("@")[0].casefold() for u in listed} == existing
+    statuses = sorted(row.status for row in audit_rows() if row.id not in before)
+    assert statuses == sorted(int(status) for status in expected)
+
+
 # --- change events (issue 17) -----------------------------------------------------------------
 
 

@@ -18,12 +18,13 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g
 
-from app import audit, bulk, db, etags, protocol, ratelimit
+from app import audit, bulk, db, etags, protocol, ratelimit, tenancy
 from app.api import writes
 from app.bulk import PREFIX, Operation
 from app.errors import Conflict, InvalidValue, ScimError, ServiceUnavailable
 from app.models import Group, User
-from app.store.batch import Batch
+from app.store import events
+from app.store.batch import Batch, Replay
 
 bp = Blueprint("bulk", __name__)
 
@@ -46,6 +47,12 @@ def bulk_request() -> Response:
     ratelimit.charge(len(request.operations))
     results = _Run(request, protocol.base_url(), config["SCIM_BULK_CHUNK_SECONDS"]).run()
     return protocol.scim_response({"schemas": [bulk.BULK_RESPONSE_URN], "Operations": results})
+
+
+def _deferrable(op: Operation) -> bool:
+    """A user's POST: it adds rows and reads none, so that it can be written with the ones
+    after it (Batch.defer)."""
+    return op.method == "POST" and op.endpoint == "Users" and op.problem is None
 
 
 @dataclass
@@ -93,21 +100,14 @@ class _Run:
         self.results: dict[int, _Result] = {}
         self.ran: list[int] = []  # in the order run, for the audit lines
         self.uncommitted: list[int] = []  # succeeded in the open chunk: not committed yet
+        self.deferred: list[Operation] = []  # creates whose rows are not written yet
         self.errors = 0
 
     def run(self) -> list[dict[str, Any]]:
         limit = self.request.fail_on_errors
         try:
-            for unit in bulk.plan(self.request):
-                if limit is not None and self.errors >= limit:
-                    break  # failOnErrors: the operations not run are not in the response
-                if bulk.cyclic(unit):
-                    self._circle(unit)
-                else:
-                    self._one(unit[0])
-                if self.batch.due():
-                    self._commit()
-            self._commit()
+            with events.receivers_read_once():
+                self._run_all(limit)
         except db.REQUEST_ERRORS as e:
             if db.fault(e) is not db.Fault.UNAVAILABLE:
                 raise
@@ -119,9 +119,28 @@ class _Run:
                 audit.settle(result.change, result.status, result.error, kept=kept)
         return [self.results[i].body(self.base_url) for i in sorted(self.results)]
 
+    def _run_all(self, limit: int | None) -> None:
+        for unit in bulk.plan(self.request):
+            deferrable = not bulk.cyclic(unit) and _deferrable(unit[0])
+            if not deferrable:
+                # The creates deferred so far are written first: their errors count below.
+                self._write_deferred()
+            if limit is not None and self.errors >= limit:
+                break  # failOnErrors: the operations not run are not in the response
+            if deferrable:
+                self._deferred_create(unit[0])
+            elif bulk.cyclic(unit):
+                self._circle(unit)
+            else:
+                self._strict(unit[0])
+            if self.batch.due():
+                self._commit()
+        self._commit()
+
     # --- one operation ------------------------------------------------------------------------
 
-    def _one(self, op: Operation) -> None:
+    def _strict(self, op: Operation) -> None:
+        """One operation in a savepoint of its own."""
         result = self._result(op)
         if result.error is None:
             try:
@@ -137,6 +156,50 @@ class _Run:
                 self._record(result)
                 raise
         self._record(result)
+
+    def _deferred_create(self, op: Operation) -> None:
+        """A user's POST adds rows and reads none: written with the next ones (Batch.defer)."""
+        result = self._result(op)
+        try:
+            self._unresolvable(op.index, op.references)
+            data = bulk.resolved(op.data, self.ids)
+            with audit.acting_for(result.change):
+                row = self.batch.defer(lambda: self._write(op, None, data))
+        except ScimError as e:
+            result.status, result.error = e.status, e
+        except Replay:
+            self._replay(extra=[op])
+            return
+        except db.REQUEST_ERRORS:
+            result.status, result.error = 503, UNAVAILABLE
+            self._record(result)
+            raise
+        else:
+            self._succeeded(result, row)
+            self.deferred.append(op)
+        self._record(result)
+
+    def _write_deferred(self) -> None:
+        try:
+            self.batch.write_deferred()
+        except Replay:
+            self._replay()
+        self.deferred = []
+
+    def _replay(self, extra: list[Operation] | None = None) -> None:
+        """The deferred creates failed together: forget their answers, and run them (and
+        `extra`) again one at a time, in savepoints, as long as failOnErrors allows."""
+        ops, self.deferred = [*self.deferred, *(extra or [])], []
+        for op in ops:
+            if self.results.pop(op.index, None) is not None:
+                self.ran.remove(op.index)
+                self.uncommitted.remove(op.index)
+            self.ids.pop(op.bulk_id or "", None)
+        limit = self.request.fail_on_errors
+        for op in ops:
+            if limit is not None and self.errors >= limit:
+                break
+            self._strict(op)
 
     def _result(self, op: Operation) -> _Result:
         """The operation's result as it starts: failed already if it is malformed."""
@@ -214,7 +277,9 @@ class _Run:
     def _succeeded(self, result: _Result, row: User | Group | None) -> None:
         if row is not None:
             result.resource_id = row.id
-            result.version = etags.etag(row.version, row.tenant_id)
+            # A deferred create's row is not written yet: its tenant is the default's to come.
+            tenant_id = tenancy.current_id() if row.tenant_id is None else row.tenant_id
+            result.version = etags.etag(row.version, tenant_id)
             if result.operation.method == "POST":
                 assert result.operation.bulk_id is not None
                 self.ids[result.operation.bulk_id] = row.id
@@ -293,6 +358,7 @@ class _Run:
     # --- commits ------------------------------------------------------------------------------
 
     def _commit(self) -> None:
+        self._write_deferred()
         self.batch.commit()
         self.uncommitted = []
 

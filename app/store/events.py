@@ -23,8 +23,9 @@ events listing `members` under the same `txn`. The audit row of the change store
 too (store/audit.py reads `current_txn`).
 
 Nothing is written for a tenant with no receiver at all: one indexed read of its receivers per
-committed change is then the whole cost. A receiver added later (or enabled again) gets the
-events from then on; `replay` (below) re-queues older ones that were written.
+committed change is then the whole cost (per chunk of a Bulk request: receivers_read_once).
+A receiver added later (or enabled again) gets the events from then on; `replay` (below)
+re-queues older ones that were written.
 
 `data` (the resource as committed, for the `:full` variants) is stored only when the tenant
 has an enabled receiver of `:full` events: a group's members are read for it. It is the
@@ -60,7 +61,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,6 +83,8 @@ EVENT_NAMES = (*OPERATIONS, *ACTIVATIONS)
 
 _NOTES = "scim_event_notes"  # session.info: the changes noted in the open transaction
 _TXN = "scim_event_txn"  # session.info: that transaction's txn
+_READ_ONCE = "scim_event_receivers_once"  # session.info: set by receivers_read_once
+_RECEIVERS = "scim_event_receivers"  # session.info: the receivers, as the transaction read them
 
 
 @dataclass
@@ -144,9 +148,20 @@ def _write_events(session: Session) -> None:
     if not notes:
         return
     txn = session.info[_TXN]
-    receivers = session.execute(
-        select(EventReceiver.id, EventReceiver.enabled, EventReceiver.full, EventReceiver.events)
-    ).all()
+    receivers = session.info.get(_RECEIVERS)
+    if receivers is None:
+        # Not flushed for this read: the rows written with the commit's own flush, or below.
+        with session.no_autoflush:
+            receivers = session.execute(
+                select(
+                    EventReceiver.id,
+                    EventReceiver.enabled,
+                    EventReceiver.full,
+                    EventReceiver.events,
+                )
+            ).all()
+        if session.info.get(_READ_ONCE):
+            session.info[_RECEIVERS] = receivers
     if not receivers:
         return  # nobody listens: nothing to write
     session.flush()  # the change's rows first: their versions are final now
@@ -187,8 +202,31 @@ def _write_events(session: Session) -> None:
     )
 
 
+def forget_notes(session: Session) -> None:
+    """The open transaction's notes are written (or gone): the next change notes afresh, under
+    a txn of its own (a Bulk operation written without a savepoint of its own, store/batch.py)."""
+    session.info.pop(_NOTES, None)
+    session.info.pop(_TXN, None)
+
+
+@contextmanager
+def receivers_read_once() -> Iterator[None]:
+    """Within the block, the tenant's receivers are read once per transaction, not at each
+    change's end: the changes of a Bulk request, each in a savepoint of its own, share the
+    read of their chunk's transaction (store/batch.py)."""
+    info = db.session().info
+    info[_READ_ONCE] = True
+    try:
+        yield
+    finally:
+        info.pop(_READ_ONCE, None)
+        info.pop(_RECEIVERS, None)
+
+
 @sql_events.listens_for(Session, "after_transaction_end")
 def _forget_notes(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop(_RECEIVERS, None)  # read again in the next transaction
     # Committed or rolled back: its notes are done with. A savepoint too: a Bulk operation
     # (store/batch.py) is a change of its own, whose release runs before_commit (its events,
     # under a txn of its own) and whose rollback takes its notes with it.

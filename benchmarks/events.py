@@ -9,7 +9,7 @@ worker delivering) against off (no receiver, no worker), on SQLite and PostgreSQ
 Each setup is a fresh, migrated database (a SQLite file; a PostgreSQL scratch database made on
 --postgres-url, a superuser's, dropped at the end), the service under gunicorn.conf.py (2
 workers x 4 threads) on a free port, and for "on" a push receiver (`flask events receivers
-add`) that is a threaded HTTP server in this process answering 202, with `flask events run`
+add`) that is a threaded HTTP server answering 202 in a process of its own, `flask events run`
 as a process of its own. Everything shares this machine's cores: the worker's and the
 receiver's CPU is taken from the API's, as it would be on one host.
 
@@ -36,14 +36,12 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import jwt  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from tests.e2e.service import migrate, service_env  # noqa: E402
@@ -54,40 +52,52 @@ USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
+# The receiver runs as a process of its own, so that its work never competes for this
+# process's interpreter lock with the clients: a threaded HTTP server answering 202, printing
+# the SET's subject and its arrival time (CLOCK_MONOTONIC, the same in every process).
+RECEIVER = """
+import json, sys, time, jwt
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        now = time.monotonic()
+        uri = jwt.decode(body, options={"verify_signature": False})["sub_id"]["uri"]
+        print(uri, now, flush=True)
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+server.daemon_threads = True
+server.serve_forever()
+"""
+
+
 class Receiver:
-    """A push receiver answering 202, noting when each resource's first SET arrived."""
+    """A push receiver answering 202 (a process), noting when each resource's first SET
+    arrived."""
 
     def __init__(self) -> None:
         self.arrived: dict[str, float] = {}
-        self.count = 0
-        lock = threading.Lock()
-        outer = self
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}/events"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", RECEIVER, str(port)], stdout=subprocess.PIPE, text=True
+        )
+        threading.Thread(target=self._read, daemon=True).start()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                now = time.monotonic()
-                uri = jwt.decode(body, options={"verify_signature": False})["sub_id"]["uri"]
-                with lock:
-                    outer.count += 1
-                    outer.arrived.setdefault(uri, now)
-                self.send_response(202)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}/events"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            uri, at = line.split()
+            self.arrived.setdefault(uri, float(at))
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.process.terminate()
+        self.process.wait(timeout=30)
 
 
 @contextmanager

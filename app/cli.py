@@ -15,6 +15,7 @@ flask events receivers add NAME --tenant SLUG (--url URL | --poll) [--events cre
                                [--alg ES256|RS256|HS256] [--audience AUD]
 flask events receivers list [--tenant SLUG]     # every tenant's without --tenant
 flask events receivers disable|enable|remove NAME --tenant SLUG
+flask events receivers rotate-key NAME --tenant SLUG [--retire-old]
 flask events run                                # the push worker (RFC 8935), until SIGTERM
 flask events status [--tenant SLUG]             # per receiver: delivered/pending/failing/dead
 flask events dead --receiver NAME [--tenant SLUG] [--limit N]
@@ -314,7 +315,8 @@ def revoke_token(name: str, old_only: bool, slug: str) -> None:
 def purge(slug: str | None, tombstone_days: int | None, audit_days: int | None) -> None:
     """Delete old data, of one tenant or of all.
 
-    Always audit events and membership changes older than the audit retention; when asked,
+    Always audit events and membership changes older than the audit retention, and change
+    events older than SCIM_EVENTS_RETENTION_DAYS that no receiver waits for; when asked,
     tombstones; and without --tenant, the tenants deleted more than SCIM_TENANT_RETENTION_DAYS
     ago with all their rows.
     """
@@ -346,10 +348,19 @@ def _purge_rows(tombstone_days: int | None, audit_days: int | None) -> None:
     days = audit_days or current_app.config["SCIM_AUDIT_RETENTION_DAYS"]
     if not days:
         click.echo("Audit events and membership changes are kept (SCIM_AUDIT_RETENTION_DAYS=0).")
+    else:
+        click.echo(f"Purged {audit.purge(days)} audit events older than {days} days.")
+        changes = maintenance.purge_membership_changes(days)
+        click.echo(f"Purged {changes} membership changes older than {days} days.")
+    days = current_app.config["SCIM_EVENTS_RETENTION_DAYS"]
+    if not days:
+        click.echo("Change events are kept (SCIM_EVENTS_RETENTION_DAYS=0).")
         return
-    click.echo(f"Purged {audit.purge(days)} audit events older than {days} days.")
-    changes = maintenance.purge_membership_changes(days)
-    click.echo(f"Purged {changes} membership changes older than {days} days.")
+    purged, deliveries = events_store.purge(days)
+    click.echo(
+        f"Purged {purged} change events older than {days} days, none of them pending, "
+        f"with {deliveries} deliveries."
+    )
 
 
 @click.command("stats")
@@ -549,6 +560,35 @@ def receiver_secret(name: str, slug: str) -> None:
     if receiver.alg != "HS256":
         raise click.ClickException(f"{name} signs with {receiver.alg}: see its JWKS instead")
     click.echo(keys[0].secret)
+
+
+@receivers_group.command("rotate-key")
+@click.argument("name")
+@_TENANT_OPTION
+@click.option(
+    "--retire-old",
+    is_flag=True,
+    help="The rotation's second step: retire every key but the current one, no new key.",
+)
+def rotate_receiver_key(name: str, slug: str, retire_old: bool) -> None:
+    """Give receiver NAME a new signing key (a new kid), which signs its SETs from now on; the
+    old keys stay in its JWKS until --retire-old, then one more day (SETs in flight verify)."""
+    tenant = _token_tenant(slug)
+    with tenancy.entered(tenant.id):
+        receiver = _receiver(name, tenant)
+        if retire_old:
+            count = events_store.retire_old_keys(receiver)
+            click.echo(
+                f"Receiver {name}{_of(tenant)}: retired {count} old key{'s' if count != 1 else ''}"
+                f"; they leave its JWKS in {events_store.RETIRED_KEY_GRACE.days} day."
+            )
+            return
+        key = events_store.add_signing_key(receiver, sets.new_key(receiver.alg))
+    click.echo(f"Receiver {name}{_of(tenant)}: signs with key {key.kid} from now on.")
+    if receiver.alg == "HS256":
+        click.echo("Give the receiver the new shared secret (`receivers secret`).")
+    else:
+        click.echo("The old keys stay in its JWKS until `receivers rotate-key NAME --retire-old`.")
 
 
 @receivers_group.command("list")

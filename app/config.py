@@ -53,6 +53,10 @@ def load_config(env: Mapping[str, str]) -> dict[str, object]:
         # Change events (RFC 9967): the SETs' `iss` (default: the SCIM base URL), how long a
         # poll waits for an event (RFC 8936 returnImmediately false), and when a SET handed
         # out by a poll and not acknowledged is handed out again.
+        # SCIM_EVENTS=off: no outbox at all (no event rows, nothing to deliver or replay).
+        "SCIM_EVENTS": _bool(env, "SCIM_EVENTS", True),
+        # Days an event is kept once every delivery of it is done (delivered or dead); 0: ever.
+        "SCIM_EVENTS_RETENTION_DAYS": _int(env, "SCIM_EVENTS_RETENTION_DAYS", 30, minimum=0),
         "SCIM_EVENTS_ISSUER": env.get("SCIM_EVENTS_ISSUER", "").strip(),
         "SCIM_EVENTS_POLL_WAIT_SECONDS": _int(env, "SCIM_EVENTS_POLL_WAIT_SECONDS", 10, minimum=0),
         "SCIM_EVENTS_REDELIVER_SECONDS": _int(env, "SCIM_EVENTS_REDELIVER_SECONDS", 60, minimum=1),

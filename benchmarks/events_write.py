@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The outbox's cost on writes (issue 17): the API's write throughput with events off (no
-receiver), with one push receiver of notices, and with one of `:full` events.
+"""The outbox's cost on writes (issue 17): the API's write throughput with events off
+(SCIM_EVENTS=off: no outbox), with events on and one push receiver of notices, and with one of
+`:full` events.
 
     .venv/bin/python benchmarks/events_write.py [--writes 600] [--postgres-url URL]
 
@@ -36,8 +37,9 @@ PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 def setup(url: str, receiver: str | None):
     token = new_token()
+    events_on = "off" if receiver is None else "on"
     app = create_app({"DATABASE_URL": url, "SCIM_TOKEN_HASHES": token_hash(token),
-                      "SCIM_RATE_LIMIT": ""})  # fmt: skip
+                      "SCIM_RATE_LIMIT": "", "SCIM_EVENTS": events_on})  # fmt: skip
     with app.app_context(), tenancy.entered(tenancy.DEFAULT_TENANT_ID):
         db.create_all()
         ensure_default()

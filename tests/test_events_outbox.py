@@ -3,13 +3,14 @@ delivery row per subscribed receiver, in its own transaction; nothing else write
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from app import tenancy
-from app.db import db
-from app.models import AuditEvent, EventDelivery, EventReceiver
+from app.db import db, utcnow
+from app.models import AuditEvent, Event, EventDelivery, EventReceiver
 from app.store import audit
 from app.store import events as events_store
 from tests.conftest import BASE
@@ -66,9 +67,31 @@ def version(resource: dict[str, Any]) -> int:
     return int(resource["meta"]["version"].split('"')[1].split("-")[-1])
 
 
-def test_no_receiver_no_events(client):
-    post_user(client)
+def deliveries(tenant_id: int = tenancy.DEFAULT_TENANT_ID) -> list[tuple[str, str, str]]:
+    """The tenant's delivery rows: (receiver id, state, resource id), in event order."""
+    db.session.remove()
+    with tenancy.entered(tenant_id):
+        rows = db.session.query(EventDelivery).order_by(EventDelivery.event_id).all()
+        return [(r.receiver_id, r.state, r.resource_id) for r in rows]
+
+
+def test_without_a_receiver_events_are_written_without_deliveries(client):
+    user = post_user(client)
+    assert [(e["id"], e["operation"]) for e in events()] == [(user["id"], "create")]
+    assert deliveries() == []
+    with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+        (event,) = events_store.since()
+        assert event.data is None  # no `:full` receiver: the resource is not stored
+
+
+def test_scim_events_off_writes_no_event_and_no_txn(app, client, receiver, monkeypatch):
+    monkeypatch.setitem(app.config, "SCIM_EVENTS", False)
+    user = post_user(client)
     assert events() == []
+    assert deliveries() == []
+    with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+        (row,) = db.session.query(AuditEvent).all()
+    assert (row.resource_id, row.txn) == (user["id"], None)
 
 
 def test_user_create_is_a_create_and_an_activation(client, receiver):
@@ -265,11 +288,7 @@ def test_deliveries_go_to_enabled_subscribed_receivers_only(client):
         f"{BASE}/Users/{user['id']}",
         json=patch_payload({"op": "replace", "path": "active", "value": False}),
     )
-    db.session.remove()
-    with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
-        rows = db.session.query(EventDelivery).order_by(EventDelivery.event_id).all()
-        got = [(r.receiver_id, r.state, r.resource_id) for r in rows]
-    assert sorted(got) == sorted(
+    assert sorted(deliveries()) == sorted(
         [
             (everything.id, "pending", user["id"]),
             (everything.id, "pending", user["id"]),
@@ -303,26 +322,28 @@ def test_full_receivers_get_the_resource_as_committed(client):
 
 def test_events_are_the_tenants_own(client, tenant_client, receiver):
     other = tenant_client("acme")
-    theirs = post_user(other, userName="ada@example.com")  # acme has no receiver: no event
+    theirs = post_user(other, userName="ada@example.com")  # acme has no receiver yet
     mine = post_user(client, userName="ada@example.com")
-    with tenancy.across_tenants():
-        assert [(e.tenant_id, e.resource_id) for e in events_store.since()] == [
-            (tenancy.DEFAULT_TENANT_ID, mine["id"])
-        ]
-    acme = db.session.query(EventReceiver).count()  # the default tenant's one, scoped
-    assert acme == 1
     with tenancy.across_tenants():
         tenant_id = next(
             r.tenant_id for r in db.session.query(AuditEvent) if r.resource_id == theirs["id"]
         )
+        assert sorted((e.tenant_id, e.resource_id) for e in events_store.since()) == sorted(
+            [(tenancy.DEFAULT_TENANT_ID, mine["id"]), (tenant_id, theirs["id"])]
+        )
+    acme = db.session.query(EventReceiver).count()  # the default tenant's one, scoped
+    assert acme == 1
     with tenancy.entered(tenant_id):
-        add_receiver("acme-app")
+        acme_app = add_receiver("acme-app")
     other.patch(
         f"{BASE}/Users/{theirs['id']}",
         json=patch_payload({"op": "replace", "path": "active", "value": False}),
     )
-    assert [e["id"] for e in events(tenant_id)] == [theirs["id"]]
+    assert [e["id"] for e in events(tenant_id)] == [theirs["id"], theirs["id"]]
     assert [e["id"] for e in events()] == [mine["id"]]
+    # Each receiver is owed its own tenant's events only, from when it was added.
+    assert deliveries(tenant_id) == [(acme_app.id, "pending", theirs["id"])]
+    assert deliveries() == [(receiver.id, "pending", mine["id"])]
 
 
 def test_audit_rows_without_a_change_have_no_txn(client, receiver):
@@ -331,3 +352,111 @@ def test_audit_rows_without_a_change_have_no_txn(client, receiver):
     with tenancy.across_tenants():
         rows = db.session.query(AuditEvent).all()
     assert [r.txn for r in rows] == [None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Retention: `flask purge` deletes old events no receiver waits for (SCIM_EVENTS_RETENTION_DAYS)
+
+
+def purge(app, *args: str) -> str:
+    """`flask purge ARGS` as an operator runs it (no tenant entered); its change events line."""
+    db.session.remove()
+    with tenancy.entered(None):
+        result = app.test_cli_runner().invoke(args=["purge", *args])
+    db.session.remove()
+    assert result.exit_code == 0, (result.output, result.exception)
+    return next(line for line in result.output.splitlines() if "change events" in line.lower())
+
+
+def backdate_and_settle(tenant_id: int, resource_id: str, days: int, state: str | None) -> None:
+    """Make a resource's events `days` old and set its deliveries' state (None: leave them)."""
+    db.session.remove()
+    with tenancy.entered(tenant_id):
+        ids = [e.id for e in events_store.for_resource(resource_id)]
+        db.session.execute(
+            Event.__table__.update()
+            .where(Event.tenant_id == tenant_id, Event.id.in_(ids))
+            .values(at=utcnow() - timedelta(days=days))
+        )
+        if state is not None:
+            db.session.execute(
+                EventDelivery.__table__.update()
+                .where(EventDelivery.tenant_id == tenant_id, EventDelivery.event_id.in_(ids))
+                .values(state=state)
+            )
+        db.session.commit()
+    db.session.remove()
+
+
+def resource_ids(tenant_id: int) -> list[str]:
+    return sorted({e["id"] for e in events(tenant_id)})
+
+
+def test_purge_deletes_old_events_whose_deliveries_are_all_done(app, client, tenant_client):
+    other = tenant_client("acme")
+    add_receiver("app")
+    add_receiver("audit-log", events=["create"])
+    delivered = post_user(client, userName="delivered@example.com")
+    dead = post_user(client, userName="dead@example.com")
+    pending = post_user(client, userName="pending@example.com")
+    recent = post_user(client, userName="recent@example.com")
+    theirs = post_user(other, userName="theirs@example.com")  # acme: no receiver, no delivery
+    with tenancy.across_tenants():
+        acme = next(e.tenant_id for e in events_store.since() if e.resource_id == theirs["id"])
+    default = tenancy.DEFAULT_TENANT_ID
+    backdate_and_settle(default, delivered["id"], 31, "delivered")
+    backdate_and_settle(default, dead["id"], 31, "dead")
+    backdate_and_settle(default, pending["id"], 31, None)  # never purged while pending
+    backdate_and_settle(default, recent["id"], 29, "delivered")
+    backdate_and_settle(acme, theirs["id"], 31, None)
+
+    # One tenant: acme's old event (owed to nobody) goes; the default tenant's stay.
+    assert purge(app, "--tenant", "acme") == (
+        "Purged 1 change events older than 30 days, none of them pending, with 0 deliveries."
+    )
+    assert resource_ids(acme) == []
+    assert len(resource_ids(default)) == 4
+
+    # Every tenant: the delivered and the dead go, with both receivers' deliveries of them.
+    assert purge(app) == (
+        "Purged 2 change events older than 30 days, none of them pending, with 4 deliveries."
+    )
+    assert resource_ids(default) == sorted([pending["id"], recent["id"]])
+    assert sorted(state for _, state, _ in deliveries()) == sorted(
+        ["pending", "pending", "delivered", "delivered"]
+    )
+
+
+def test_purge_with_events_retention_off_keeps_them(app, client, receiver, monkeypatch):
+    user = post_user(client)
+    backdate_and_settle(tenancy.DEFAULT_TENANT_ID, user["id"], 400, "delivered")
+    monkeypatch.setitem(app.config, "SCIM_EVENTS_RETENTION_DAYS", 0)
+    assert purge(app) == "Change events are kept (SCIM_EVENTS_RETENTION_DAYS=0)."
+    assert resource_ids(tenancy.DEFAULT_TENANT_ID) == [user["id"]]
+
+
+def test_a_change_of_more_events_than_one_insert_holds_writes_them_all(
+    client, receiver, monkeypatch
+):
+    monkeypatch.setattr(events_store, "_ROWS_PER_INSERT", 2)  # 4 events: two INSERTs
+    user = post_user(client)
+    groups = [
+        client.post(
+            f"{BASE}/Groups",
+            json={
+                "schemas": [GROUP_URN],
+                "displayName": f"g{n}",
+                "members": [{"value": user["id"]}],
+            },
+        ).json["id"]
+        for n in range(3)
+    ]
+    before = len(events())
+    assert client.delete(f"{BASE}/Users/{user['id']}").status_code == 204
+    written = events()[before:]
+    assert sorted((e["id"], e["operation"]) for e in written) == sorted(
+        [(user["id"], "delete"), *((group, "patch") for group in groups)]
+    )
+    owed = [resource for _, _, resource in deliveries()]
+    assert sorted(owed[-4:]) == sorted([user["id"], *groups])
+    assert len(owed) == before + 4  # one delivery per event, none twice

@@ -550,6 +550,7 @@ def test_purge_removes_every_row_of_a_tenant_deleted_before_the_retention(app, c
     assert ok(app, "purge") == (
         "Purged 0 audit events older than 90 days.\n"
         "Purged 0 membership changes older than 90 days.\n"
+        "Purged 0 change events older than 30 days, none of them pending, with 0 deliveries.\n"
         "Purged 1 deleted tenants older than 30 days: acme.\n"
     )
     assert rows_of(acme["id"]) == dict.fromkeys(rows_of(acme["id"]), 0)
@@ -592,6 +593,7 @@ def test_purge_keeps_deleted_tenants_when_retention_is_off(app, client, monkeypa
     assert ok(app, "purge") == (
         "Purged 0 audit events older than 90 days.\n"
         "Purged 0 membership changes older than 90 days.\n"
+        "Purged 0 change events older than 30 days, none of them pending, with 0 deliveries.\n"
         "Deleted tenants are kept (SCIM_TENANT_RETENTION_DAYS=0).\n"
     )
     assert rows_of(acme["id"]) == before
@@ -621,6 +623,7 @@ def test_purge_of_one_tenant_leaves_the_others_rows(app, client):
         "Purged 1 deleted users and 0 deleted groups older than 30 days.\n"
         "Purged 5 audit events older than 7 days.\n"
         "Purged 2 membership changes older than 7 days.\n"
+        "Purged 0 change events older than 30 days, none of them pending, with 0 deliveries.\n"
     )
     after = rows_of(acme["id"])
     assert (after["users"], after["audit_events"], after["membership_changes"]) == (2, 0, 0)
@@ -633,6 +636,7 @@ def test_purge_of_one_tenant_leaves_the_others_rows(app, client):
         "Purged 1 deleted users and 0 deleted groups older than 30 days.\n"
         "Purged 5 audit events older than 7 days.\n"
         "Purged 2 membership changes older than 7 days.\n"
+        "Purged 0 change events older than 30 days, none of them pending, with 0 deliveries.\n"
         "Purged 0 deleted tenants older than 30 days.\n"
     )
     assert rows_of(globex["id"])["audit_events"] == 0
@@ -654,6 +658,7 @@ def test_purge_takes_membership_changes_with_the_audit_retention(app, client):
         "Tenant acme:\n"
         "Purged 0 audit events older than 90 days.\n"
         "Purged 2 membership changes older than 90 days.\n"
+        "Purged 0 change events older than 30 days, none of them pending, with 0 deliveries.\n"
     )
     assert rows_of(acme["id"])["membership_changes"] == 2  # the recent removals stay
 

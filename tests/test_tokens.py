@@ -143,6 +143,7 @@ def test_purge_tombstones_and_audit_and_stats(app, client, create_user):
         "Purged 1 deleted users and 1 deleted groups older than 30 days.\n"
         "Purged 0 audit events older than 1 days.\n"
         "Purged 0 membership changes older than 1 days.\n"
+        "Purged 0 change events older than 30 days, none of them pending, with 0 deliveries.\n"
         "Purged 0 deleted tenants older than 30 days.\n"
     )
     assert db.session.get(User, (DEFAULT_TENANT_ID, gone["id"])) is None
@@ -157,6 +158,7 @@ def test_purge_tombstones_and_audit_and_stats(app, client, create_user):
     assert run(app, "purge").output == (
         "Purged 0 audit events older than 90 days.\n"
         "Purged 0 membership changes older than 90 days.\n"
+        "Purged 0 change events older than 30 days, none of them pending, with 0 deliveries.\n"
         "Purged 0 deleted tenants older than 30 days.\n"
     )
 

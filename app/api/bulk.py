@@ -23,7 +23,6 @@ from app.api import writes
 from app.bulk import PREFIX, Operation
 from app.errors import Conflict, InvalidValue, ScimError, ServiceUnavailable
 from app.models import Group, User
-from app.store import events
 from app.store.batch import Batch, Replay
 
 bp = Blueprint("bulk", __name__)
@@ -106,8 +105,7 @@ class _Run:
     def run(self) -> list[dict[str, Any]]:
         limit = self.request.fail_on_errors
         try:
-            with events.receivers_read_once():
-                self._run_all(limit)
+            self._run_all(limit)
         except db.REQUEST_ERRORS as e:
             if db.fault(e) is not db.Fault.UNAVAILABLE:
                 raise

@@ -57,8 +57,9 @@ class Batch:
     def defer(self, change: Callable[[], T]) -> T:
         """Run a change that only adds rows (a POST of a user), without writing them yet.
 
-        Its commit runs the session's before_commit and after_commit hooks (its audit row, its
-        events) but neither flushes nor ends a savepoint: the rows of every change deferred
+        Its commit runs the session's before_commit and after_commit hooks (its audit row; its
+        events are queued, and written after the rows: events.deferring) but neither flushes
+        nor ends a savepoint: the rows of every change deferred
         since the last `write_deferred` are written together by it, one multi-row INSERT per
         table instead of a flush and a savepoint per change. Should that fail, none of them
         is kept and Replay is raised: the caller runs them again with `run`.
@@ -70,7 +71,7 @@ class Batch:
             self._deferred = session.begin_nested()
         before = set(session.new)
         try:
-            with enclosed(_Deferred()):
+            with enclosed(_Deferred()), events.deferring(session):
                 return change()
         except (Replay, IntegrityError, DataError):
             self._abandon_deferred()

@@ -39,7 +39,7 @@ from app.store import events
 
 # PostgreSQL: a writing transaction that added delivery rows NOTIFYs this channel as it
 # commits (a NOTIFY is delivered at COMMIT, never for a rollback); workers LISTEN on it.
-CHANNEL = "scim_events"
+CHANNEL = events.CHANNEL  # the events' write path notifies it too (pg_notify)
 
 
 @sql_events.listens_for(Session, "after_flush")

@@ -8,9 +8,10 @@ How the tables work together
 the session's `before_commit` (`_write_events`, below) flushes the change, so that every row's
 new version is final, and adds in the same transaction:
 
-- one `events` row per resource changed: operation (create, put, patch, delete), activation
-  (activate, deactivate, when the user's `active` turned), the changed attribute paths, the
-  resource's new version, its externalId, a `jti`, and the transaction's `txn`;
+- one `events` row per resource changed, whether or not anyone listens: operation (create,
+  put, patch, delete), activation (activate, deactivate, when the user's `active` turned), the
+  changed attribute paths, the resource's new version, its externalId, a `jti`, and the
+  transaction's `txn`;
 - one `event_deliveries` row per enabled receiver subscribed to any of the event's names,
   state `pending`, due now.
 
@@ -20,17 +21,29 @@ store/locked.py, notes afresh), and a write that changed nothing notes nothing (
 it makes no new version). The `txn` (a UUID, one per committed change) is shared by all the
 events of that change: deleting a user also changes the groups it was in, which get `patch`
 events listing `members` under the same `txn`. The audit row of the change stores the `txn`
-too (store/audit.py reads `current_txn`).
+too (store/audit.py reads `current_txn`). Since every change is written, a receiver added
+later can be given earlier changes (`flask events replay`), and the console shows any user's events.
+SCIM_EVENTS=off turns the outbox off: nothing is noted, written or delivered.
 
-Nothing is written for a tenant with no receiver at all: one indexed read of its receivers per
-committed change is then the whole cost (per chunk of a Bulk request: receivers_read_once).
-A receiver added later (or enabled again) gets the events from then on; `replay` (below)
-re-queues older ones that were written.
+A Bulk request's consecutive creates (store/batch.py, Batch.defer) write their rows together,
+unflushed until then: their events are queued meanwhile (`deferring`) and written with the
+next commit or savepoint release, after the rows, all in one go.
+
+The cost on a write is kept to round trips, not rows: the events go in as one multi-row INSERT,
+and the deliveries as one INSERT ... SELECT from event_receivers, which reads the receivers in
+the same statement (none cached, so a receiver added a moment ago is never missed). On
+PostgreSQL both, and the `:full` question below, are one statement (the INSERT of events as a
+data-modifying WITH, which also NOTIFYs the workers when it queued a delivery); on SQLite,
+which has no such WITH, three statements in process.
 
 `data` (the resource as committed, for the `:full` variants) is stored only when the tenant
-has an enabled receiver of `:full` events: a group's members are read for it. It is the
-resource as GET shows it (without a user's `groups`), its links relative to the SCIM base URL
-like `sub_id.uri`; app/sets.py makes them absolute with the issuer's base URL.
+has an enabled receiver of `:full` events: a group's members are read for it, so it costs an
+UPDATE of the rows just written, in the same transaction. It is the resource as GET shows it
+(without a user's `groups`), its links relative to the SCIM base URL like `sub_id.uri`;
+app/sets.py makes them absolute with the issuer's base URL.
+
+Retention: `flask purge` deletes the events older than SCIM_EVENTS_RETENTION_DAYS none of whose
+deliveries is pending, with their deliveries (`purge`).
 
 Delivery (for the worker)
 -------------------------
@@ -59,6 +72,7 @@ dead with the receiver's error; what is neither comes back after the delay.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -67,14 +81,31 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, select, update
+from flask import current_app
+from sqlalchemy import (
+    Insert,
+    Select,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy import event as sql_events
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
 
 from app import tenancy
 from app.db import db, utcnow
 from app.models import Event, EventDelivery, EventReceiver, EventSigningKey
 from app.schema import Attribute, ResourceType
+from app.store import chunks
 
 # The names a receiver subscribes to; the SET's event URIs are made from them (app/sets.py).
 OPERATIONS = ("create", "put", "patch", "delete")
@@ -83,8 +114,8 @@ EVENT_NAMES = (*OPERATIONS, *ACTIVATIONS)
 
 _NOTES = "scim_event_notes"  # session.info: the changes noted in the open transaction
 _TXN = "scim_event_txn"  # session.info: that transaction's txn
-_READ_ONCE = "scim_event_receivers_once"  # session.info: set by receivers_read_once
-_RECEIVERS = "scim_event_receivers"  # session.info: the receivers, as the transaction read them
+_DEFERRING = "scim_event_deferring"  # session.info: set by `deferring`
+_QUEUED = "scim_event_queued"  # session.info: the _Queue of changes deferred
 
 
 @dataclass
@@ -122,7 +153,10 @@ def _request_id() -> str:
 
 
 def note(change: Change) -> None:
-    """Record a change of the open transaction; its event is written when that commits."""
+    """Record a change of the open transaction; its event is written when that commits.
+    Nothing when the deployment has no outbox (SCIM_EVENTS=off)."""
+    if not current_app.config["SCIM_EVENTS"]:
+        return
     if not change.request_id:
         change.request_id = _request_id()
     notes: dict[tuple[str, str], Change] = db.session.info.setdefault(_NOTES, {})
@@ -145,61 +179,222 @@ def current_txn(*, create: bool = False) -> str | None:
 @sql_events.listens_for(Session, "before_commit")
 def _write_events(session: Session) -> None:
     notes: dict[tuple[str, str], Change] | None = session.info.get(_NOTES)
-    if not notes:
+    queued: _Queue | None = session.info.get(_QUEUED)
+    if notes:
+        changes = (session.info[_TXN], list(notes.values()))
+        if session.info.get(_DEFERRING):  # written with the deferred rows (`deferring`)
+            if queued is None:
+                queued = session.info[_QUEUED] = _Queue(session.get_nested_transaction())
+            queued.changes.append(changes)
+            return
+    elif queued is None:
         return
-    txn = session.info[_TXN]
-    receivers = session.info.get(_RECEIVERS)
-    if receivers is None:
-        # Not flushed for this read: the rows written with the commit's own flush, or below.
-        with session.no_autoflush:
-            receivers = session.execute(
-                select(
-                    EventReceiver.id,
-                    EventReceiver.enabled,
-                    EventReceiver.full,
-                    EventReceiver.events,
-                )
-            ).all()
-        if session.info.get(_READ_ONCE):
-            session.info[_RECEIVERS] = receivers
-    if not receivers:
-        return  # nobody listens: nothing to write
-    session.flush()  # the change's rows first: their versions are final now
-    wants_full = any(enabled and full for _, enabled, full, _ in receivers)
-    now = utcnow()
-    events = []
-    for change in notes.values():
-        event = Event(
-            at=now,
-            txn=txn,
-            jti=uuid.uuid4().hex,
-            resource_type=change.resource_type,
-            resource_id=change.resource_id,
-            external_id=change.external_id,
-            operation=change.operation,
-            activation=change.activation,
-            attributes=change.attributes,
-            version=change.row.version if change.row is not None else change.version,
-            data=change.render() if wants_full and change.render is not None else None,
-            request_id=change.request_id[:128],
+    session.info.pop(_QUEUED, None)
+    session.flush()  # the changes' rows first: their versions are final now
+    _write(session, [*(queued.changes if queued else []), *([changes] if notes else [])])
+
+
+@dataclass
+class _Queue:
+    """Changes whose events wait for their rows' flush (`deferring`), in the savepoint whose
+    rollback drops them."""
+
+    transaction: Any
+    changes: list[tuple[str, list[Change]]] = field(default_factory=list)
+
+
+@contextmanager
+def deferring(session: Session) -> Iterator[None]:
+    """Within the block, a change's commit hooks queue its events instead of writing them: they
+    are written, all together, by the next commit (or savepoint release) outside such a block,
+    after the flush that writes the changes' rows (store/batch.py, Batch.defer)."""
+    session.info[_DEFERRING] = True
+    try:
+        yield
+    finally:
+        session.info.pop(_DEFERRING, None)
+
+
+def _write(session: Session, changes: list[tuple[str, list[Change]]]) -> None:
+    """The events of these changes (txn, its changes), and their deliveries."""
+    tenant_id, now = tenancy.current_id(), utcnow()
+    rows = [
+        (
+            tenant_id,
+            now,
+            txn,
+            uuid.uuid4().hex,
+            change.resource_type,
+            change.resource_id,
+            change.external_id,
+            change.operation,
+            change.activation,
+            change.attributes,
+            change.row.version if change.row is not None else change.version,
+            change.request_id[:128],
         )
-        events.append((event, change.names))
-    session.add_all(event for event, _ in events)
-    session.flush()  # their ids, for the deliveries
-    session.add_all(
-        EventDelivery(
-            receiver_id=receiver_id,
-            event_id=event.id,
-            resource_id=event.resource_id,
-            state="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        for event, names in events
-        for receiver_id, enabled, _, subscribed in receivers
-        if enabled and any(name in subscribed for name in names)
+        for txn, notes in changes
+        for change in notes
+    ]
+    # Core statements on the session's connection, built once (below): no ORM objects to
+    # flush and no statement to build per write. They name the tenant themselves (the ORM's
+    # tenant criteria are for SELECTs).
+    connection = session.connection()
+    postgresql = connection.dialect.name == "postgresql"
+    given = {"tenant": tenant_id, "now": now}
+    full = False
+    for chunk in _row_chunks(rows):
+        # Row i's values are the parameters <column>_i of the multi-row INSERT.
+        values = {
+            f"{name}_{i}": value
+            for i, row in enumerate(chunk)
+            for name, value in zip(_EVENT_COLUMNS, row, strict=True)
+        }
+        if postgresql:
+            # One statement: the events (a data-modifying WITH), their deliveries from what it
+            # returns, and whether a receiver wants `:full` events.
+            full = connection.execute(_written_and_fanned_out(len(chunk)), values | given).scalar()
+        else:  # SQLite has no data-modifying WITH: two statements, in process
+            connection.execute(_insert_events(len(chunk)), values)
+            jtis = [row[3] for row in chunk]
+            connection.execute(_fan_out_jtis(), given | {"jtis": jtis})
+    if not postgresql:
+        full = connection.execute(_wants_full(), given).scalar()
+    if full:
+        everything = [change for _, notes in changes for change in notes]
+        _store_data(connection, tenant_id, [row[3] for row in rows], everything)
+
+
+_EVENT_COLUMNS = (
+    "tenant_id",
+    "at",
+    "txn",
+    "jti",
+    "resource_type",
+    "resource_id",
+    "external_id",
+    "operation",
+    "activation",
+    "attributes",
+    "version",
+    "request_id",
+)
+_ROWS_PER_INSERT = 500  # 6,000 parameters: far below SQLite's 32,766 and PostgreSQL's 65,535
+
+
+def _row_chunks(rows: list[Any]) -> Iterable[list[Any]]:
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        yield rows[start : start + _ROWS_PER_INSERT]
+
+
+# The statements of _write_events, with parameters, built once (per number of rows): building
+# them cost more than running them.
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_events(rows: int) -> Insert:
+    """INSERT INTO events VALUES (...) of `rows` rows: parameters <column>_<row>."""
+    table = Event.__table__
+    return insert(Event).values(
+        [
+            {name: bindparam(f"{name}_{i}", type_=table.c[name].type) for name in _EVENT_COLUMNS}
+            for i in range(rows)
+        ]
     )
+
+
+_WRITTEN = (Event.tenant_id, Event.id, Event.resource_id, Event.operation, Event.activation)
+
+
+# PostgreSQL: the channel a transaction that queued deliveries notifies as it commits (a
+# NOTIFY is delivered at COMMIT, never for a rollback); the workers LISTEN on it
+# (store/deliveries.py).
+CHANNEL = "scim_events"
+
+
+@functools.lru_cache(maxsize=64)
+def _written_and_fanned_out(rows: int) -> Select[Any]:
+    """PostgreSQL: WITH written AS (INSERT INTO events ... RETURNING ...), fanned AS (INSERT
+    INTO event_deliveries SELECT ... FROM written JOIN event_receivers ... RETURNING ...)
+    SELECT <whether a receiver wants `:full` events>, <pg_notify(CHANNEL) if a delivery was
+    queued>."""
+    written = _insert_events(rows).returning(*_WRITTEN).cte("written")
+    fanned = (
+        insert(EventDelivery)
+        .from_select(_DELIVERY_COLUMNS, _fan_out("postgresql", written))
+        .returning(EventDelivery.event_id)
+        .cte("fanned")
+    )
+    notify = select(func.pg_notify(CHANNEL, "")).select_from(fanned).limit(1).scalar_subquery()
+    return _wants_full().add_columns(notify).add_cte(written, fanned)
+
+
+@functools.cache
+def _fan_out_jtis() -> Insert:
+    """SQLite: the deliveries of the events just written (parameters tenant, jtis, now)."""
+    written = (
+        select(*_WRITTEN)
+        .where(
+            Event.tenant_id == bindparam("tenant"),
+            Event.jti.in_(bindparam("jtis", expanding=True)),
+        )
+        .subquery("written")
+    )
+    return insert(EventDelivery).from_select(_DELIVERY_COLUMNS, _fan_out("sqlite", written))
+
+
+@functools.cache
+def _wants_full() -> Select[Any]:
+    """Whether the tenant (parameter tenant) has an enabled receiver of `:full` events."""
+    receiver = EventReceiver
+    return select(
+        exists().where(receiver.tenant_id == bindparam("tenant"), receiver.enabled, receiver.full)
+    )
+
+
+_DELIVERY_COLUMNS = (
+    "tenant_id",
+    "receiver_id",
+    "event_id",
+    "resource_id",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
+
+
+def _fan_out(dialect: str, written: Any) -> Select[Any]:
+    """One pending delivery per event written and enabled receiver of its tenant subscribed to
+    any of its names: read from event_receivers in the same statement, so a receiver added a
+    moment ago is never missed, and nothing about receivers is cached."""
+    receiver = EventReceiver
+    now = bindparam("now", type_=EventDelivery.__table__.c.next_attempt_at.type)
+    return (
+        select(
+            receiver.tenant_id,
+            receiver.id,
+            written.c.id,
+            written.c.resource_id,
+            literal("pending"),
+            literal(0),
+            now,
+            now,
+        )
+        .select_from(written)
+        .join(receiver, receiver.tenant_id == written.c.tenant_id)
+        .where(receiver.enabled, _subscribed(dialect, receiver.events, written.c))
+    )
+
+
+def _subscribed(dialect: str, names: Any, event: Any) -> Any:
+    """SQL: the receiver's `events` (a JSON array of names) holds the event's operation or its
+    activation (NULL when none)."""
+    if dialect == "postgresql":
+        subscriptions = cast(names, JSONB)
+        return or_(subscriptions.has_key(event.operation), subscriptions.has_key(event.activation))
+    each = func.json_each(names).table_valued("value")
+    return exists().select_from(each).where(each.c.value.in_([event.operation, event.activation]))
 
 
 def forget_notes(session: Session) -> None:
@@ -209,30 +404,32 @@ def forget_notes(session: Session) -> None:
     session.info.pop(_TXN, None)
 
 
-@contextmanager
-def receivers_read_once() -> Iterator[None]:
-    """Within the block, the tenant's receivers are read once per transaction, not at each
-    change's end: the changes of a Bulk request, each in a savepoint of its own, share the
-    read of their chunk's transaction (store/batch.py)."""
-    info = db.session().info
-    info[_READ_ONCE] = True
-    try:
-        yield
-    finally:
-        info.pop(_READ_ONCE, None)
-        info.pop(_RECEIVERS, None)
-
-
 @sql_events.listens_for(Session, "after_transaction_end")
 def _forget_notes(session: Session, transaction: Any) -> None:
-    if transaction.parent is None:
-        session.info.pop(_RECEIVERS, None)  # read again in the next transaction
     # Committed or rolled back: its notes are done with. A savepoint too: a Bulk operation
     # (store/batch.py) is a change of its own, whose release runs before_commit (its events,
     # under a txn of its own) and whose rollback takes its notes with it.
     if transaction.parent is None or transaction.nested:
-        session.info.pop(_NOTES, None)
-        session.info.pop(_TXN, None)
+        forget_notes(session)
+    queued = session.info.get(_QUEUED)
+    if queued is not None and (transaction is queued.transaction or transaction.parent is None):
+        session.info.pop(_QUEUED)  # rolled back with their rows (written ones are popped)
+
+
+def _store_data(connection: Any, tenant_id: int, jtis: list[str], changes: list[Change]) -> None:
+    """The resources as committed, on their events, for the `:full` receivers."""
+    data = [
+        {"row_jti": jti, "row_data": change.render()}
+        for jti, change in zip(jtis, changes, strict=True)
+        if change.render is not None
+    ]
+    if data:
+        connection.execute(
+            update(Event)
+            .where(Event.tenant_id == tenant_id, Event.jti == bindparam("row_jti"))
+            .values(data=bindparam("row_data")),
+            data,
+        )
 
 
 def changed_paths(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -285,6 +482,36 @@ def with_txn(txn: str) -> list[Event]:
     return list(db.session.scalars(select(Event).where(Event.txn == txn).order_by(Event.id)))
 
 
+def purge(older_than_days: int) -> tuple[int, int]:
+    """Delete the events older than this many days that no receiver still waits for (none of
+    their deliveries pending; all delivered or dead, or none at all), with their deliveries;
+    how many events and deliveries. In the tenant scope entered (or across tenants)."""
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    owed = aliased(EventDelivery)
+    pending = exists().where(
+        owed.tenant_id == Event.tenant_id, owed.event_id == Event.id, owed.state == "pending"
+    )
+    done = exists().where(
+        Event.tenant_id == EventDelivery.tenant_id,
+        Event.id == EventDelivery.event_id,
+        Event.at < cutoff,
+        ~pending,
+    )
+    options = {"synchronize_session": False}
+    deliveries = db.session.execute(
+        delete(EventDelivery).where(done), execution_options=options
+    ).rowcount
+    # What is left of them has no delivery at all (a pending one, added meanwhile, keeps it).
+    any_delivery = exists().where(
+        EventDelivery.tenant_id == Event.tenant_id, EventDelivery.event_id == Event.id
+    )
+    purged = db.session.execute(
+        delete(Event).where(Event.at < cutoff, ~any_delivery), execution_options=options
+    ).rowcount
+    db.session.commit()
+    return purged, deliveries
+
+
 # --- Receivers --------------------------------------------------------------------------------
 
 
@@ -331,16 +558,44 @@ def remove_receiver(receiver: EventReceiver) -> None:
     db.session.commit()
 
 
+# How long a retired key stays in its receiver's JWKS: SETs signed with it, still in flight
+# (polled, not yet verified), verify meanwhile.
+RETIRED_KEY_GRACE = timedelta(days=1)
+
+
+def add_signing_key(receiver: EventReceiver, key: EventSigningKey) -> EventSigningKey:
+    """A new key for the receiver, which signs from now on (the newest is current); the older
+    ones stay published until retired (`retire_old_keys`). Committed."""
+    key.receiver_id = receiver.id
+    now, keys = utcnow(), signing_keys(receiver.id)
+    # Newest is current: after the newest so far, even if another host's clock ran ahead.
+    key.created_at = max(now, keys[0].created_at + timedelta(microseconds=1)) if keys else now
+    db.session.add(key)
+    db.session.commit()
+    return key
+
+
+def retire_old_keys(receiver: EventReceiver) -> int:
+    """Retire every key of the receiver but the current one; how many. A retired key leaves
+    the JWKS after RETIRED_KEY_GRACE."""
+    old = signing_keys(receiver.id)[1:]
+    retiring = [key for key in old if key.retired_at is None]
+    for key in retiring:
+        key.retired_at = utcnow()
+    db.session.commit()
+    return len(retiring)
+
+
 def signing_keys(receiver_id: str, *, published: bool = False) -> list[EventSigningKey]:
     """A receiver's keys, newest first: the current one first. `published`: those in its JWKS
-    (asymmetric, current or retired less than a day ago)."""
+    (asymmetric, current or retired less than RETIRED_KEY_GRACE ago)."""
     query = (
         select(EventSigningKey)
         .where(EventSigningKey.receiver_id == receiver_id)
         .order_by(EventSigningKey.created_at.desc(), EventSigningKey.kid)
     )
     if published:
-        recently = utcnow() - timedelta(days=1)
+        recently = utcnow() - RETIRED_KEY_GRACE
         query = query.where(
             EventSigningKey.public_jwk.is_not(None),
             (EventSigningKey.retired_at.is_(None)) | (EventSigningKey.retired_at > recently),
@@ -390,20 +645,19 @@ def pending_count(receiver: EventReceiver) -> int:
 
 def mark(receiver: EventReceiver, jtis: Iterable[str], state: str, error: str | None = None) -> int:
     """Mark the receiver's pending deliveries of these jtis delivered or dead; how many."""
-    jtis = list(jtis)
-    if not jtis:
-        return 0
-    events = select(Event.id).where(Event.jti.in_(jtis))
-    changed = db.session.execute(
-        update(EventDelivery)
-        .where(
-            EventDelivery.receiver_id == receiver.id,
-            EventDelivery.state == "pending",
-            EventDelivery.event_id.in_(events),
-        )
-        .values(state=state, delivered_at=utcnow(), last_error=error),
-        execution_options={"synchronize_session": False},
-    ).rowcount
+    changed = 0
+    for chunk in chunks(list(jtis)):  # a poll may acknowledge tens of thousands at once
+        events = select(Event.id).where(Event.jti.in_(chunk))
+        changed += db.session.execute(
+            update(EventDelivery)
+            .where(
+                EventDelivery.receiver_id == receiver.id,
+                EventDelivery.state == "pending",
+                EventDelivery.event_id.in_(events),
+            )
+            .values(state=state, delivered_at=utcnow(), last_error=error),
+            execution_options={"synchronize_session": False},
+        ).rowcount
     return changed
 
 
@@ -432,8 +686,11 @@ def poll(
     resource's next event waits for the previous one's acknowledgement: per-resource order."""
     with tenancy.entered(receiver.tenant_id):
         mark(receiver, ack, "delivered")
+        by_error: dict[str, list[str]] = {}
         for jti, error in errors.items():
-            mark(receiver, [jti], "dead", error[:500])
+            by_error.setdefault(error[:500], []).append(jti)
+        for error, jtis in by_error.items():
+            mark(receiver, jtis, "dead", error)
         db.session.commit()
         if max_events == 0:
             return Polled({}, False)

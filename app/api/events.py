@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import auth, protocol, sets, tenancy
 from app.models import Event, EventReceiver, EventSigningKey, TenantState
@@ -26,6 +27,8 @@ bp = Blueprint("events", __name__, url_prefix="/events/receivers")
 
 DEFAULT_MAX_EVENTS = 100  # when the poll does not say (RFC 8936 leaves it to the transmitter)
 MAX_EVENTS = 1000
+# Acknowledgements and errors one poll may carry: ten polls' worth of the most it hands out.
+MAX_ACKS = 10 * MAX_EVENTS
 
 
 @bp.get("/<receiver_id>/jwks.json")
@@ -57,6 +60,9 @@ def poll(receiver_id: str) -> Response:
         body = _poll_body()
     except ValueError as e:
         return _error("invalid_request", str(e), 400)
+    except RequestEntityTooLarge:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return _error("invalid_request", f"the body is larger than {limit} bytes", 413)
     config = current_app.config
     issuer = config["SCIM_EVENTS_ISSUER"] or protocol.base_url()
     base_url = protocol.base_url()
@@ -80,10 +86,17 @@ def poll(receiver_id: str) -> Response:
 
 
 def _poll_body() -> dict[str, Any]:
-    """RFC 8936 §2.4's request members, checked; ValueError says what is wrong."""
+    """RFC 8936 §2.4's request members, checked; ValueError says what is wrong (a 400).
+
+    Hostile input is a 400 too, never a 500: a body nested thousands deep, NaN, a number of
+    thousands of digits, invalid UTF-8. Strings are kept to what the database can store (no
+    NUL, no lone surrogate): a jti that is not storable, or longer than ours, is no jti of ours
+    and acknowledges nothing, as an unknown jti does.
+    """
+    raw = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH (see poll)
     try:
-        body = json.loads(request.get_data(cache=True) or b"{}")
-    except (ValueError, RecursionError):
+        body = json.loads(raw or b"{}", parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise ValueError("the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise ValueError("the body must be a JSON object")
@@ -92,9 +105,14 @@ def _poll_body() -> dict[str, Any]:
         raise ValueError("ack must be an array of jti strings")
     errors = body.get("setErrs", {})
     if not isinstance(errors, dict) or not all(
-        isinstance(e, dict) and isinstance(e.get("err"), str) for e in errors.values()
+        isinstance(e, dict)
+        and isinstance(e.get("err"), str)
+        and isinstance(e.get("description", ""), str)
+        for e in errors.values()
     ):
         raise ValueError('setErrs must map each jti to {"err": ..., "description": ...}')
+    if len(ack) + len(errors) > MAX_ACKS:
+        raise ValueError(f"ack and setErrs may name at most {MAX_ACKS} jtis together per poll")
     max_events = body.get("maxEvents", DEFAULT_MAX_EVENTS)
     if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 0:
         raise ValueError("maxEvents must be a non-negative integer")
@@ -102,13 +120,29 @@ def _poll_body() -> dict[str, Any]:
     if not isinstance(immediately, bool):
         raise ValueError("returnImmediately must be true or false")
     return {
-        "ack": ack,
+        "ack": [jti for jti in ack if _could_be_jti(jti)],
         "setErrs": {
-            jti: f"{e['err']}: {e.get('description', '')}".rstrip(": ") for jti, e in errors.items()
+            jti: _storable(f"{e['err']}: {e.get('description', '')}".rstrip(": "))
+            for jti, e in errors.items()
+            if _could_be_jti(jti)
         },
         "maxEvents": min(max_events, MAX_EVENTS),
         "returnImmediately": immediately,
     }
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # json.loads takes NaN and Infinity otherwise
+
+
+def _could_be_jti(text: str) -> bool:
+    """Ours are 32 hex digits (models.Event.jti holds 36 characters)."""
+    return len(text) <= 36 and _storable(text) == text
+
+
+def _storable(text: str) -> str:
+    """The text without what neither database stores: NUL, and lone surrogates (as '?')."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
 
 
 def _tenant_state(receiver: EventReceiver) -> str | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app import tenancy
+from app import store, tenancy
 from app.db import db, utcnow
 from app.models import AuditEvent, Event, EventDelivery, EventReceiver
 from app.store import audit
@@ -438,7 +438,7 @@ def test_purge_with_events_retention_off_keeps_them(app, client, receiver, monke
 def test_a_change_of_more_events_than_one_insert_holds_writes_them_all(
     client, receiver, monkeypatch
 ):
-    monkeypatch.setattr(events_store, "_ROWS_PER_INSERT", 2)  # 4 events: two INSERTs
+    monkeypatch.setattr(store, "CHUNK", 2)  # SQLite: 4 events in two INSERTs
     user = post_user(client)
     groups = [
         client.post(

@@ -73,6 +73,7 @@ dead with the receiver's error; what is neither comes back after the delay.
 from __future__ import annotations
 
 import functools
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -87,18 +88,16 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
-    cast,
     delete,
     exists,
     func,
     insert,
     literal,
-    or_,
     select,
+    text,
     update,
 )
 from sqlalchemy import event as sql_events
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
 
 from app import tenancy
@@ -218,57 +217,53 @@ def deferring(session: Session) -> Iterator[None]:
 def _write(session: Session, changes: list[tuple[str, list[Change]]]) -> None:
     """The events of these changes (txn, its changes), and their deliveries."""
     tenant_id, now = tenancy.current_id(), utcnow()
+    everything = [change for _, notes in changes for change in notes]
     rows = [
-        (
-            tenant_id,
-            now,
-            txn,
-            uuid.uuid4().hex,
-            change.resource_type,
-            change.resource_id,
-            change.external_id,
-            change.operation,
-            change.activation,
-            change.attributes,
-            change.row.version if change.row is not None else change.version,
-            change.request_id[:128],
-        )
+        {
+            "tenant_id": tenant_id,
+            "at": now,
+            "txn": txn,
+            "jti": uuid.uuid4().hex,
+            "resource_type": change.resource_type,
+            "resource_id": change.resource_id,
+            "external_id": change.external_id,
+            "operation": change.operation,
+            "activation": change.activation,
+            "attributes": change.attributes,
+            "version": change.row.version if change.row is not None else change.version,
+            "request_id": change.request_id[:128],
+        }
         for txn, notes in changes
         for change in notes
     ]
-    # Core statements on the session's connection, built once (below): no ORM objects to
-    # flush and no statement to build per write. They name the tenant themselves (the ORM's
-    # tenant criteria are for SELECTs).
+    # Core statements on the session's connection, compiled once and cached by SQLAlchemy (a
+    # statement built per write, or a multi-row VALUES, which it cannot cache, cost more than
+    # running it). They name the tenant themselves (the ORM's tenant criteria are for SELECTs).
     connection = session.connection()
-    postgresql = connection.dialect.name == "postgresql"
     given = {"tenant": tenant_id, "now": now}
-    full = False
-    for chunk in _row_chunks(rows):
-        # Row i's values are the parameters <column>_i of the multi-row INSERT.
-        values = {
-            f"{name}_{i}": value
-            for i, row in enumerate(chunk)
-            for name, value in zip(_EVENT_COLUMNS, row, strict=True)
+    if connection.dialect.name == "postgresql":
+        # One statement for any number of rows: the events (a data-modifying WITH over arrays
+        # of their values), their deliveries, whether a receiver wants `:full` events, and the
+        # workers' wake-up.
+        arrays = {
+            column: [row[column] for row in rows]
+            for column in ("txn", *_EVENT_VALUES)
+            if column != "attributes"
         }
-        if postgresql:
-            # One statement: the events (a data-modifying WITH), their deliveries from what it
-            # returns, and whether a receiver wants `:full` events.
-            full = connection.execute(_written_and_fanned_out(len(chunk)), values | given).scalar()
-        else:  # SQLite has no data-modifying WITH: two statements, in process
-            connection.execute(_insert_events(len(chunk)), values)
-            jtis = [row[3] for row in chunk]
-            connection.execute(_fan_out_jtis(), given | {"jtis": jtis})
-    if not postgresql:
+        arrays["attributes"] = [json.dumps(row["attributes"]) for row in rows]
+        full = connection.execute(_WRITE_POSTGRESQL, given | arrays).scalar()
+    else:  # SQLite, in process: the rows (executemany), their deliveries, the `:full` question
+        for chunk in chunks(rows):
+            connection.execute(insert(Event), chunk)
+            jtis = [row["jti"] for row in chunk]
+            connection.execute(_fan_out_sqlite(), given | {"jtis": jtis})
         full = connection.execute(_wants_full(), given).scalar()
     if full:
-        everything = [change for _, notes in changes for change in notes]
-        _store_data(connection, tenant_id, [row[3] for row in rows], everything)
+        _store_data(connection, tenant_id, [row["jti"] for row in rows], everything)
 
 
-_EVENT_COLUMNS = (
-    "tenant_id",
-    "at",
-    "txn",
+# The events' values but tenant_id and at (the same for all), in _WRITE_POSTGRESQL's arrays.
+_EVENT_VALUES = (
     "jti",
     "resource_type",
     "resource_id",
@@ -279,98 +274,70 @@ _EVENT_COLUMNS = (
     "version",
     "request_id",
 )
-_ROWS_PER_INSERT = 500  # 6,000 parameters: far below SQLite's 32,766 and PostgreSQL's 65,535
-
-
-def _row_chunks(rows: list[Any]) -> Iterable[list[Any]]:
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        yield rows[start : start + _ROWS_PER_INSERT]
-
-
-# The statements of _write_events, with parameters, built once (per number of rows): building
-# them cost more than running them.
-
-
-@functools.lru_cache(maxsize=64)
-def _insert_events(rows: int) -> Insert:
-    """INSERT INTO events VALUES (...) of `rows` rows: parameters <column>_<row>."""
-    table = Event.__table__
-    return insert(Event).values(
-        [
-            {name: bindparam(f"{name}_{i}", type_=table.c[name].type) for name in _EVENT_COLUMNS}
-            for i in range(rows)
-        ]
-    )
-
-
-_WRITTEN = (Event.tenant_id, Event.id, Event.resource_id, Event.operation, Event.activation)
-
 
 # PostgreSQL: the channel a transaction that queued deliveries notifies as it commits (a
 # NOTIFY is delivered at COMMIT, never for a rollback); the workers LISTEN on it
 # (store/deliveries.py).
 CHANNEL = "scim_events"
 
-
-@functools.lru_cache(maxsize=64)
-def _written_and_fanned_out(rows: int) -> Select[Any]:
-    """PostgreSQL: WITH written AS (INSERT INTO events ... RETURNING ...), fanned AS (INSERT
-    INTO event_deliveries SELECT ... FROM written JOIN event_receivers ... RETURNING ...)
-    SELECT <whether a receiver wants `:full` events>, <pg_notify(CHANNEL) if a delivery was
-    queued>."""
-    written = _insert_events(rows).returning(*_WRITTEN).cte("written")
-    fanned = (
-        insert(EventDelivery)
-        .from_select(_DELIVERY_COLUMNS, _fan_out("postgresql", written))
-        .returning(EventDelivery.event_id)
-        .cte("fanned")
+# One row of events per element of the arrays (in their order: WITH ORDINALITY), a delivery per
+# event and enabled receiver subscribed to its operation or activation (read from
+# event_receivers in the same statement, so a receiver added a moment ago is never missed,
+# and nothing about receivers is cached), then whether the tenant has an enabled `:full`
+# receiver, and a NOTIFY when a delivery was queued.
+_WRITE_POSTGRESQL = text(
+    f"""
+    WITH written AS (
+        INSERT INTO events (tenant_id, at, txn, {", ".join(_EVENT_VALUES)})
+        SELECT :tenant, :now, e.txn, e.jti, e.resource_type, e.resource_id, e.external_id,
+               e.operation, e.activation, CAST(e.attributes AS json), e.version, e.request_id
+        FROM unnest(
+            CAST(:txn AS varchar[]), CAST(:jti AS varchar[]), CAST(:resource_type AS varchar[]),
+            CAST(:resource_id AS varchar[]), CAST(:external_id AS varchar[]),
+            CAST(:operation AS varchar[]), CAST(:activation AS varchar[]),
+            CAST(:attributes AS text[]), CAST(:version AS integer[]),
+            CAST(:request_id AS varchar[])
+        ) WITH ORDINALITY AS e (txn, {", ".join(_EVENT_VALUES)}, n)
+        ORDER BY e.n
+        RETURNING tenant_id, id, resource_id, operation, activation
+    ), fanned AS (
+        INSERT INTO event_deliveries
+            (tenant_id, receiver_id, event_id, resource_id, state, attempts, next_attempt_at,
+             created_at)
+        SELECT r.tenant_id, r.id, w.id, w.resource_id, 'pending', 0, :now, :now
+        FROM written AS w JOIN event_receivers AS r ON r.tenant_id = w.tenant_id
+        WHERE r.enabled
+          AND (CAST(r.events AS jsonb) ? w.operation OR CAST(r.events AS jsonb) ? w.activation)
+        RETURNING event_id
     )
-    notify = select(func.pg_notify(CHANNEL, "")).select_from(fanned).limit(1).scalar_subquery()
-    return _wants_full().add_columns(notify).add_cte(written, fanned)
+    SELECT EXISTS (
+        SELECT FROM event_receivers WHERE tenant_id = :tenant AND enabled AND "full"
+    ), (SELECT pg_notify('{CHANNEL}', '') FROM fanned LIMIT 1)
+    """
+).bindparams(bindparam("now", type_=Event.__table__.c.at.type))
 
 
 @functools.cache
-def _fan_out_jtis() -> Insert:
-    """SQLite: the deliveries of the events just written (parameters tenant, jtis, now)."""
+def _fan_out_sqlite() -> Insert:
+    """SQLite: a delivery per event just written (parameter jtis) and enabled receiver of its
+    tenant subscribed to its operation or activation (parameters tenant, now)."""
+    receiver = EventReceiver
+    now = bindparam("now", type_=EventDelivery.__table__.c.next_attempt_at.type)
+    names = func.json_each(receiver.events).table_valued("value")
     written = (
-        select(*_WRITTEN)
+        select(Event.tenant_id, Event.id, Event.resource_id, Event.operation, Event.activation)
         .where(
             Event.tenant_id == bindparam("tenant"),
             Event.jti.in_(bindparam("jtis", expanding=True)),
         )
         .subquery("written")
     )
-    return insert(EventDelivery).from_select(_DELIVERY_COLUMNS, _fan_out("sqlite", written))
-
-
-@functools.cache
-def _wants_full() -> Select[Any]:
-    """Whether the tenant (parameter tenant) has an enabled receiver of `:full` events."""
-    receiver = EventReceiver
-    return select(
-        exists().where(receiver.tenant_id == bindparam("tenant"), receiver.enabled, receiver.full)
+    subscribed = (
+        exists()
+        .select_from(names)
+        .where(names.c.value.in_([written.c.operation, written.c.activation]))
     )
-
-
-_DELIVERY_COLUMNS = (
-    "tenant_id",
-    "receiver_id",
-    "event_id",
-    "resource_id",
-    "state",
-    "attempts",
-    "next_attempt_at",
-    "created_at",
-)
-
-
-def _fan_out(dialect: str, written: Any) -> Select[Any]:
-    """One pending delivery per event written and enabled receiver of its tenant subscribed to
-    any of its names: read from event_receivers in the same statement, so a receiver added a
-    moment ago is never missed, and nothing about receivers is cached."""
-    receiver = EventReceiver
-    now = bindparam("now", type_=EventDelivery.__table__.c.next_attempt_at.type)
-    return (
+    deliveries = (
         select(
             receiver.tenant_id,
             receiver.id,
@@ -383,18 +350,21 @@ def _fan_out(dialect: str, written: Any) -> Select[Any]:
         )
         .select_from(written)
         .join(receiver, receiver.tenant_id == written.c.tenant_id)
-        .where(receiver.enabled, _subscribed(dialect, receiver.events, written.c))
+        .where(receiver.enabled, subscribed)
+    )
+    columns = ("tenant_id", "receiver_id", "event_id", "resource_id", "state", "attempts")
+    return insert(EventDelivery).from_select(
+        [*columns, "next_attempt_at", "created_at"], deliveries
     )
 
 
-def _subscribed(dialect: str, names: Any, event: Any) -> Any:
-    """SQL: the receiver's `events` (a JSON array of names) holds the event's operation or its
-    activation (NULL when none)."""
-    if dialect == "postgresql":
-        subscriptions = cast(names, JSONB)
-        return or_(subscriptions.has_key(event.operation), subscriptions.has_key(event.activation))
-    each = func.json_each(names).table_valued("value")
-    return exists().select_from(each).where(each.c.value.in_([event.operation, event.activation]))
+@functools.cache
+def _wants_full() -> Select[Any]:
+    """Whether the tenant (parameter tenant) has an enabled receiver of `:full` events."""
+    receiver = EventReceiver
+    return select(
+        exists().where(receiver.tenant_id == bindparam("tenant"), receiver.enabled, receiver.full)
+    )
 
 
 def forget_notes(session: Session) -> None:

@@ -992,3 +992,159 @@ def _schema_attribute() -> dict[str, Any]:
         },
         "required": ["name", "type", "multiValued", "required", "mutability", "returned"],
     }
+
+
+# --- the change events' endpoints (RFC 9967 SETs), outside /scim/v2 -----------------------------
+
+EVENT_MEDIA_TYPE = "application/json"
+
+
+def events_document(*, server_url: str, max_events: int, max_acks: int) -> dict[str, Any]:
+    """The OpenAPI document of a receiver's endpoints (app/api/events.py): its JWKS and the RFC
+    8936 poll. `server_url` is the service's root (the SCIM base URL without /scim/v2). Their
+    errors are RFC 8935 §2.3's {"err", "description"}, not SCIM errors."""
+    receiver_id = {
+        "name": "receiver_id",
+        "in": "path",
+        "required": True,
+        "description": "The receiver's id, as `flask events receivers add` printed it.",
+        "schema": {"type": "string"},
+    }
+
+    def error(description: str, **headers: str) -> dict[str, Any]:
+        response: dict[str, Any] = {
+            "description": description,
+            "content": {EVENT_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/SetError"}}},
+        }
+        if headers:
+            response["headers"] = {
+                name: {"description": text, "schema": {"type": "string"}}
+                for name, text in headers.items()
+            }
+        return response
+
+    unavailable = {"description": "The database is unreachable; retry after Retry-After seconds."}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "SCIM change events: receivers' endpoints",
+            "version": "1.0",
+            "description": (
+                "What an application receiving this service's change events (RFC 9967 Security "
+                "Event Tokens) calls: its receiver's public keys, and the poll of RFC 8936. "
+                "SETs pushed to it (RFC 8935) are verified against the same keys."
+            ),
+        },
+        "servers": [{"url": server_url}],
+        "paths": {
+            "/events/receivers/{receiver_id}/jwks.json": {
+                "get": {
+                    "operationId": "getReceiverJwks",
+                    "summary": "The receiver's public signing keys (RFC 7517 JWK Set); no token. "
+                    "Empty for an HS256 receiver.",
+                    "security": [],
+                    "parameters": [receiver_id],
+                    "responses": {
+                        "200": {
+                            "description": "The JWK Set: the current key and those not retired.",
+                            "content": {EVENT_MEDIA_TYPE: {"schema": _ref("Jwks")}},
+                        },
+                        "404": error("No such receiver."),
+                        "503": unavailable,
+                    },
+                }
+            },
+            "/events/receivers/{receiver_id}/poll": {
+                "post": {
+                    "operationId": "pollReceiverSets",
+                    "summary": "RFC 8936 poll: acknowledge SETs, report errors, receive due SETs.",
+                    "security": [{"pollToken": []}],
+                    "parameters": [receiver_id],
+                    "requestBody": {
+                        "required": False,
+                        "content": {EVENT_MEDIA_TYPE: {"schema": _ref("PollRequest")}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The SETs due, by jti (unordered: each SET's `sequence` "
+                            "orders one resource's events).",
+                            "content": {EVENT_MEDIA_TYPE: {"schema": _ref("PollResponse")}},
+                        },
+                        "400": error("The poll request is malformed (err: invalid_request)."),
+                        "401": error(
+                            "No bearer token, not the receiver's, or no such poll receiver.",
+                            **{"WWW-Authenticate": "The Bearer challenge."},
+                        ),
+                        "403": error("The receiver's tenant is not active."),
+                        "413": error("The request body is larger than the service accepts."),
+                        "503": unavailable,
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "pollToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The receiver's own token, printed once by "
+                    "`flask events receivers add --poll` (not a SCIM token).",
+                }
+            },
+            "schemas": {
+                "Jwks": _object({"keys": {"type": "array", "items": {"type": "object"}}}),
+                "PollRequest": {
+                    "type": "object",
+                    "properties": {
+                        "ack": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": f"jtis received: no longer due. At most {max_acks} "
+                            "jtis in ack and setErrs together; unknown ones are ignored.",
+                        },
+                        "setErrs": {
+                            "type": "object",
+                            "additionalProperties": {
+                                "type": "object",
+                                "properties": {
+                                    "err": {"type": "string"},
+                                    "description": {"type": "string"},
+                                },
+                                "required": ["err"],
+                            },
+                            "description": "jti -> the receiver's error: not sent again.",
+                        },
+                        "maxEvents": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": f"At most this many SETs (capped at {max_events}); "
+                            "0 only acknowledges.",
+                        },
+                        "returnImmediately": {
+                            "type": "boolean",
+                            "description": "false: wait a while for a SET when none is due.",
+                        },
+                    },
+                },
+                "PollResponse": {
+                    "type": "object",
+                    "properties": {
+                        "sets": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                            "description": "jti -> the SET, a compact JWS.",
+                        },
+                        "moreAvailable": {"type": "boolean"},
+                    },
+                    "required": ["sets"],
+                    "additionalProperties": False,
+                },
+                "SetError": {
+                    "type": "object",
+                    "properties": {"err": {"type": "string"}, "description": {"type": "string"}},
+                    "required": ["err", "description"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+    }

@@ -288,3 +288,41 @@ def test_the_generator_is_pure():
     assert {name for name in imported if name.startswith("app")} == {
         "app.limits", "app.schema", "app.schema.core",
     }  # fmt: skip
+
+
+# --- the change events' endpoints: a document of their own, at /events/openapi.json ----------
+
+
+def test_events_document_is_served_without_a_token_and_validates(anonymous):
+    response = anonymous.get("/events/openapi.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    document = response.json
+    assert document["servers"] == [{"url": "http://localhost"}]
+    assert [error.message for error in OpenAPIV31SpecValidator(document).iter_errors()] == []
+    assert document == openapi.events_document(
+        server_url="http://localhost", max_events=1000, max_acks=10_000
+    )
+
+
+def test_events_document_lists_every_events_route(app: Flask, anonymous):
+    document = anonymous.get("/events/openapi.json").json
+    routes = {
+        (method, re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule))
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/events/") and rule.rule != "/events/openapi.json"
+        for method in rule.methods & METHODS
+    }
+    assert operations(document) == routes
+
+
+def test_events_document_follows_scim_base_url():
+    app = make_app("sqlite://", SCIM_BASE_URL="https://scim.example.com/scim/v2")
+    with app.app_context():
+        create_schema()
+    document = app.test_client().get("/events/openapi.json").json
+    assert document["servers"] == [{"url": "https://scim.example.com"}]
+    poll = document["paths"]["/events/receivers/{receiver_id}/poll"]["post"]
+    assert poll["security"] == [{"pollToken": []}]  # its own token, not a SCIM one
+    jwks = document["paths"]["/events/receivers/{receiver_id}/jwks.json"]["get"]
+    assert jwks["security"] == []

@@ -1,6 +1,7 @@
 """Change events for receivers (RFC 9967), outside /scim/v2: a receiver is an application, not
 the IdP, and holds no SCIM token.
 
+GET  /events/openapi.json              the OpenAPI document of these endpoints, no token
 GET  /events/receivers/<id>/jwks.json  the receiver's public keys (RFC 7517), no token: public
                                        keys, under an id nobody can guess; [] for HS256
 POST /events/receivers/<id>/poll       RFC 8936 poll, with the receiver's own bearer token
@@ -19,11 +20,11 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app import auth, protocol, sets, tenancy
+from app import auth, openapi, protocol, sets, tenancy
 from app.models import Event, EventReceiver, EventSigningKey, TenantState
 from app.store import events, tenants
 
-bp = Blueprint("events", __name__, url_prefix="/events/receivers")
+bp = Blueprint("events", __name__, url_prefix="/events")
 
 DEFAULT_MAX_EVENTS = 100  # when the poll does not say (RFC 8936 leaves it to the transmitter)
 MAX_EVENTS = 1000
@@ -31,7 +32,15 @@ MAX_EVENTS = 1000
 MAX_ACKS = 10 * MAX_EVENTS
 
 
-@bp.get("/<receiver_id>/jwks.json")
+@bp.get("/openapi.json")
+def get_openapi() -> Response:
+    """The OpenAPI document of these endpoints; no token (it describes public endpoints)."""
+    root = protocol.base_url().removesuffix("/scim/v2")
+    document = openapi.events_document(server_url=root, max_events=MAX_EVENTS, max_acks=MAX_ACKS)
+    return _json(document, 200)
+
+
+@bp.get("/receivers/<receiver_id>/jwks.json")
 def jwks(receiver_id: str) -> Response:
     receiver = events.receiver(receiver_id)
     if receiver is None:
@@ -43,7 +52,7 @@ def jwks(receiver_id: str) -> Response:
     return response
 
 
-@bp.post("/<receiver_id>/poll")
+@bp.post("/receivers/<receiver_id>/poll")
 def poll(receiver_id: str) -> Response:
     receiver = events.receiver(receiver_id)
     if (

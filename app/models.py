@@ -436,7 +436,7 @@ class Event(db.Model):
     attributes: Mapped[list[str]] = mapped_column(JSON)  # changed attribute paths, names only
     version: Mapped[int | None]  # the resource's version after the change (meta.version)
     # The resource as committed, as GET returns it but with locations relative to the SCIM
-    # base URL; only when the tenant has a receiver of `:full` events (store/events.py).
+    # base URL; only when a `:full` receiver is owed the event (store/events.py).
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     request_id: Mapped[str] = mapped_column(String(128))
 

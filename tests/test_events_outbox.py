@@ -320,6 +320,23 @@ def test_full_receivers_get_the_resource_as_committed(client):
     assert group_event.data["meta"]["version"] == group["meta"]["version"]
 
 
+@pytest.mark.parametrize(
+    "columns",
+    [
+        pytest.param({"events": ["delete"]}, id="not-subscribed"),
+        pytest.param({"enabled": False}, id="disabled"),
+    ],
+)
+def test_no_resource_is_stored_when_no_full_receiver_is_owed_the_event(client, receiver, columns):
+    add_receiver("replica", full=True, **columns)
+    post_user(client)
+    db.session.remove()
+    with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+        (event,) = events_store.since()
+        assert event.data is None
+    assert [receiver_id for receiver_id, _, _ in deliveries()] == [receiver.id]
+
+
 def test_events_are_the_tenants_own(client, tenant_client, receiver):
     other = tenant_client("acme")
     theirs = post_user(other, userName="ada@example.com")  # acme has no receiver yet

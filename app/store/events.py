@@ -29,16 +29,19 @@ A Bulk request's consecutive creates (store/batch.py, Batch.defer) write their r
 unflushed until then: their events are queued meanwhile (`deferring`) and written with the
 next commit or savepoint release, after the rows, all in one go.
 
-The cost on a write is kept to round trips, not rows: the events go in as one multi-row INSERT,
-and the deliveries as one INSERT ... SELECT from event_receivers, which reads the receivers in
-the same statement (none cached, so a receiver added a moment ago is never missed). On
-PostgreSQL both, and the `:full` question below, are one statement (the INSERT of events as a
+The cost on a write is kept to round trips and to statements SQLAlchemy compiles once: the
+events go in as one INSERT, and the deliveries as one INSERT ... SELECT from event_receivers,
+which reads the receivers in the same statement (none cached, so a receiver added a moment ago
+is never missed) and returns, per delivery, whether its receiver wants `:full` events. On
+PostgreSQL both are one statement (the INSERT of events, over arrays of their values, as a
 data-modifying WITH, which also NOTIFYs the workers when it queued a delivery); on SQLite,
-which has no such WITH, three statements in process.
+which has no such WITH, two statements in process. The events are written after the commit's
+own flush (`_write_after_flush`), when every changed row's version is final: one flush, not two.
 
-`data` (the resource as committed, for the `:full` variants) is stored only when the tenant
-has an enabled receiver of `:full` events: a group's members are read for it, so it costs an
-UPDATE of the rows just written, in the same transaction. It is the resource as GET shows it
+`data` (the resource as committed, for the `:full` variants) is stored only when one of the
+event's deliveries is owed to a `:full` receiver: a group's members are read for it, so it
+costs an UPDATE of the rows just written, in the same transaction. (A receiver replayed events
+written before it was owed them gets notices for those.) It is the resource as GET shows it
 (without a user's `groups`), its links relative to the SCIM base URL like `sub_id.uri`;
 app/sets.py makes them absolute with the issuer's base URL.
 
@@ -84,15 +87,13 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import (
-    Insert,
-    Select,
+    TextClause,
     and_,
     bindparam,
     delete,
     exists,
     func,
     insert,
-    literal,
     select,
     text,
     update,
@@ -115,6 +116,7 @@ _NOTES = "scim_event_notes"  # session.info: the changes noted in the open trans
 _TXN = "scim_event_txn"  # session.info: that transaction's txn
 _DEFERRING = "scim_event_deferring"  # session.info: set by `deferring`
 _QUEUED = "scim_event_queued"  # session.info: the _Queue of changes deferred
+_UNWRITTEN = "scim_event_unwritten"  # session.info: changes whose events the next flush writes
 
 
 @dataclass
@@ -189,8 +191,20 @@ def _write_events(session: Session) -> None:
     elif queued is None:
         return
     session.info.pop(_QUEUED, None)
-    session.flush()  # the changes' rows first: their versions are final now
-    _write(session, [*(queued.changes if queued else []), *([changes] if notes else [])])
+    due = [*(queued.changes if queued else []), *([changes] if notes else [])]
+    if session.new or session.dirty or session.deleted:
+        # The changes' rows are not all written: the commit's flush (with the audit row, which
+        # a later hook adds) writes them, and the events after it (_write_after_flush), when
+        # every row's version is final. One flush, not two.
+        session.info[_UNWRITTEN] = due
+    else:
+        _write(session, due)
+
+
+@sql_events.listens_for(Session, "after_flush_postexec")
+def _write_after_flush(session: Session, _flush_context: Any) -> None:
+    if (due := session.info.pop(_UNWRITTEN, None)) is not None:
+        _write(session, due)
 
 
 @dataclass
@@ -240,29 +254,35 @@ def _write(session: Session, changes: list[tuple[str, list[Change]]]) -> None:
     # statement built per write, or a multi-row VALUES, which it cannot cache, cost more than
     # running it). They name the tenant themselves (the ORM's tenant criteria are for SELECTs).
     connection = session.connection()
-    given = {"tenant": tenant_id, "now": now}
     if connection.dialect.name == "postgresql":
         # One statement for any number of rows: the events (a data-modifying WITH over arrays
-        # of their values), their deliveries, whether a receiver wants `:full` events, and the
-        # workers' wake-up.
+        # of their values), their deliveries, whether one is owed to a `:full` receiver, and
+        # the workers' wake-up.
         arrays = {
             column: [row[column] for row in rows]
             for column in ("txn", *_EVENT_VALUES)
             if column != "attributes"
         }
         arrays["attributes"] = [json.dumps(row["attributes"]) for row in rows]
+        given = {"tenant": tenant_id, "now": now}
         full = connection.execute(_WRITE_POSTGRESQL, given | arrays).scalar()
-    elif len(changes) == 1:  # SQLite, in process: the rows, their deliveries (by the txn)...
+    elif len(changes) == 1:  # SQLite, in process: the rows, then their deliveries (each saying
+        # whether its receiver is a `:full` one) by the txn
         for chunk in chunks(rows):
             connection.execute(insert(Event), chunk)
-        connection.execute(_fan_out_sqlite(by_txn=True), given | {"txn": changes[0][0]})
-        full = connection.execute(_wants_full(), given).scalar()  # ...and the `:full` question
+        fanned = connection.execute(
+            _fan_out_sqlite(by_txn=True), {"tenant": tenant_id, "txn": changes[0][0]}
+        )
+        full = any(fanned.scalars())
     else:  # changes deferred together (several txns): their deliveries by jti
+        full = False
         for chunk in chunks(rows):
             connection.execute(insert(Event), chunk)
             jtis = [row["jti"] for row in chunk]
-            connection.execute(_fan_out_sqlite(by_txn=False), given | {"jtis": jtis})
-        full = connection.execute(_wants_full(), given).scalar()
+            fanned = connection.execute(
+                _fan_out_sqlite(by_txn=False), {"tenant": tenant_id, "jtis": jtis}
+            )
+            full = any(fanned.scalars()) or full
     if full:
         _store_data(connection, tenant_id, [row["jti"] for row in rows], everything)
 
@@ -288,8 +308,8 @@ CHANNEL = "scim_events"
 # One row of events per element of the arrays (in their order: WITH ORDINALITY), a delivery per
 # event and enabled receiver subscribed to its operation or activation (read from
 # event_receivers in the same statement, so a receiver added a moment ago is never missed,
-# and nothing about receivers is cached), then whether the tenant has an enabled `:full`
-# receiver, and a NOTIFY when a delivery was queued.
+# and nothing about receivers is cached), then whether one of those deliveries is owed to a
+# `:full` receiver, and a NOTIFY when a delivery was queued.
 _WRITE_POSTGRESQL = text(
     f"""
     WITH written AS (
@@ -313,67 +333,40 @@ _WRITE_POSTGRESQL = text(
         FROM written AS w JOIN event_receivers AS r ON r.tenant_id = w.tenant_id
         WHERE r.enabled
           AND (CAST(r.events AS jsonb) ? w.operation OR CAST(r.events AS jsonb) ? w.activation)
-        RETURNING event_id
+        RETURNING (
+            SELECT "full" FROM event_receivers AS f
+            WHERE f.tenant_id = event_deliveries.tenant_id AND f.id = event_deliveries.receiver_id
+        ) AS "full"
     )
-    SELECT EXISTS (
-        SELECT FROM event_receivers WHERE tenant_id = :tenant AND enabled AND "full"
-    ), (SELECT pg_notify('{CHANNEL}', '') FROM fanned LIMIT 1)
+    SELECT EXISTS (SELECT FROM fanned WHERE "full"),
+           (SELECT pg_notify('{CHANNEL}', '') FROM fanned LIMIT 1)
     """
 ).bindparams(bindparam("now", type_=Event.__table__.c.at.type))
 
 
 @functools.cache
-def _fan_out_sqlite(*, by_txn: bool) -> Insert:
+def _fan_out_sqlite(*, by_txn: bool) -> TextClause:
     """SQLite: a delivery per event just written and enabled receiver of its tenant subscribed
-    to its operation or activation (parameters tenant, now), the events named by their txn
-    (parameter txn) or by their jtis (jtis). By txn is half the cost: SQLAlchemy renders an
-    expanding IN list anew at each execution."""
-    receiver = EventReceiver
-    now = bindparam("now", type_=EventDelivery.__table__.c.next_attempt_at.type)
-    names = func.json_each(receiver.events).table_valued("value")
-    which = (
-        Event.txn == bindparam("txn")
-        if by_txn
-        else Event.jti.in_(bindparam("jtis", expanding=True))
-    )
-    written = (
-        select(Event.tenant_id, Event.id, Event.resource_id, Event.operation, Event.activation)
-        .where(Event.tenant_id == bindparam("tenant"), which)
-        .subquery("written")
-    )
-    subscribed = (
-        exists()
-        .select_from(names)
-        .where(names.c.value.in_([written.c.operation, written.c.activation]))
-    )
-    deliveries = (
-        select(
-            receiver.tenant_id,
-            receiver.id,
-            written.c.id,
-            written.c.resource_id,
-            literal("pending"),
-            literal(0),
-            now,
-            now,
+    to its operation or activation, each returning whether that receiver is a `:full` one. The
+    events are named by their txn (parameter txn) or by their jtis (jtis). By txn is half the
+    cost: SQLAlchemy renders an expanding IN list anew at each execution."""
+    which = "e.txn = :txn" if by_txn else "e.jti IN :jtis"
+    statement = text(
+        f"""
+        INSERT INTO event_deliveries
+            (tenant_id, receiver_id, event_id, resource_id, state, attempts, next_attempt_at,
+             created_at)
+        SELECT r.tenant_id, r.id, e.id, e.resource_id, 'pending', 0, e.at, e.at
+        FROM events AS e JOIN event_receivers AS r ON r.tenant_id = e.tenant_id
+        WHERE e.tenant_id = :tenant AND {which} AND r.enabled
+          AND EXISTS (SELECT 1 FROM json_each(r.events) WHERE value IN (e.operation, e.activation))
+        RETURNING (
+            SELECT "full" FROM event_receivers AS f
+            WHERE f.tenant_id = event_deliveries.tenant_id AND f.id = event_deliveries.receiver_id
         )
-        .select_from(written)
-        .join(receiver, receiver.tenant_id == written.c.tenant_id)
-        .where(receiver.enabled, subscribed)
+        """
     )
-    columns = ("tenant_id", "receiver_id", "event_id", "resource_id", "state", "attempts")
-    return insert(EventDelivery).from_select(
-        [*columns, "next_attempt_at", "created_at"], deliveries
-    )
-
-
-@functools.cache
-def _wants_full() -> Select[Any]:
-    """Whether the tenant (parameter tenant) has an enabled receiver of `:full` events."""
-    receiver = EventReceiver
-    return select(
-        exists().where(receiver.tenant_id == bindparam("tenant"), receiver.enabled, receiver.full)
-    )
+    return statement if by_txn else statement.bindparams(bindparam("jtis", expanding=True))
 
 
 def forget_notes(session: Session) -> None:
@@ -390,6 +383,7 @@ def _forget_notes(session: Session, transaction: Any) -> None:
     # under a txn of its own) and whose rollback takes its notes with it.
     if transaction.parent is None or transaction.nested:
         forget_notes(session)
+        session.info.pop(_UNWRITTEN, None)  # its flush failed: rolled back
     queued = session.info.get(_QUEUED)
     if queued is not None and (transaction is queued.transaction or transaction.parent is None):
         session.info.pop(_QUEUED)  # rolled back with their rows (written ones are popped)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The outbox's cost on writes (issue 17): the API's write throughput with events off
-(SCIM_EVENTS=off: no outbox), with events on and one push receiver of notices, and with one of
-`:full` events.
+(SCIM_EVENTS=off: no outbox), with events on and no receiver ("none"), with one push receiver
+of notices, and with one of `:full` events.
 
     .venv/bin/python benchmarks/events_write.py [--writes 600] [--postgres-url URL]
 
@@ -35,20 +35,23 @@ BASE = "/scim/v2"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
-def setup(url: str, receiver: str | None):
+SETUPS = ("off", "none", "notice", "full")  # "none": events on, no receiver
+
+
+def setup(url: str, kind: str):
     token = new_token()
-    events_on = "off" if receiver is None else "on"
+    events_on = "off" if kind == "off" else "on"
     app = create_app({"DATABASE_URL": url, "SCIM_TOKEN_HASHES": token_hash(token),
                       "SCIM_RATE_LIMIT": "", "SCIM_EVENTS": events_on})  # fmt: skip
     with app.app_context(), tenancy.entered(tenancy.DEFAULT_TENANT_ID):
         db.create_all()
         ensure_default()
-        if receiver is not None:
+        if kind in ("notice", "full"):
             from app import sets
 
             events.add_receiver(
                 EventReceiver(name="app", delivery="push", url="https://app.example/e",
-                              events=list(events.EVENT_NAMES), full=receiver == "full",
+                              events=list(events.EVENT_NAMES), full=kind == "full",
                               enabled=True, audience="https://app.example", alg="ES256"),
                 sets.new_key("ES256"),
             )  # fmt: skip
@@ -75,7 +78,7 @@ def one_round(client, group_id: str) -> int:
 
 
 def run(kind: str, urls: dict[str, str], writes: int) -> None:
-    setups = {name: setup(url, None if name == "off" else name) for name, url in urls.items()}
+    setups = {name: setup(url, name) for name, url in urls.items()}
     spent = dict.fromkeys(setups, 0.0)
     done = dict.fromkeys(setups, 0)
     for _ in range(5):  # warm up
@@ -105,10 +108,10 @@ def main() -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        run("sqlite", {n: f"sqlite:///{tmp}/{n}.sqlite3" for n in ("off", "notice", "full")},
+        run("sqlite", {n: f"sqlite:///{tmp}/{n}.sqlite3" for n in SETUPS},
             args.writes)  # fmt: skip
     admin = create_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
-    names = {n: f"events_bench_{n}_{uuid.uuid4().hex[:6]}" for n in ("off", "notice", "full")}
+    names = {n: f"events_bench_{n}_{uuid.uuid4().hex[:6]}" for n in SETUPS}
     with admin.connect() as connection:
         for name in names.values():
             connection.execute(text(f'CREATE DATABASE "{name}"'))

@@ -370,3 +370,8 @@ def test_locations_use_the_request_host(client):
     response = client.get(f"{BASE}/ResourceTypes/User", base_url="https://scim.example.org")
     location = response.json["meta"]["location"]
     assert location == "https://scim.example.org/scim/v2/ResourceTypes/User"
+
+
+def test_without_the_events_outbox_no_security_events_are_advertised(app, client, monkeypatch):
+    monkeypatch.setitem(app.config, "SCIM_EVENTS", False)
+    assert "securityEvents" not in get_ok(client, "/ServiceProviderConfig")

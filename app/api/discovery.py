@@ -31,8 +31,12 @@ def service_provider_config() -> Response:
             "etag": {"supported": True},
             # RFC 9967 §4: the change events this service emits (as SETs, pushed or polled;
             # receivers are configured by the operator, `flask events receivers`); no
-            # asynchronous requests.
-            "securityEvents": {"asyncRequest": "none", "eventUris": sets.event_uris()},
+            # asynchronous requests. None at all without the outbox (SCIM_EVENTS=off).
+            **(
+                {"securityEvents": {"asyncRequest": "none", "eventUris": sets.event_uris()}}
+                if config["SCIM_EVENTS"]
+                else {}
+            ),
             # RFC 9865 §4: both pagination methods, index by default.
             "pagination": {
                 "cursor": True,

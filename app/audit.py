@@ -340,6 +340,8 @@ def _line(event: AuditEvent, tenant: str | None) -> dict[str, Any]:
         "attributes": event.attributes,
         "status": event.status,
         "duration_ms": event.duration_ms,
+        # The change's events carry the same txn (RFC 8417): a receiver's event finds its line.
+        "txn": event.txn,
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -49,6 +50,8 @@ def test_create_is_one_line_and_one_row_with_the_new_id_and_attribute_names(clie
     duration = line.pop("duration_ms")
     assert 0 <= duration < 5000
     assert line.pop("time").endswith("Z")
+    txn = line.pop("txn")  # the change's events carry it too
+    assert re.fullmatch(r"[0-9a-f]{32}", txn)
     assert line == {
         "type": "audit",
         "request_id": "okta-create-1",
@@ -82,6 +85,7 @@ def test_create_is_one_line_and_one_row_with_the_new_id_and_attribute_names(clie
     assert (row.resource_id, row.operation, row.status) == (new_id, "create", 201)
     assert row.attributes == line["attributes"]
     assert row.duration_ms == duration
+    assert row.txn == txn
 
 
 def test_passwords_and_tokens_never_reach_the_line_or_the_row(client, capsys, create_user):

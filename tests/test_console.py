@@ -185,6 +185,7 @@ ANONYMOUS_PAGES = [
     "/console/groups",
     "/console/groups/{group_id}",
     "/console/users/no-such-user",
+    "/console/t/default/receivers",
 ]
 
 
@@ -507,6 +508,7 @@ def test_pages_are_served_while_an_idp_write_holds_the_sqlite_lock(
             f"/console/t/default/groups/{group['id']}",
             "/console/t/default/events",
             "/console/t/default/failures",
+            "/console/t/default/receivers",
         ):
             assert browser.get(path).status_code == 200, path
     finally:

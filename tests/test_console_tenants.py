@@ -292,6 +292,7 @@ def test_a_bound_admin_gets_404_for_every_other_tenants_page_as_for_no_page(acme
         ("GET", f"/console/t/globex/users/{globex_id}"),
         ("GET", "/console/t/globex/groups"),
         ("GET", "/console/t/globex/failures"),
+        ("GET", "/console/t/globex/receivers"),
         ("GET", "/console/t/globex/events"),
         ("GET", "/console/t/default/users"),
         ("GET", "/console/t/no-such-tenant/users"),

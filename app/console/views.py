@@ -170,6 +170,16 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
 
+@bp.app_template_filter("age")
+def _age(value: datetime) -> str:
+    """How long ago, roughly: what an operator reads at a glance."""
+    seconds = max(0, int((db.utcnow() - value).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
 @bp.app_template_filter("percent")
 def _percent(value: float | None) -> str:
     return "" if value is None else f"{value * 100:.1f}%"
@@ -345,7 +355,8 @@ def user_page(user_id: str) -> str:
         user=user,
         attributes={k: v for k, v in user.document.items() if k != "password"},
         memberships=store.memberships(user.id),
-        events=store.timeline("User", user.id),
+        events=(timeline := store.timeline("User", user.id)),
+        emitted=store.emitted(user.id, (e.txn for e in timeline)),
         membership_changes=store.membership_changes(user.id),
     )
 
@@ -369,7 +380,16 @@ def group_page(group_id: str) -> str:
         "console/group.html",
         group=group,
         members=store.members(group.id, page=_page()),
-        events=store.timeline("Group", group.id),
+        events=(timeline := store.timeline("Group", group.id)),
+        emitted=store.emitted(group.id, (e.txn for e in timeline)),
+    )
+
+
+@bp.get(f"{TENANT_PREFIX}/receivers")
+def receivers_page() -> str:
+    """The tenant's change-event receivers: is the application hearing about changes?"""
+    return render_template(
+        "console/receivers.html", statuses=store.receivers(), every_event=store.EVENT_NAMES
     )
 
 

@@ -5,6 +5,9 @@ Read-only towards users and groups: listings page in SQL (LIMIT/OFFSET after a C
 group's members are read one page at a time in the order of the membership key, so that a group
 of 100,000 opens as fast as a group of ten. SCIM filters go through app.filters, as in the API.
 
+Change events: per receiver, how its deliveries stand (store/deliveries.py counts them), and per
+resource, the events each of its requests emitted, matched by the change's txn.
+
 Admins, sessions and lockouts belong to no tenant. Everything else reads tenant-owned rows, so
 it runs in the tenant scope the page entered (app/store/scope.py adds the tenant to every
 statement); the tenants overview runs across tenants, deliberately.
@@ -17,7 +20,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,6 +56,8 @@ from app.models import (
     ConsoleAdmin,
     ConsoleLoginFailure,
     ConsoleSession,
+    Event,
+    EventDelivery,
     Group,
     GroupMember,
     Membership,
@@ -69,7 +74,8 @@ from app.models import (
 )
 from app.paging import PageRequest
 from app.schema import ResourceType
-from app.store import audit, groups, maintenance, pages, tenants
+from app.store import audit, deliveries, groups, maintenance, pages, tenants
+from app.store import events as events_store
 from app.store import users as users_store
 
 PER_PAGE = 50
@@ -617,6 +623,67 @@ def health() -> Health:
 def timeline(resource_type: str, resource_id: str, limit: int = 100) -> list[Any]:
     """The audit events of one resource, newest first."""
     return audit.for_resource(resource_type, resource_id, limit=limit)
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """One change event a request emitted (an outbox row) and how its deliveries stand."""
+
+    jti: str
+    operation: str  # create, put, patch, delete
+    activation: str | None  # activate, deactivate
+    attributes: list[str]
+    delivered: int
+    pending: int
+    failing: int  # pending, and tried at least once
+    dead: int
+
+    @property
+    def receivers(self) -> int:
+        return self.delivered + self.pending + self.dead
+
+
+def emitted(resource_id: str, txns: Iterable[str | None]) -> dict[str, list[Emitted]]:
+    """The events of one resource that the changes with these txns emitted (those of the
+    requests a timeline shows), oldest first, by txn."""
+    wanted = {txn for txn in txns if txn}
+    if not wanted:
+        return {}
+    state, tried = EventDelivery.state, EventDelivery.attempts > 0
+    counted = func.count(EventDelivery.event_id)
+    rows = db.session.execute(
+        select(
+            Event.txn,
+            Event.jti,
+            Event.operation,
+            Event.activation,
+            Event.attributes,
+            counted.filter(state == "delivered"),
+            counted.filter(state == "pending"),
+            counted.filter(state == "pending", tried),
+            counted.filter(state == "dead"),
+        )
+        .outerjoin(
+            EventDelivery,
+            and_(EventDelivery.tenant_id == Event.tenant_id, EventDelivery.event_id == Event.id),
+        )
+        .where(Event.resource_id == resource_id, Event.txn.in_(sorted(wanted)))
+        # Grouped by the key: PostgreSQL cannot compare json, and needs no other column.
+        .group_by(Event.id)
+        .order_by(Event.id)
+    )
+    out: dict[str, list[Emitted]] = {}
+    for txn, *columns in rows:
+        out.setdefault(txn, []).append(Emitted(*columns))
+    return out
+
+
+EVENT_NAMES = events_store.EVENT_NAMES  # what a receiver may subscribe to
+
+
+def receivers() -> list[deliveries.Status]:
+    """The tenant's change-event receivers, by name, each with its deliveries' counts."""
+    return deliveries.status(events_store.receivers())
 
 
 def recent_events(limit: int = 20) -> list[Any]:

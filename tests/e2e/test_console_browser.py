@@ -45,6 +45,7 @@ from tests.conftest import TOKEN, empty_tables
 from tests.net import free_port
 from tests.payloads import GROUP_URN, patch_payload, user_payload
 from tests.test_console import PASSWORD, seed_users
+from tests.test_events_outbox import add_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "console"
@@ -531,3 +532,28 @@ def test_a_users_timeline_shows_a_membership_change_made_by_a_group_patch(consol
     rows[0].find_element(By.LINK_TEXT, "Poets").click()
     console.wait(expected_conditions.url_contains(f"/console/t/default/groups/{group['id']}"))
     assert "1 member" in console.text(".pager")
+
+
+def test_change_events_show_per_receiver_and_beside_the_request_that_emitted_them(console):
+    add_receiver("crm")  # the service writes its deliveries: the worker is not running
+    ada = console.provision_people()["ada.lovelace@example.com"]
+    console.api(
+        "PATCH", f"/Users/{ada}", patch_payload({"op": "replace", "path": "active", "value": False})
+    )
+    console.log_in()
+    console.open("/console/t/default/")
+    console.driver.find_element(By.LINK_TEXT, "Change events").click()
+    console.wait(expected_conditions.url_contains("/console/t/default/receivers"))
+    (row,) = console.driver.find_elements(By.CSS_SELECTOR, "#receivers tbody tr")
+    pending = int(row.find_element(By.CSS_SELECTOR, "td.pending").text)
+    assert pending >= 2  # at least ada's create and her deactivation, none delivered yet
+    assert row.find_element(By.CSS_SELECTOR, "td.delivered").text == "0"
+    assert "ago" in row.find_element(By.CSS_SELECTOR, "td.oldest").text
+    console.screenshot("receivers")
+    console.open(f"/console/t/default/users/{ada}")
+    cells = console.driver.find_elements(By.CSS_SELECTOR, "#timeline td.emitted")
+    assert [cell.text.split("\n")[0] for cell in cells[:2]] == [
+        "patch + deactivate 1 pending",
+        "create + activate 1 pending",
+    ]
+    console.screenshot("user-change-events")

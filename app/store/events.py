@@ -269,7 +269,7 @@ def _write(session: Session, changes: list[tuple[str, list[Change]]]) -> None:
     elif len(changes) == 1:  # SQLite, in process: the rows, then their deliveries (each saying
         # whether its receiver is a `:full` one) by the txn
         for chunk in chunks(rows):
-            connection.execute(insert(Event), chunk)
+            connection.execute(_INSERT_EVENTS, chunk)
         fanned = connection.execute(
             _fan_out_sqlite(by_txn=True), {"tenant": tenant_id, "txn": changes[0][0]}
         )
@@ -277,7 +277,7 @@ def _write(session: Session, changes: list[tuple[str, list[Change]]]) -> None:
     else:  # changes deferred together (several txns): their deliveries by jti
         full = False
         for chunk in chunks(rows):
-            connection.execute(insert(Event), chunk)
+            connection.execute(_INSERT_EVENTS, chunk)
             jtis = [row["jti"] for row in chunk]
             fanned = connection.execute(
                 _fan_out_sqlite(by_txn=False), {"tenant": tenant_id, "jtis": jtis}
@@ -286,6 +286,8 @@ def _write(session: Session, changes: list[tuple[str, list[Change]]]) -> None:
     if full:
         _store_data(connection, tenant_id, [row["jti"] for row in rows], everything)
 
+
+_INSERT_EVENTS = insert(Event)  # built once: SQLite's executemany of the rows
 
 # The events' values but tenant_id and at (the same for all), in _WRITE_POSTGRESQL's arrays.
 _EVENT_VALUES = (

@@ -9,12 +9,13 @@ holds), signs each event's SET with the receiver's current key (app/sets.py), PO
 - 2xx (RFC 8935 §2.2 says 202): delivered.
 - 400 with an `err` that no retry can fix (RFC 8935 §2.4 and §4: `invalid_request`,
   `invalid_key`, `invalid_issuer`, `invalid_audience`): dead at once.
-- anything else (no answer, a timeout, 5xx, 429, 401, 403, 404, `authentication_failed`,
-  `access_denied`, which credentials or configuration put right): pending again after an
-  exponential backoff with jitter, capped (SCIM_EVENTS_RETRY_BASE_SECONDS,
-  SCIM_EVENTS_RETRY_MAX_SECONDS; a Retry-After is waited at least), and dead once the event is
-  older than SCIM_EVENTS_MAX_AGE_SECONDS. The batch stops there and the receiver rests for the
-  same delay: a receiver that is down costs one attempt per delay, not one per event.
+- anything else (no answer, a timeout, a TLS certificate not trusted, 5xx, 429, 401, 403,
+  404, `authentication_failed`, `access_denied`, which credentials or configuration put
+  right): pending again after an exponential backoff with jitter, capped
+  (SCIM_EVENTS_RETRY_BASE_SECONDS, SCIM_EVENTS_RETRY_MAX_SECONDS; a Retry-After is waited at
+  least), and dead once the event is older than SCIM_EVENTS_MAX_AGE_SECONDS. The batch stops
+  there and the receiver rests for the same delay: a receiver that is down costs one attempt
+  per delay, not one per event.
 
 Rounds run when a write NOTIFYs (PostgreSQL: store.deliveries.CHANNEL), when a batch comes back
 full, and every poll interval otherwise (SQLite: 0.2 s). SIGTERM and SIGINT stop it gracefully:
@@ -31,6 +32,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import ssl
 import threading
@@ -135,6 +137,21 @@ def _error_body(body: bytes) -> tuple[str | None, str | None]:
     return parsed["err"][:64], description[:300] if isinstance(description, str) else None
 
 
+def failure(e: OSError | http.client.HTTPException) -> str:
+    """A POST's failure as the operator reads it in `flask events status`: what to fix, without
+    OpenSSL's source locations."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        # e.g. "self-signed certificate", "unable to get local issuer certificate" (a CA the
+        # worker does not trust: docs/events.md, SSL_CERT_FILE), "Hostname mismatch, ..."
+        return f"TLS: certificate verify failed: {(e.verify_message or '').rstrip('.')}"
+    if isinstance(e, ssl.SSLError):
+        # "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)": an http endpoint
+        # behind an https URL, say.
+        text = re.sub(r"^\[SSL: \w+\] | \(_ssl\.c:\d+\)$", "", str(e.args[-1]))
+        return f"TLS: {text}"
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
 def backoff(attempts: int, settings: Settings) -> float:
     """Seconds before the next try after `attempts` failed ones: doubling from the base, capped,
     with jitter (a random point in the upper half, so that receivers coming back are not hit
@@ -171,7 +188,7 @@ class Pusher:
                 except (OSError, http.client.HTTPException) as again:
                     self.close()
                     e = again
-            return Answer("retry", f"{type(e).__name__}: {e}"[:300] or type(e).__name__)
+            return Answer("retry", failure(e)[:300])
 
     def _post(self, token: str) -> Answer:
         if self.connection is None:

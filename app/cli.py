@@ -38,7 +38,7 @@ import copy
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 from flask import Flask, current_app
@@ -191,14 +191,19 @@ def delete_tenant(slug: str) -> None:
     )
 
 
-_TENANT_OPTION = click.option(
-    "--tenant",
-    "slug",
-    default=tenancy.DEFAULT_TENANT_SLUG,
-    show_default=True,
-    metavar="SLUG",
-    help="The tenant the tokens belong to.",
-)
+def _tenant_option(help: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--tenant",
+        "slug",
+        default=tenancy.DEFAULT_TENANT_SLUG,
+        show_default=True,
+        metavar="SLUG",
+        help=help,
+    )
+
+
+_TENANT_OPTION = _tenant_option("The tenant the tokens belong to.")
+_RECEIVER_TENANT_OPTION = _tenant_option("The receiver's tenant.")
 
 
 @click.group("tokens", cls=AppGroup)  # its commands run in an app context
@@ -483,7 +488,7 @@ def _event_names(text: str) -> list[str]:
 
 @receivers_group.command("add")
 @click.argument("name")
-@_TENANT_OPTION
+@_RECEIVER_TENANT_OPTION
 @click.option("--url", help="Push: the receiver's endpoint (RFC 8935); https in production.")
 @click.option("--poll", is_flag=True, help="Poll: the receiver fetches its SETs (RFC 8936).")
 @click.option(
@@ -536,8 +541,9 @@ def add_receiver(
             raise click.ClickException(f"a receiver named {name!r} exists{_of(tenant)}")
         events_store.add_receiver(receiver, sets.new_key(alg))
     click.echo(f"Receiver {name} ({receiver.delivery}){_of(tenant)}: {receiver.id}")
-    base = current_app.config["SCIM_BASE_URL"] or "<SCIM base URL>"
-    root = base.removesuffix("/scim/v2")
+    # The endpoints hang off the service's root, beside /scim/v2 (not under it).
+    base = current_app.config["SCIM_BASE_URL"]
+    root = base.removesuffix("/scim/v2") if base else "https://<this service's host>"
     if alg == "HS256":
         click.echo("Signs with HS256: the shared secret is shown by `receivers secret`.")
     else:
@@ -550,7 +556,7 @@ def add_receiver(
 
 @receivers_group.command("secret")
 @click.argument("name")
-@_TENANT_OPTION
+@_RECEIVER_TENANT_OPTION
 def receiver_secret(name: str, slug: str) -> None:
     """Print an HS256 receiver's shared secret (base64url), to configure the receiver."""
     tenant = _token_tenant(slug)
@@ -564,7 +570,7 @@ def receiver_secret(name: str, slug: str) -> None:
 
 @receivers_group.command("rotate-key")
 @click.argument("name")
-@_TENANT_OPTION
+@_RECEIVER_TENANT_OPTION
 @click.option(
     "--retire-old",
     is_flag=True,
@@ -634,7 +640,7 @@ def _receiver(name: str, tenant: Tenant) -> EventReceiver:
 def _receiver_command(verb: str, act: Callable[[EventReceiver], None], help: str) -> None:
     @receivers_group.command(verb, help=help)
     @click.argument("name")
-    @_TENANT_OPTION
+    @_RECEIVER_TENANT_OPTION
     def command(name: str, slug: str) -> None:
         tenant = _token_tenant(slug)
         with tenancy.entered(tenant.id):
@@ -728,7 +734,7 @@ def _age(age: timedelta) -> str:
 
 @events_group.command("dead")
 @click.option("--receiver", "name", required=True, metavar="NAME")
-@_TENANT_OPTION
+@_RECEIVER_TENANT_OPTION
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 def dead_letters(name: str, slug: str, limit: int) -> None:
     """A receiver's dead letters, newest first: events given up, and why."""
@@ -762,7 +768,7 @@ def dead_letters(name: str, slug: str, limit: int) -> None:
 
 @events_group.command("replay")
 @click.option("--receiver", "name", required=True, metavar="NAME")
-@_TENANT_OPTION
+@_RECEIVER_TENANT_OPTION
 @click.option(
     "--since",
     required=True,

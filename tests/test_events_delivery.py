@@ -199,7 +199,7 @@ def test_poll_needs_the_receivers_own_token(app, client, tenant_client):
         assert response.status_code == 401
         assert response.json == {
             "err": "authentication_failed",
-            "description": "the receiver's bearer token is required",
+            "description": "a valid bearer token of this receiver is required",
         }
     # The SCIM token is not a receiver's token.
     assert poll(anonymous, receiver, token="scim").status_code == 401
@@ -216,12 +216,25 @@ def test_receivers_see_only_their_tenants_events(app, client, tenant_client):
     assert len(poll(client, mine).json["sets"]) == 1
 
 
+def test_receivers_cli_prints_the_endpoints_under_the_services_root(app, client, monkeypatch):
+    monkeypatch.setitem(app.config, "SCIM_BASE_URL", "https://scim.example/scim/v2")
+    out = ok(app, "events", "receivers", "add", "portal", "--poll")
+    receiver_id = re.search(r": ([0-9a-f-]{36})\n", out).group(1)
+    root = f"https://scim.example/events/receivers/{receiver_id}"
+    assert f"Its public keys (JWKS): {root}/jwks.json\n" in out
+    assert f"It polls POST {root}/poll with this token\n" in out
+
+
 def test_receivers_cli_list_disable_enable_remove(app, client):
     out = ok(
         app, "events", "receivers", "add", "hook", "--url", "https://h.example/e",
         "--events", "deactivate,delete", "--alg", "RS256",
     )  # fmt: skip
-    assert "Its public keys (JWKS): " in out
+    receiver_id = re.search(r": ([0-9a-f-]{36})\n", out).group(1)
+    # A placeholder for the host while SCIM_BASE_URL does not name it (the tests' setting).
+    assert not app.config["SCIM_BASE_URL"]
+    root = "https://<this service's host>"
+    assert f"Its public keys (JWKS): {root}/events/receivers/{receiver_id}/jwks.json" in out
     listing = ok(app, "events", "receivers", "list")
     assert re.search(
         r"default +hook +push +https://h.example/e +deactivate,delete +notice +RS256 +enabled +0",

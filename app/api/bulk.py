@@ -72,11 +72,15 @@ class _Result:
             out["bulkId"] = op.bulk_id
         if self.version is not None:
             out["version"] = self.version
-        # RFC 7644 §3.7.3: a location for every operation but a failed POST.
+        # RFC 7644 §3.7.3: a location for every operation but a failed POST; and none for a
+        # path whose bulkId never resolved, which names no resource.
+        location = None
         if op.endpoint is not None and self.resource_id is not None:
-            out["location"] = f"{base_url}/{op.endpoint}/{self.resource_id}"
+            location = f"{base_url}/{op.endpoint}/{self.resource_id}"
         elif op.method != "POST" and op.path is not None and op.path.startswith("/"):
-            out["location"] = f"{base_url}{op.path}"
+            location = f"{base_url}{op.path}"
+        if location is not None and "bulkId:" not in location:
+            out["location"] = location
         out["status"] = str(self.status)
         if self.error is not None:
             error = self.error

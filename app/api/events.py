@@ -60,7 +60,9 @@ def poll(receiver_id: str) -> Response:
         or receiver.delivery != "poll"
         or not auth.presents(receiver.poll_token_hash)
     ):
-        response = _error("authentication_failed", "the receiver's bearer token is required", 401)
+        response = _error(
+            "authentication_failed", "a valid bearer token of this receiver is required", 401
+        )
         response.headers["WWW-Authenticate"] = 'Bearer realm="events"'
         return response
     if _tenant_state(receiver) != TenantState.ACTIVE:

@@ -1,5 +1,6 @@
 """Prometheus metrics: every request by route, method, status class and tenant, its time in SQL,
-and the connection pool; served by GET /metrics (app/api/metrics.py). Off, and costing nothing,
+the connection pool, and each change-event receiver's backlog (read from the database at each
+scrape); served by GET /metrics (app/api/metrics.py). Off, and costing nothing,
 unless SCIM_METRICS_TOKEN_HASHES is set (README, "Metrics").
 
 Under gunicorn each worker writes its numbers to files in PROMETHEUS_MULTIPROC_DIR, which
@@ -13,15 +14,29 @@ and the tenant is the slug of the token's tenant ("" before a token was recognis
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
 
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import disable_created_metrics as _without_created_series
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.db import db, pool_limits, statement_seconds, time_statements, watch_checkouts
+from app.db import (
+    db,
+    pool_limits,
+    statement_seconds,
+    time_statements,
+    utcnow,
+    watch_checkouts,
+)
+from app.store import deliveries
+
+log = logging.getLogger("scim.metrics")
 
 UNMATCHED = "unmatched"  # the route of a request that matched none (a 404 or a 405)
 NO_TENANT = ""  # no token recognised: the probes, the console, a refused SCIM request
@@ -36,7 +51,7 @@ REQUEST_LABELS = ("route", "method", "status_class", "tenant")
 class Metrics:
     """The instruments of one app, and the registry a scrape reads."""
 
-    def __init__(self, multiprocess_dir: str) -> None:
+    def __init__(self, multiprocess_dir: str, *, events: bool = False) -> None:
         # The *_created series would double the count of series for nothing Prometheus reads.
         _without_created_series()
         # With several processes each metric lives in their files, not in a registry.
@@ -84,6 +99,8 @@ class Metrics:
         if own is None:
             own = CollectorRegistry()
             MultiProcessCollector(own, path=multiprocess_dir)
+        if events:
+            own.register(EventBacklog())
         self.registry = own
         # (route, method, status class, tenant) -> the label children it updates: .labels()
         # takes a lock and builds a key on every call; a hit here is one dict lookup.
@@ -145,12 +162,59 @@ class Metrics:
         return encode(self.registry), content_type
 
 
+class EventBacklog:
+    """Each change-event receiver's deliveries still owed, read from the database at each
+    scrape: whichever process delivers them (a worker, or the receiver's own polls), the
+    database knows. `scim_events_oldest_pending_age_seconds` is what to alert on: it grows
+    while a receiver is down or the worker is not running."""
+
+    LABELS = ("tenant", "receiver", "delivery")
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families())  # names and help only: registering reads no database
+
+    def collect(self) -> Iterator[Metric]:
+        pending, failing, age = families = self._families()
+        try:
+            backlog = deliveries.backlog()
+        except SQLAlchemyError as e:  # the database is down: the request metrics still go
+            log.warning("change events' backlog not read: %s", e.__class__.__name__)
+            return iter(())
+        now = utcnow()
+        for row in backlog:
+            labels = [row.tenant, row.receiver, row.delivery]
+            pending.add_metric(labels, row.pending)
+            failing.add_metric(labels, row.failing)
+            waited = (now - row.oldest_pending).total_seconds() if row.oldest_pending else 0.0
+            age.add_metric(labels, max(waited, 0.0))
+        return iter(families)
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "scim_events_pending",
+                "Change events not yet delivered to the receiver (pushed or polled).",
+                labels=self.LABELS,
+            ),
+            GaugeMetricFamily(
+                "scim_events_failing",
+                "Pending change events whose delivery was tried and failed at least once.",
+                labels=self.LABELS,
+            ),
+            GaugeMetricFamily(
+                "scim_events_oldest_pending_age_seconds",
+                "How long the oldest pending change event has waited; 0 when none is.",
+                labels=self.LABELS,
+            ),
+        )
+
+
 def init_app(app: Flask) -> None:
     """Register first, so that the clock starts before any other hook and stops after them all
     (after_request hooks run in reverse order); nothing at all when metrics are off."""
     if not app.config["SCIM_METRICS_TOKEN_HASHES"]:
         return
-    metrics = Metrics(app.config["PROMETHEUS_MULTIPROC_DIR"])
+    metrics = Metrics(app.config["PROMETHEUS_MULTIPROC_DIR"], events=app.config["SCIM_EVENTS"])
     app.extensions["scim_metrics"] = metrics
     app.before_request(metrics.start)
     app.after_request(metrics.finish)

@@ -9,6 +9,7 @@ import runpy
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,18 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
 
 from app import tenancy
 from app.auth import new_token, token_hash
 from app.config import ConfigError, load_config
-from app.db import db
-from app.store import audit, tenants, tokens
+from app.db import db, utcnow
+from app.models import EventDelivery
+from app.store import audit, deliveries, tenants, tokens
 from tests.conftest import BASE, TOKEN, make_app
 from tests.payloads import patch_payload, user_payload
+from tests.test_events_outbox import add_receiver
 
 METRICS_TOKEN = "metrics-token-0123456789"
 ROOT = Path(__file__).resolve().parent.parent
@@ -453,3 +458,88 @@ def test_gunicorn_sets_up_nothing_with_metrics_off(monkeypatch):
     conf = gunicorn_conf(monkeypatch, SCIM_METRICS_TOKEN_HASHES="")
     conf["on_starting"](None)
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == ""
+
+
+# --- change events: each receiver's backlog ----------------------------------------------------
+
+
+def backlog(samples: Samples, name: str) -> dict[tuple[str, str, str], float]:
+    return {
+        (labels["tenant"], labels["receiver"], labels["delivery"]): value
+        for (n, frozen), value in samples.items()
+        if n == name
+        for labels in [dict(frozen)]
+    }
+
+
+def test_each_receivers_pending_failing_and_oldest_age_are_read_at_the_scrape(
+    metered, tenant_client
+):
+    app = metered()
+    api = scim_client(app)
+    with app.app_context(), tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+        crm = add_receiver("crm").id
+        add_receiver("portal", delivery="poll", url=None)
+    acme = tenant_client("acme")
+    with app.app_context(), tenancy.entered(tenants.by_slug("acme").id):
+        add_receiver("acme-app")
+    samples = scrape(app)
+    assert backlog(samples, "scim_events_pending") == {
+        ("acme", "acme-app", "push"): 0,
+        ("default", "crm", "push"): 0,
+        ("default", "portal", "poll"): 0,
+    }
+    assert set(backlog(samples, "scim_events_oldest_pending_age_seconds").values()) == {0}
+
+    user = api.post(f"{BASE}/Users", json=user_payload()).json
+    api.patch(
+        f"{BASE}/Users/{user['id']}",
+        json=patch_payload({"op": "replace", "path": "active", "value": False}),
+    )
+    acme.post(f"{BASE}/Users", json=user_payload())
+    with app.app_context(), tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+        # The worker tried crm's first event and failed; it has waited a minute.
+        first = select(func.min(EventDelivery.event_id)).scalar_subquery()
+        db.session.execute(
+            update(EventDelivery)
+            .where(EventDelivery.receiver_id == crm, EventDelivery.event_id == first)
+            .values(attempts=2, created_at=utcnow() - timedelta(minutes=1))
+        )
+        db.session.commit()
+    samples = scrape(app)
+    assert backlog(samples, "scim_events_pending") == {
+        ("acme", "acme-app", "push"): 1,
+        ("default", "crm", "push"): 2,
+        ("default", "portal", "poll"): 2,
+    }
+    assert backlog(samples, "scim_events_failing") == {
+        ("acme", "acme-app", "push"): 0,
+        ("default", "crm", "push"): 1,
+        ("default", "portal", "poll"): 0,
+    }
+    ages = backlog(samples, "scim_events_oldest_pending_age_seconds")
+    assert 60 <= ages[("default", "crm", "push")] < 120
+    assert 0 < ages[("default", "portal", "poll")] < 60
+    assert 0 < ages[("acme", "acme-app", "push")] < 60
+
+
+def test_with_events_off_there_is_no_backlog(metered):
+    app = metered(SCIM_EVENTS="off")
+    text = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert "scim_events_" not in text.get_data(as_text=True)
+
+
+def test_a_database_down_at_the_scrape_leaves_out_the_backlog_only(metered, monkeypatch):
+    app = metered()
+
+    def down() -> None:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(deliveries, "backlog", down)
+    response = app.test_client().get(
+        "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert "scim_events_pending{" not in text
+    assert "# TYPE scim_http_requests_total counter" in text

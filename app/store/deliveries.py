@@ -242,6 +242,58 @@ def status(receivers: list[EventReceiver]) -> list[Status]:
     return out
 
 
+@dataclass(frozen=True)
+class Backlog:
+    """One receiver's deliveries still owed, for the metrics' scrape."""
+
+    tenant: str  # its slug
+    receiver: str  # its name
+    delivery: str  # push or poll
+    pending: int
+    failing: int  # pending, and tried at least once
+    oldest_pending: datetime | None
+
+
+def backlog() -> list[Backlog]:
+    """Every receiver of every tenant not deleted, with its pending deliveries: pending rows
+    only (the partial indexes' rows), never the delivered ones, which pile up until purged."""
+    pending = (
+        select(
+            EventDelivery.tenant_id,
+            EventDelivery.receiver_id,
+            func.count().label("pending"),
+            func.count().filter(EventDelivery.attempts > 0).label("failing"),
+            func.min(EventDelivery.created_at).label("oldest"),
+        )
+        .where(EventDelivery.state == "pending")
+        .group_by(EventDelivery.tenant_id, EventDelivery.receiver_id)
+        .subquery()
+    )
+    query = (
+        select(
+            Tenant.slug,
+            EventReceiver.name,
+            EventReceiver.delivery,
+            func.coalesce(pending.c.pending, 0),
+            func.coalesce(pending.c.failing, 0),
+            pending.c.oldest,
+        )
+        .join(Tenant, Tenant.id == EventReceiver.tenant_id)
+        .outerjoin(
+            pending,
+            (pending.c.tenant_id == EventReceiver.tenant_id)
+            & (pending.c.receiver_id == EventReceiver.id),
+        )
+        .where(Tenant.state != TenantState.DELETED)
+        .order_by(Tenant.slug, EventReceiver.name)
+    )
+    with tenancy.across_tenants():
+        try:
+            return [Backlog(*row) for row in db.session.execute(query)]
+        finally:
+            db.session.rollback()
+
+
 def dead_letters(receiver: EventReceiver, limit: int) -> list[tuple[EventDelivery, Event]]:
     """The receiver's dead deliveries with their events, newest first (in its tenant)."""
     query = (

@@ -215,7 +215,7 @@ def resource(
 def resource_streamed(
     body: dict[str, Any],
     name: str,
-    chunks: Iterable[list[Any]],
+    chunks: Iterable[str],
     status: int = 200,
     *,
     etag: str,
@@ -224,6 +224,8 @@ def resource_streamed(
     """One resource whose attribute `name`, a long list (a group's 100,000 members), is encoded
     chunk by chunk as the body is sent, in place of holding the whole text and every element
     encoded at once. The attribute goes before `meta` (where serialize puts it); `body` lacks it.
+    Each chunk is JSON text of consecutive elements, joined by ", " without brackets
+    (serialize.members_in_chunks): as json.dumps would write them in the list.
 
     `chunks` must hold what was read already: once the 200 and its headers are sent, a failure
     could only cut the body short, so nothing may touch the database from here on.
@@ -243,7 +245,7 @@ def resource_streamed(
         separator = ""
         for chunk in chunks:
             if chunk:
-                yield (separator + json.dumps(chunk, ensure_ascii=False)[1:-1]).encode()
+                yield (separator + chunk).encode()
                 separator = ", "
         yield closing.encode()
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json.encoder
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from app.etags import etag
-from app.models import Group, Member, Membership, User
+from app.models import Group, Member, Members, Membership, User
 from app.projection import Projection
 from app.schema import Attribute, ResourceType
 from app.schema.core import GROUP_RESOURCE
+
+# How json.dumps(..., ensure_ascii=False) writes a string, quotes included (its C function,
+# where json has it): the streamed members are written with it (members_in_chunks).
+_json_string = json.encoder.encode_basestring
 
 
 def timestamp(value: datetime) -> str:
@@ -75,7 +80,7 @@ def user(
 
 
 def group(
-    row: Group, projection: Projection, members: list[Member] | None = None
+    row: Group, projection: Projection, members: Sequence[Member] | None = None
 ) -> dict[str, Any]:
     """A group; `members` only when the caller loaded them (not for excludedAttributes=members)."""
     body: dict[str, Any] = {"schemas": [GROUP_RESOURCE.schema.id], "id": row.id}
@@ -94,13 +99,28 @@ def group(
     return project(GROUP_RESOURCE, body, projection)
 
 
-def members_in_chunks(
-    members: Sequence[Member], base_url: str, size: int = 1000
-) -> Iterator[list[dict[str, Any]]]:
-    """A group's `members` as group() shows them, `size` at a time: for a response that
-    encodes a long list as it is sent (api/render.py), never holding it all as dicts."""
+def members_in_chunks(members: Members, base_url: str, size: int = 1000) -> Iterator[str]:
+    """A group's `members` as group() shows them, `size` at a time, as JSON text: the elements
+    joined by ", ", without brackets, exactly as json.dumps(ensure_ascii=False) writes them in
+    a list. For a response that encodes a long list as it is sent (api/render.py).
+
+    Written from a template with json's own string encoder, not as dicts given to json.dumps:
+    building and encoding a dict per member took 40% of a full GET of 100,000 members, this a
+    third as long. A test checks the text equals what group() gives for hostile strings.
+    """
+    users, groups = f"{base_url}/Users/", f"{base_url}/Groups/"
+    string = _json_string
     for start in range(0, len(members), size):
-        yield [_member(m, base_url) for m in members[start : start + size]]
+        parts = []
+        for value, type, display in members.rows(slice(start, start + size)):
+            # _member's keys, in its order.
+            ref = users if type == "User" else groups
+            head = f'{{"value": {string(value)}, "$ref": {string(ref + value)}, "type": '
+            if display is None:
+                parts.append(f"{head}{string(type)}}}")
+            else:
+                parts.append(f'{head}{string(type)}, "display": {string(display)}}}')
+        yield ", ".join(parts)
 
 
 def shown_whole(rt: ResourceType, projection: Projection, name: str) -> bool:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from operator import itemgetter
+from itertools import islice
+from operator import gt
 from typing import Any
 
 from sqlalchemy import (
@@ -43,7 +44,16 @@ from app.filters import sql as filters
 from app.filters.grammar import Compare, Filter
 from app.fold import fold
 from app.limits import DEFAULT_LIMITS
-from app.models import Group, GroupMember, Member, Membership, MembershipChange, User, new_id
+from app.models import (
+    Group,
+    GroupMember,
+    Member,
+    Members,
+    Membership,
+    MembershipChange,
+    User,
+    new_id,
+)
 from app.paging import PageRequest
 from app.patch import Operation
 from app.patch import apply as apply_patch
@@ -159,16 +169,18 @@ def members_of(group_ids: list[str]) -> dict[str, list[Member]]:
 
 def _members_column() -> ColumnElement[Any]:
     """A group's live members as one JSON value of the statement that reads the group (read
-    into Group.members_read): [id, type, display] each, as members_of reads them."""
+    into Group.members_read): [[id, ...], [type, ...], [display, ...]], in id order.
+
+    Three arrays of strings, not an array per member: Python decodes them into three lists and
+    no object per member (models.Members says why that matters at 100,000). The rows are
+    ordered in a subquery and aggregated in that order (members_read checks it)."""
     user, nested = aliased(User), aliased(Group)
     member = GroupMember
-    return type_coerce(
+    rows = (
         select(
-            _json_rows(
-                member.member_id,
-                member.member_type,
-                func.coalesce(user.display_name, user.user_name, nested.display_name),
-            )
+            member.member_id.label("value"),
+            member.member_type.label("type"),
+            func.coalesce(user.display_name, user.user_name, nested.display_name).label("display"),
         )
         .select_from(member)
         .outerjoin(user, _live_member(user, "User"))
@@ -178,7 +190,13 @@ def _members_column() -> ColumnElement[Any]:
             member.group_id == Group.id,
             or_(user.id.is_not(None), nested.id.is_not(None)),
         )
+        .order_by(filters.in_codepoint_order(member.member_id))
         .correlate(Group)
+        .subquery()
+    )
+    return type_coerce(
+        select(_json_columns(rows.c.value, rows.c.type, rows.c.display))
+        .select_from(rows)
         .scalar_subquery(),
         JSON,
     )
@@ -198,13 +216,19 @@ def _live_member(resource: Any, kind: str) -> ColumnElement[bool]:
 _with_members = read_with(Group.members_read, _members_column)
 
 
-def members_read(group: Group) -> list[Member] | None:
+def members_read(group: Group) -> Members | None:
     """The members the statement that read `group` read with it (live(with_members=True)), or
     None."""
     if group.members_read is None:
         return None
-    # By id, as members_of reads them (a group holds a member once: ids are unique here).
-    return sorted(map(Member._make, group.members_read), key=itemgetter(0))
+    # [] for a group created without members; JSON null for a column of no rows (PostgreSQL).
+    values, types, displays = (column or [] for column in group.members_read or ([], [], []))
+    if any(map(gt, values, islice(values, 1, None))):  # not in order: as members_of reads them
+        order = sorted(range(len(values)), key=values.__getitem__)
+        values, types, displays = (
+            [column[i] for i in order] for column in (values, types, displays)
+        )
+    return Members(values, types, displays)
 
 
 @read_again_on_outage
@@ -262,6 +286,25 @@ class _json_rows(FunctionElement[Any]):  # noqa: N801 - used like a SQL function
     row."""
 
     inherit_cache = True
+
+
+class _json_columns(FunctionElement[Any]):  # noqa: N801 - used like a SQL function
+    """An aggregate: a JSON array holding, for each argument, an array of its values over the
+    rows, in their order; [[], ...] or [null, ...] (PostgreSQL) for no row."""
+
+    inherit_cache = True
+
+
+@compiles(_json_columns)
+def _json_columns_sqlite(element: _json_columns, compiler: Any, **kw: Any) -> str:
+    columns = (f"json_group_array({compiler.process(c, **kw)})" for c in element.clauses)
+    return f"json_array({', '.join(columns)})"
+
+
+@compiles(_json_columns, "postgresql")
+def _json_columns_postgresql(element: _json_columns, compiler: Any, **kw: Any) -> str:
+    columns = (f"json_agg({compiler.process(c, **kw)})" for c in element.clauses)
+    return f"json_build_array({', '.join(columns)})"
 
 
 @compiles(_json_rows)

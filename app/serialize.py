@@ -106,20 +106,23 @@ def members_in_chunks(members: Members, base_url: str, size: int = 1000) -> Iter
 
     Written from a template with json's own string encoder, not as dicts given to json.dumps:
     building and encoding a dict per member took 40% of a full GET of 100,000 members, this a
-    third as long. A test checks the text equals what group() gives for hostile strings.
+    fifth as long. A test checks the text equals what group() gives for hostile strings.
     """
-    users, groups = f"{base_url}/Users/", f"{base_url}/Groups/"
     string = _json_string
+    # JSON escapes character by character: a "$ref" is its prefix's text, open, then the id's.
+    users, groups = string(f"{base_url}/Users/")[:-1], string(f"{base_url}/Groups/")[:-1]
+    typed = {"User": (users, ', "type": "User"'), "Group": (groups, ', "type": "Group"')}
     for start in range(0, len(members), size):
         parts = []
         for value, type, display in members.rows(slice(start, start + size)):
             # _member's keys, in its order.
-            ref = users if type == "User" else groups
-            head = f'{{"value": {string(value)}, "$ref": {string(ref + value)}, "type": '
+            quoted = string(value)
+            ref, rest = typed.get(type) or (groups, f', "type": {string(type)}')
+            head = f'{{"value": {quoted}, "$ref": {ref}{quoted[1:]}{rest}'
             if display is None:
-                parts.append(f"{head}{string(type)}}}")
+                parts.append(f"{head}}}")
             else:
-                parts.append(f'{head}{string(type)}, "display": {string(display)}}}')
+                parts.append(f'{head}, "display": {string(display)}}}')
         yield ", ".join(parts)
 
 

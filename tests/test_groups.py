@@ -357,3 +357,47 @@ def test_a_5000_member_group_returns_exactly_every_member(client, create_group):
 
 
 META = ("created", "lastModified", "location", "version")
+
+# Display names JSON must escape, or must not: quotes, backslashes, control characters, the
+# separators the streamed text is joined with, non-ASCII from the BMP and beyond it. (A lone
+# surrogate or a NUL is refused when sent: no database stores them, app/intake.py.)
+HOSTILE = (
+    'say "hi"',
+    "back\\slash \\u0041 \\",
+    "tab\there\nnewline\r\x01\x1f\x7f",
+    '", "display": "forged", "x": "',
+    "}, {",
+    "Öß 中文 \u2028\u2029 \U0001f600",
+    "</script><script>",
+)
+
+
+def test_a_streamed_group_writes_hostile_names_exactly_as_a_small_group(
+    client, create_user, create_group
+):
+    hostile = [
+        create_user(userName=f"hostile{n}@example.com", displayName=name, externalId=None)
+        for n, name in enumerate(HOSTILE)
+    ]
+    # Without displayName: the member's display is its userName, as hostile.
+    hostile.append(create_user(userName='no "display" \\ \x02 Ü', displayName=None))
+    nested = create_group('Nested "\\ \n Ö \U0001f600')
+    elements = [{"value": u["id"]} for u in hostile] + [{"value": nested["id"]}]
+    small = create_group("Small", members=elements)
+    big = create_group("Big", members=elements + [{"value": i} for i in _seed_users(1000)])
+
+    texts = {}
+    for group in (small, big):
+        response = client.get(f"{BASE}/Groups/{group['id']}")
+        assert response.status_code == 200
+        texts[group["id"]] = response.get_data(as_text=True)
+    assert "Content-Length" not in response.headers  # the big group's: streamed
+    small_members = json.loads(texts[small["id"]])["members"]
+    big_members = json.loads(texts[big["id"]])["members"]
+    expected = [member(u) for u in hostile] + [member(nested, "Group")]
+    assert small_members == sorted(expected, key=lambda m: m["value"])
+    assert [m for m in big_members if m["value"] in {u["value"] for u in expected}] == small_members
+    assert len(big_members) == 1000 + len(expected)
+    for body in texts.values():
+        # Each is the text json.dumps writes for its body, as every other response is.
+        assert body == json.dumps(json.loads(body), ensure_ascii=False) + "\n"

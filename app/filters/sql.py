@@ -440,11 +440,6 @@ def _sortable(column: Column, attribute: Attribute) -> Any:
     return _in_codepoint_order(column.expression)
 
 
-def in_codepoint_order(expression: ColumnElement[Any]) -> ColumnElement[Any]:
-    """`expression` to ORDER BY as Python orders strings (_in_codepoint_order)."""
-    return _in_codepoint_order(expression)
-
-
 class _in_codepoint_order(FunctionElement):  # noqa: N801 - used like a SQL function
     """A string ordered by code point, as Python and SQLite order it, whatever collation the
     PostgreSQL database has (en_US.UTF-8 ignores punctuation at first: "a-c" < "ab" there)."""

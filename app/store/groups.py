@@ -173,7 +173,11 @@ def _members_column() -> ColumnElement[Any]:
 
     Three arrays of strings, not an array per member: Python decodes them into three lists and
     no object per member (models.Members says why that matters at 100,000). The rows are
-    ordered in a subquery and aggregated in that order (members_read checks it)."""
+    ordered in a subquery and aggregated in that order. In the database's collation, not by
+    code point as members_read wants them: PostgreSQL then reads them in the order of
+    ix_group_members_group_id_member instead of sorting 100,000 rows (COLLATE "C" did, on
+    disk, a sixth of the read); members_read checks the order, and canonical UUIDs (letters
+    of one case, dashes in the same places) compare alike in every collation."""
     user, nested = aliased(User), aliased(Group)
     member = GroupMember
     rows = (
@@ -190,7 +194,7 @@ def _members_column() -> ColumnElement[Any]:
             member.group_id == Group.id,
             or_(user.id.is_not(None), nested.id.is_not(None)),
         )
-        .order_by(filters.in_codepoint_order(member.member_id))
+        .order_by(member.member_id)
         .correlate(Group)
         .subquery()
     )

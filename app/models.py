@@ -280,8 +280,8 @@ class Members(Sequence[Member]):
     """A group's members as three columns in member id order: their ids, types and display
     names (store/groups.py reads them so). A full GET of 100,000 members made a tuple per
     member, and a list per member where JSON decoded them: Python's cyclic garbage collector
-    walked them all, again and again, as they were made (half of their cost). Three lists of
-    strings give it nothing to walk; a Member is made only when one is asked for."""
+    walked them all, again and again, as they were made (more than half of their cost).
+    Three lists of strings give it nothing to walk; a Member is made only when asked for."""
 
     __slots__ = ("values", "types", "displays")
 
@@ -299,7 +299,7 @@ class Members(Sequence[Member]):
 
     def __getitem__(self, index: int | slice) -> Member | list[Member]:
         if isinstance(index, slice):
-            return list(self.rows(index))
+            return list(map(Member, self.values[index], self.types[index], self.displays[index]))
         return Member(self.values[index], self.types[index], self.displays[index])
 
     def __iter__(self) -> Iterator[Member]:

@@ -227,7 +227,8 @@ def members_read(group: Group) -> Members | None:
         return None
     # [] for a group created without members; JSON null for a column of no rows (PostgreSQL).
     values, types, displays = (column or [] for column in group.members_read or ([], [], []))
-    if any(map(gt, values, islice(values, 1, None))):  # not in order: as members_of reads them
+    # By id, compared by code point as Python compares: the database's collation may differ.
+    if any(map(gt, values, islice(values, 1, None))):
         order = sorted(range(len(values)), key=values.__getitem__)
         values, types, displays = (
             [column[i] for i in order] for column in (values, types, displays)

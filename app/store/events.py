@@ -33,7 +33,7 @@ The cost on a write is kept to round trips and to statements SQLAlchemy compiles
 events go in as one INSERT, and the deliveries as one INSERT ... SELECT from event_receivers,
 which reads the receivers in the same statement (none cached, so a receiver added a moment ago
 is never missed) and returns, per delivery, whether its receiver wants `:full` events. On
-PostgreSQL both are one statement (the INSERT of events, over arrays of their values, as a
+PostgreSQL both are one statement (the INSERT of events, over one JSON array of their values, as a
 data-modifying WITH, which also NOTIFYs the workers when it queued a delivery); on SQLite,
 which has no such WITH, two statements in process. The events are written after the commit's
 own flush (`_write_after_flush`), when every changed row's version is final: one flush, not two.
@@ -255,17 +255,12 @@ def _write(session: Session, changes: list[tuple[str, list[Change]]]) -> None:
     # running it). They name the tenant themselves (the ORM's tenant criteria are for SELECTs).
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        # One statement for any number of rows: the events (a data-modifying WITH over arrays
-        # of their values), their deliveries, whether one is owed to a `:full` receiver, and
-        # the workers' wake-up.
-        arrays = {
-            column: [row[column] for row in rows]
-            for column in ("txn", *_EVENT_VALUES)
-            if column != "attributes"
-        }
-        arrays["attributes"] = [json.dumps(row["attributes"]) for row in rows]
-        given = {"tenant": tenant_id, "now": now}
-        full = connection.execute(_WRITE_POSTGRESQL, given | arrays).scalar()
+        # One statement for any number of rows: the events (a data-modifying WITH over their
+        # values, one JSON parameter: ten arrays cost the driver more to send), their
+        # deliveries, whether one is owed to a `:full` receiver, and the workers' wake-up.
+        values = json.dumps([{column: row[column] for column in _EVENT_COLUMNS} for row in rows])
+        given = {"tenant": tenant_id, "now": now, "rows": values}
+        full = connection.execute(_WRITE_POSTGRESQL, given).scalar()
     elif len(changes) == 1:  # SQLite, in process: the rows, then their deliveries (each saying
         # whether its receiver is a `:full` one) by the txn
         for chunk in chunks(rows):
@@ -289,25 +284,27 @@ def _write(session: Session, changes: list[tuple[str, list[Change]]]) -> None:
 
 _INSERT_EVENTS = insert(Event)  # built once: SQLite's executemany of the rows
 
-# The events' values but tenant_id and at (the same for all), in _WRITE_POSTGRESQL's arrays.
-_EVENT_VALUES = (
-    "jti",
-    "resource_type",
-    "resource_id",
-    "external_id",
-    "operation",
-    "activation",
-    "attributes",
-    "version",
-    "request_id",
-)
+# The events' values but tenant_id and at (the same for all), in _WRITE_POSTGRESQL's JSON
+# parameter, with their types there.
+_EVENT_COLUMNS = {
+    "txn": "varchar",
+    "jti": "varchar",
+    "resource_type": "varchar",
+    "resource_id": "varchar",
+    "external_id": "varchar",
+    "operation": "varchar",
+    "activation": "varchar",
+    "attributes": "json",
+    "version": "integer",
+    "request_id": "varchar",
+}
 
 # PostgreSQL: the channel a transaction that queued deliveries notifies as it commits (a
 # NOTIFY is delivered at COMMIT, never for a rollback); the workers LISTEN on it
 # (store/deliveries.py).
 CHANNEL = "scim_events"
 
-# One row of events per element of the arrays (in their order: WITH ORDINALITY), a delivery per
+# One row of events per element of the JSON array (in its order: WITH ORDINALITY), a delivery per
 # event and enabled receiver subscribed to its operation or activation (read from
 # event_receivers in the same statement, so a receiver added a moment ago is never missed,
 # and nothing about receivers is cached), then whether one of those deliveries is owed to a
@@ -315,16 +312,12 @@ CHANNEL = "scim_events"
 _WRITE_POSTGRESQL = text(
     f"""
     WITH written AS (
-        INSERT INTO events (tenant_id, at, txn, {", ".join(_EVENT_VALUES)})
-        SELECT :tenant, :now, e.txn, e.jti, e.resource_type, e.resource_id, e.external_id,
-               e.operation, e.activation, CAST(e.attributes AS json), e.version, e.request_id
-        FROM unnest(
-            CAST(:txn AS varchar[]), CAST(:jti AS varchar[]), CAST(:resource_type AS varchar[]),
-            CAST(:resource_id AS varchar[]), CAST(:external_id AS varchar[]),
-            CAST(:operation AS varchar[]), CAST(:activation AS varchar[]),
-            CAST(:attributes AS text[]), CAST(:version AS integer[]),
-            CAST(:request_id AS varchar[])
-        ) WITH ORDINALITY AS e (txn, {", ".join(_EVENT_VALUES)}, n)
+        INSERT INTO events (tenant_id, at, {", ".join(_EVENT_COLUMNS)})
+        SELECT :tenant, :now, {", ".join(f"e.{column}" for column in _EVENT_COLUMNS)}
+        FROM ROWS FROM (
+            json_to_recordset(CAST(:rows AS json))
+            AS ({", ".join(f"{column} {kind}" for column, kind in _EVENT_COLUMNS.items())})
+        ) WITH ORDINALITY AS e ({", ".join(_EVENT_COLUMNS)}, n)
         ORDER BY e.n
         RETURNING tenant_id, id, resource_id, operation, activation
     ), fanned AS (

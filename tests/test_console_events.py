@@ -18,6 +18,7 @@ from sqlalchemy import update
 from app import tenancy
 from app.db import db, utcnow
 from app.models import EventDelivery, EventReceiver
+from app.store import console as console_store
 from app.store import tenants
 from tests.payloads import GROUP_URN, patch_payload, user_payload
 from tests.test_console import PASSWORD, log_in, scim
@@ -29,8 +30,6 @@ DEFAULT = "/console/t/default"
 @pytest.fixture
 def browser(app: Flask, client: FlaskClient) -> FlaskClient:
     """A global admin, signed in (`client` empties every table afterwards)."""
-    from app.store import console as console_store
-
     console_store.set_password("admin", PASSWORD)
     browser = app.test_client()
     assert log_in(browser).status_code == 302
@@ -119,7 +118,9 @@ def test_each_receiver_shows_delivered_pending_failing_dead_oldest_and_last_erro
     assert poller_row["oldest"] == "—"
     assert f"/events/receivers/{poller.id}/poll" in page.text
     assert f'href="/events/receivers/{app_receiver.id}/jwks.json"' in page.text
-    assert "disabled" in page.text
+    row_html = dict(re.findall(r'<tr data-receiver="([^"]+)".*?>(.*?)</tr>', page.text, re.S))
+    assert '<span class="state suspended">disabled</span>' in row_html["audit-poller"]
+    assert "disabled" not in row_html["app"]
 
 
 def test_a_tenant_sees_only_its_own_receivers(

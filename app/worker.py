@@ -34,6 +34,7 @@ import os
 import random
 import re
 import signal
+import socket
 import ssl
 import threading
 import time
@@ -149,6 +150,12 @@ def failure(e: OSError | http.client.HTTPException) -> str:
         # behind an https URL, say.
         text = re.sub(r"^\[SSL: \w+\] | \(_ssl\.c:\d+\)$", "", str(e.args[-1]))
         return f"TLS: {text}"
+    if isinstance(e, socket.gaierror):
+        return f"DNS: the receiver's host name does not resolve ({e.strerror or e})"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused: nothing listens at the receiver's address and port"
+    if isinstance(e, TimeoutError):
+        return "timed out: no answer within SCIM_EVENTS_PUSH_TIMEOUT_SECONDS"
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 

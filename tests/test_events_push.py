@@ -6,6 +6,7 @@ operators' commands `flask events status`, `dead` and `replay` (issue 17)."""
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -22,7 +23,8 @@ from app import tenancy
 from app.db import db
 from app.models import EventDelivery
 from app.store import deliveries
-from app.worker import AlreadyRunning, Settings, Worker
+from app.worker import AlreadyRunning, Settings, Worker, failure
+from tests.net import free_port
 from tests.payloads import BASE, patch_payload, user_payload
 from tests.set_receiver import Received, running
 from tests.test_events_delivery import verify
@@ -345,3 +347,39 @@ def test_the_documentation_shows_the_receiver_the_crash_test_runs():
     root = Path(__file__).resolve().parent.parent
     receiver = (root / "docs" / "events_receiver.py").read_text()
     assert f"```python\n{receiver}```" in (root / "docs" / "events.md").read_text()
+
+
+def test_a_receiver_that_refuses_connections_is_retried_and_says_so(app, client):
+    add_pusher(app, f"http://127.0.0.1:{free_port()}/events")  # nothing listens there
+    client.post(f"{BASE}/Users", json=user_payload())
+    with worker(app):
+        wait_until(lambda: [row.attempts >= 2 for row in rows()] == [True])
+    ((row),) = rows()
+    assert (row.state, row.last_error) == (
+        "pending",
+        "connection refused: nothing listens at the receiver's address and port",
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        pytest.param(
+            socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+            "DNS: the receiver's host name does not resolve (Name or service not known)",
+            id="dns",
+        ),
+        pytest.param(
+            TimeoutError("timed out"),
+            "timed out: no answer within SCIM_EVENTS_PUSH_TIMEOUT_SECONDS",
+            id="timeout",
+        ),
+        pytest.param(
+            ConnectionResetError(104, "Connection reset by peer"),
+            "ConnectionResetError: [Errno 104] Connection reset by peer",
+            id="other",
+        ),
+    ],
+)
+def test_network_failures_read_as_what_to_fix(error, said):
+    assert failure(error) == said

@@ -96,13 +96,7 @@ def run(kind: str, urls: dict[str, str], writes: int, threads: int) -> None:
             started = time.perf_counter()
             done[name] += one_round(client, group_id)
             spent[name] += time.perf_counter() - started
-    off = done["off"] / spent["off"]
-    for name in setups:
-        rate = done[name] / spent[name]
-        print(f"{kind:10} {name:7} {rate:8.0f} writes/s  x{rate / off:.2f}")
-    for app, *_ in setups.values():
-        with app.app_context():
-            db.engine.dispose()
+    report(kind, setups, done, spent, "")
 
 
 def run_threads(kind: str, urls: dict[str, str], writes: int, threads: int) -> None:
@@ -145,10 +139,15 @@ def run_threads(kind: str, urls: dict[str, str], writes: int, threads: int) -> N
     while min(done.values()) < writes:
         for name in setups:
             slice_of(name, 2.0)
+    report(kind, setups, done, spent, f"  ({threads} threads)")
+
+
+def report(kind: str, setups: dict, done: dict, spent: dict, suffix: str) -> None:
+    """Each setup's writes/s and its ratio to "off"; then the setups' engines are closed."""
     off = done["off"] / spent["off"]
     for name in setups:
         rate = done[name] / spent[name]
-        print(f"{kind:10} {name:7} {rate:8.0f} writes/s  x{rate / off:.2f}  ({threads} threads)")
+        print(f"{kind:10} {name:7} {rate:8.0f} writes/s  x{rate / off:.2f}{suffix}")
     for app, *_ in setups.values():
         with app.app_context():
             db.engine.dispose()

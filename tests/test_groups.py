@@ -400,8 +400,9 @@ def test_a_streamed_group_writes_hostile_names_exactly_as_a_small_group(
     assert [m for m in big_members if m["value"] in {u["value"] for u in expected}] == small_members
     assert len(big_members) == 1000 + len(expected)
     for body in texts.values():
-        # Each is the text json.dumps writes for its body, as every other response is.
-        assert body == json.dumps(json.loads(body), ensure_ascii=False) + "\n"
+        # Each is the text json_text writes for its body, as every other response is.
+        compact = json.dumps(json.loads(body), ensure_ascii=False, separators=(",", ":"))
+        assert body == compact + "\n"
 
 
 def test_members_read_out_of_code_point_order_are_put_in_it():

@@ -25,22 +25,32 @@ def rivals(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str, int], None]:
     """Make the next `count` writes to a row find that another writer changed it after it was read.
 
     With the row locked, a real rival waits; the same transaction bumping the version just
-    before the commit is what the ORM's `WHERE version = <read>` then sees (StaleDataError).
+    before the row's UPDATE is what its `WHERE version = <read>` then sees (StaleDataError):
+    before the commit for a row the ORM writes (its flush), before `locked.write` for one
+    written by statement (a user's PUT and PATCH). One bump per attempt, whichever comes first.
     """
 
     def arrange(table: str, row_id: str, count: int) -> None:
         left = [count]
-        commit = locked.commit
+        commit, write = locked.commit, locked.write
 
-        def commit_after_a_rival(session: Any) -> None:
+        def rival() -> None:
             if left[0]:
                 left[0] -= 1
-                session.connection().execute(
+                db.session.connection().execute(
                     text(f"UPDATE {table} SET version = version + 1 WHERE id = :id"), {"id": row_id}
                 )
+
+        def commit_after_a_rival(session: Any) -> None:
+            rival()
             commit(session)
 
+        def write_after_a_rival(statement: Any, parameters: dict[str, Any]) -> None:
+            rival()
+            write(statement, parameters)
+
         monkeypatch.setattr(locked, "commit", commit_after_a_rival)
+        monkeypatch.setattr(locked, "write", write_after_a_rival)
 
     return arrange
 

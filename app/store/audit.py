@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy import event as sql_events
 from sqlalchemy.orm import Session
 
@@ -32,13 +32,22 @@ def record_with_changes(
     """
 
     def before_commit(session: Session) -> None:
-        if (row := to_commit()) is not None:
-            row.txn = events.current_txn()  # the change's events' txn; None if it changed nothing
-            session.add(row)  # the commit's flush writes it, in the same transaction
+        if (row := to_commit()) is None:
+            return
+        row.txn = events.current_txn()  # the change's events' txn; None if it changed nothing
+        if events.is_deferring(session):
+            session.add(row)  # written with the deferred changes' rows (store/batch.py)
+            return
+        # One Core INSERT in the same transaction, built once; the row stays an unsaved object
+        # (app/audit.py logs it). Through the ORM it cost a flush of its own.
+        values = {key: getattr(row, key) for key in _AUDIT_COLUMNS}
+        session.connection().execute(_INSERT_AUDIT, values)
 
     def added(_session: Session, instance: object) -> None:
         if isinstance(instance, (User, Group)):
             created(instance.id)
+
+    _created[:] = [created]
 
     listeners = {
         "before_commit": before_commit,
@@ -48,6 +57,23 @@ def record_with_changes(
     }
     for name, listener in listeners.items():
         sql_events.listen(db.session, name, listener)
+
+
+# What record_with_changes was given as `created`: a store function that writes a new user or
+# group by statement, not through the session, names its id itself (created).
+_created: list[Callable[[str], None]] = []
+
+# A granted change's row, in its change's transaction: every column but the id, which the
+# database draws.
+_AUDIT_COLUMNS = tuple(column.key for column in AuditEvent.__table__.columns if column.key != "id")
+_INSERT_AUDIT = insert(AuditEvent.__table__)
+
+
+def created(resource_id: str) -> None:
+    """A user or group was created by statement, which the session's hook does not see: its
+    id, for the audit row of the change (as record_with_changes' `created` receives it)."""
+    for receiver in _created:
+        receiver(resource_id)
 
 
 def record(events: list[AuditEvent]) -> None:

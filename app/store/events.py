@@ -228,6 +228,12 @@ def deferring(session: Session) -> Iterator[None]:
         session.info.pop(_DEFERRING, None)
 
 
+def is_deferring(session: Session) -> bool:
+    """Whether a change runs deferred (`deferring`): its rows are to be written by the session,
+    together with the others' (store/batch.py), not by statements of its own."""
+    return _DEFERRING in session.info
+
+
 def _write(session: Session, changes: list[tuple[str, list[Change]]]) -> None:
     """The events of these changes (txn, its changes), and their deliveries."""
     tenant_id, now = tenancy.current_id(), utcnow()

@@ -59,7 +59,7 @@ from app.patch import Operation
 from app.patch import apply as apply_patch
 from app.projection import Projection
 from app.schema.core import GROUP_RESOURCE
-from app.store import chunks, could_be_id, events, locked, one_of, pages, read_with
+from app.store import audit, chunks, could_be_id, events, locked, one_of, pages, read_with
 
 MEMBERS = GROUP_RESOURCE.schema.attribute("members")
 
@@ -330,13 +330,16 @@ def create(
     checked = validate.resource(GROUP_RESOURCE, body)
     document = checked.document
     members = _existing(_elements(document.pop("members", []), max_members))
-    group = Group(id=new_id(), version=1)
+    group = Group(id=new_id(), version=1, tenant_id=tenancy.current_id(), deleted_at=None)
     _set_columns(group, document)
     group.created_at = group.last_modified = utcnow()
     _check_display_name_free(group.display_name, None)
-    db.session.add(group)
     with locked.refusing(_REFUSALS, group):
-        db.session.flush()  # the group's row, before the member rows that refer to it
+        # The group's row, before the member rows that refer to it: one Core INSERT built
+        # once, cheaper than the session's flush. The row returned is not in the session.
+        values = {column: getattr(group, column) for column in _GROUP_COLUMNS}
+        db.session.connection().execute(_INSERT_GROUP, values)
+        audit.created(group.id)  # for the audit row (the session's hook does not see it)
         changes = _Changes(request_id)
         changes.note("added", group.id, _add_members(group.id, members))
         changes.record()
@@ -345,6 +348,10 @@ def create(
     if not members:
         set_committed_value(group, "members_read", [])  # none to read back for the response
     return group
+
+
+_INSERT_GROUP = insert(Group.__table__)
+_GROUP_COLUMNS = tuple(column.key for column in Group.__table__.columns)
 
 
 def replace(

@@ -341,27 +341,15 @@ _RELATIVE = Projection(base_url="")  # the links of an event's data, relative to
 def _copy_onto_row(
     rt: ResourceType, user: User, document: dict[str, Any], password: str | None
 ) -> None:
-    """Copy a validated document onto the row and its per-element index."""
-    unchanged = user.document == document and password is None
-    if unchanged:
-        return
-    if user.document is None:  # a new row
-        user.id = new_id()
-        elements = value_rows(rt, user.id, document)
-    else:
-        elements = value_rows(rt, user.id, document)
-        # Rewritten only when they changed: a PATCH of givenName or active (most of an IdP's
-        # changes) keeps every element, and skips a DELETE and an INSERT with their indexes.
-        if elements == value_rows(rt, user.id, user.document):
-            elements = []
-        else:
-            db.session.execute(sql_delete(UserValue).where(UserValue.user_id == user.id))
+    """A new row from a validated document, and its per-element rows, for the session to write
+    (a Bulk's deferred create; store/batch.py)."""
+    user.id = new_id()
     for column, value in columns(rt, document).items():
         setattr(user, column, value)
     if password is not None:
         user.password_hash = generate_password_hash(password)
     user.last_modified = utcnow()
-    db.session.add_all(UserValue(**row) for row in elements)
+    db.session.add_all(UserValue(**row) for row in value_rows(rt, user.id, document))
 
 
 def insert_many(

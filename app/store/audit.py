@@ -24,11 +24,13 @@ def record_with_changes(
 ) -> None:
     """Have the request's session (db.session) commit a change with its audit row.
 
-    Before each commit, `to_commit` gives the event to write in that transaction (or None);
-    `committed` and `rolled_back` say how that transaction ended (a rolled back event is gone
-    with it); `created` gets the id of each user or group added to the session (a POST's new
-    resource). The store's other sessions (a token's, an audit row's own) are not a request's
-    change and are left alone.
+    Before each commit, `to_commit` gives the event to write in that transaction (or None),
+    written by one INSERT (added to the session instead in a Bulk's deferred change, whose rows
+    the session writes together); `committed` and `rolled_back` say how that transaction ended
+    (a rolled back event is gone with it); `created` gets the id of each user or group added to
+    the session or written by statement (`created`, below): a POST's new resource. The store's
+    other sessions (a token's, an audit row's own) are not a request's change and are left
+    alone.
     """
 
     def before_commit(session: Session) -> None:

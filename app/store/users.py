@@ -157,7 +157,15 @@ def _rewrite(rt: ResourceType, user: User, document: dict[str, Any], password: s
     then set what was written on the row as committed. Nothing when nothing changed."""
     if user.document == document and password is None:
         return
-    values = {**columns(rt, document), "last_modified": utcnow(), "version": user.version + 1}
+    # The columns that change, as the ORM's UPDATE had them: SQLite rewrites the entries of
+    # every index whose column an UPDATE sets, changed or not. document_key is not loaded
+    # (deferred): always written.
+    values = {
+        name: value
+        for name, value in columns(rt, document).items()
+        if name == "document_key" or getattr(user, name) != value
+    }
+    values |= {"last_modified": utcnow(), "version": user.version + 1}
     if password is not None:
         values["password_hash"] = generate_password_hash(password)
     elements: list[dict[str, Any]] | None = value_rows(rt, user.id, document)
@@ -167,7 +175,7 @@ def _rewrite(rt: ResourceType, user: User, document: dict[str, Any], password: s
         elements = None
     key = {"row_tenant": user.tenant_id, "row_id": user.id}
     connection = db.session.connection()
-    named = cast(User, SimpleNamespace(user_name=values["user_name"]))  # for a refusal's text
+    named = cast(User, SimpleNamespace(user_name=document["userName"]))  # for a refusal's text
     with locked.refusing(_REFUSALS, named):
         locked.write(_update_row(tuple(values)), key | {"row_version": user.version} | values)
         if elements is not None:
@@ -191,10 +199,10 @@ _DELETE_VALUES = sql_delete(UserValue.__table__).where(
 )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=512)
 def _update_row(names: tuple[str, ...]) -> Update:
-    """A user's row, these columns set, where it still has the version read (one statement per
-    set of columns: two, with and without a password)."""
+    """A user's row, these columns set, where it still has the version read: one statement per
+    set of columns changed (a PATCH of givenName, of active, a PUT...), built once."""
     return (
         update(_USERS)
         .where(

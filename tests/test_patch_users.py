@@ -829,7 +829,9 @@ def test_unassigned_active_stays_so_through_put_and_is_set_again_by_patch(client
 
 def test_a_change_that_keeps_every_element_leaves_their_rows_alone(client, create_user):
     """The per-element rows (user_values, what emails[...] filters read) are rewritten only
-    when an element changed: a PATCH of givenName or active writes the user's row alone."""
+    when an element changed: a PATCH of givenName or active writes the user's row alone, and
+    of it only the columns that change (SQLite rewrites the index entries of every column an
+    UPDATE sets, changed or not)."""
     user = create_user(userName="ada@example.com")
     for operation in (
         {"op": "replace", "path": "name.givenName", "value": "Augusta"},
@@ -838,6 +840,8 @@ def test_a_change_that_keeps_every_element_leaves_their_rows_alone(client, creat
         with statements() as seen:
             assert patch(client, user, operation).status_code == 200
         assert not [s for s in seen if "user_values" in s], seen
+        (update,) = [s for s in seen if s.lstrip().upper().startswith("UPDATE USERS")]
+        assert "user_name" not in update.split("WHERE")[0], update
     new_email = {"op": "replace", "path": "emails", "value": [{"value": "ada@lovelace.org"}]}
     with statements() as seen:
         assert patch(client, user, new_email).status_code == 200

@@ -2,13 +2,13 @@
 
 Users and groups use one optimistic-locking check: every UPDATE of the row sets
 `version = read + 1 WHERE version = read`, and finding no such row raises StaleDataError. A
-group is written through the ORM, whose `version_id_col` does that. A group's membership change
-writes only group_members, so it must bump the version explicitly: it sets `last_modified`
-(which must change anyway), and the ORM's UPDATE of the row carries the new version. A user's
-PUT and PATCH write its row by a Core UPDATE built once (store/users.py), cheaper than the ORM's
-flush, which carries the same condition and raises the same StaleDataError (`write`); its
-DELETE goes through the ORM like a group's. Either way the new version is known without reading
-the row back.
+group's changes go through the ORM, whose `version_id_col` does that. A group's membership
+change writes only group_members, so it must bump the version explicitly: it sets
+`last_modified` (which must change anyway), and the ORM's UPDATE of the row carries the new
+version. A user's PUT and PATCH write its row by a Core UPDATE of the columns that change
+(store/users.py; cheaper than the ORM's flush), which carries the same condition and, through
+`write`, raises the same StaleDataError; a user's DELETE goes through the ORM like a group's.
+Either way the new version is known without reading the row back.
 
 The row lock makes concurrent writers queue (PostgreSQL; SQLite's BEGIN IMMEDIATE runs one
 writer at a time), so the version check rarely fires: it catches a row object read before the

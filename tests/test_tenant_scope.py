@@ -4,18 +4,20 @@ cross-tenant path sees all. (The HTTP isolation proof is tests/test_tenant_isola
 
 from __future__ import annotations
 
+import weakref
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import delete, exists, func, select, text, union_all, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.util import find_tables
 
 from app import tenancy
 from app.db import db
 from app.models import Group, GroupMember, Token, User, UserValue
 from app.schema.core import USER_RESOURCE
-from app.store import tenants
+from app.store import scope, tenants
 from app.store import users as user_store
 
 
@@ -151,3 +153,65 @@ def test_postgresql_row_level_security_setting_follows_the_scope_within_a_transa
         seen.append(db.session.scalar(current))
     db.session.commit()
     assert seen == [str(two_tenants["a"]), "*", str(two_tenants["b"]), str(two_tenants["a"])]
+
+
+# --- The tables a statement touches, kept per element (scope._Found) -------------------------
+
+
+def test_the_kept_tables_are_never_another_statements():
+    """An element's answer is kept under its id, which Python reuses once the element is gone:
+    a new statement at that id must be walked, not given the old one's tables."""
+    found = scope._Found(size=64)
+    for _ in range(200):
+        on_users = select(User.id).where(User.user_name == "x")
+        assert found.tables(on_users) == {User.__table__}
+        reused = id(on_users)
+        del on_users
+        on_groups = select(Group.id).where(Group.display_name == "x")
+        if id(on_groups) == reused:  # usually: CPython hands the freed memory out again
+            assert found.tables(on_groups) == {Group.__table__}
+        assert found.tables(on_groups) == {Group.__table__}
+        assert found.tables(select(func.count()).select_from(Token)) == {Token.__table__}
+
+
+def test_an_entry_counts_only_for_its_own_element():
+    """Whatever sits under an element's id (here planted: another element's answer) is not
+    its answer unless the entry's weak reference is to that very element."""
+    found = scope._Found(size=64)
+    on_groups = select(Group.id)
+    other = select(User.id)
+    found.entries[id(on_groups)] = (weakref.ref(other), frozenset({User.__table__}))
+    assert found.tables(on_groups) == {Group.__table__}
+    assert found.entries[id(on_groups)][0]() is on_groups
+
+
+def test_the_kept_tables_agree_with_a_fresh_walk():
+    """Statements sharing parts (the store's live() with a new WHERE each time) are answered
+    from the parts kept and the new parts walked: the same tables as sqlalchemy's find_tables."""
+    found = scope._Found(size=16)  # small: entries go while the walk goes on
+    member = aliased(User)
+    statements = [
+        user_store.live(with_groups=True).where(User.user_name_key == "x"),
+        user_store.live().where(User.id == "y"),
+        select(func.count()).select_from(user_store.live().subquery()),
+        select(Group.id).join(GroupMember, GroupMember.group_id == Group.id),
+        select(member.id).where(exists().where(UserValue.user_id == member.id)),
+        union_all(select(User.id), select(Group.id)),
+        update(User).values(active=False),
+        delete(UserValue).where(UserValue.user_id == "z"),
+        select(text("1")),
+    ]
+    for _ in range(3):
+        for statement in statements:
+            walked = find_tables(
+                statement, include_joins=True, include_aliases=True, include_crud=True
+            )
+            assert found.tables(statement) == scope._OWNED_TABLES.intersection(walked)
+    assert len(found.entries) <= 16
+
+
+def test_the_kept_tables_are_bounded():
+    found = scope._Found(size=100)
+    for i in range(1000):
+        found.tables(select(User.id).where(User.id == str(i)))
+    assert len(found.entries) <= 100

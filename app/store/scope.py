@@ -17,11 +17,12 @@ Two layers, so that one mistake cannot leak a customer's data to another:
 from __future__ import annotations
 
 import functools
+import itertools
+import weakref
 from typing import Any
 
 from sqlalchemy import Connection, event
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
-from sqlalchemy.sql.util import find_tables
 
 from app import tenancy
 from app.models import (
@@ -83,9 +84,57 @@ def _owned_tables(statement: Any) -> frozenset[Any]:
     """The tenant-owned tables a statement touches anywhere: joins, subqueries, aliases,
     `select_from` (an entity need not be among the selected columns, as in
     `select(func.count()).select_from(User)`) and the target of an UPDATE or DELETE. The models
-    have no relationships, so every table a statement reads is written in it."""
-    found = find_tables(statement, include_joins=True, include_aliases=True, include_crud=True)
-    return _OWNED_TABLES.intersection(found)
+    have no relationships, so every table a statement reads is written in it.
+
+    What sqlalchemy.sql.util.find_tables finds, walked element by element with each element's
+    answer kept (_Found): a request's statement is mostly elements built once (store.users.live,
+    its subqueries) with a new WHERE on top, and walking all of them again took 8% of a lookup.
+    """
+    return _FOUND.tables(statement)
+
+
+class _Found:
+    """The tenant-owned tables under each statement element walked lately.
+
+    Keyed by id(element), which a later element can reuse once this one is gone: an entry holds
+    a weak reference to its element and counts only while that is the very element asked about.
+    Bounded: past `size` entries the oldest go, and an element walked again is found anew.
+    Elements are immutable (a statement's .where() makes a new one), so an answer never goes
+    stale while its element lives.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: dict[int, tuple[weakref.ref[Any], frozenset[Any]]] = {}
+
+    def tables(self, element: Any) -> frozenset[Any]:
+        entry = self.entries.get(id(element))
+        if entry is not None and entry[0]() is element:
+            return entry[1]
+        found = frozenset()
+        if element.__visit_name__ == "table":
+            found = _OWNED_TABLES.intersection((element,))
+        elif element.__visit_name__ in ("insert", "update", "delete"):
+            found = _OWNED_TABLES.intersection((element.table,))
+        for child in element.get_children():
+            found |= self.tables(child)
+        self._keep(element, found)
+        return found
+
+    def _keep(self, element: Any, found: frozenset[Any]) -> None:
+        try:
+            reference = weakref.ref(element)
+        except TypeError:  # an element without weak references is walked every time
+            return
+        entries = self.entries
+        if len(entries) >= self.size:
+            for key in list(itertools.islice(entries, self.size // 4)):
+                del entries[key]
+        entries.pop(id(element), None)  # a dead element's entry under a reused id
+        entries[id(element)] = (reference, found)
+
+
+_FOUND = _Found(size=8192)
 
 
 @functools.lru_cache(maxsize=16384)

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NamedTuple, overload
+from typing import Any, NamedTuple, Protocol, overload
 
 from sqlalchemy import (
     JSON,
@@ -149,6 +149,31 @@ class User(db.Model):
     # Optimistic concurrency: an UPDATE that finds another writer's version raises StaleDataError
     # and the write is retried from a fresh read; groups use the same (store/locked.py says why).
     __mapper_args__ = {"version_id_col": version}
+
+
+class ShownUser(Protocol):
+    """What a user's SCIM representation is made from (serialize.user): a User, or a row of
+    USER_SHOWN (and `groups_read`, when its statement read them), as a page reads users."""
+
+    tenant_id: int
+    id: str
+    external_id: str | None
+    document: dict[str, Any]
+    created_at: datetime
+    last_modified: datetime
+    version: int
+
+
+# The columns of a ShownUser, in that order.
+USER_SHOWN = (
+    User.tenant_id,
+    User.id,
+    User.external_id,
+    User.document,
+    User.created_at,
+    User.last_modified,
+    User.version,
+)
 
 
 class UserValue(db.Model):

@@ -5,6 +5,7 @@ and members excluded from a group are never read."""
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from app.projection import Projection
 from app.schema.core import USER_RESOURCE
-from app.serialize import project
+from app.serialize import project, timestamp
 from tests.conftest import BASE, statements
 from tests.payloads import ENTERPRISE_URN, GROUP_URN, USER_URN, search, without_volatile
 
@@ -312,3 +313,25 @@ def test_the_shortcut_agrees_with_the_walk_for_any_document(core, extension, str
         rt, copy.deepcopy(body), Projection("https://x", excluded_attributes=("noSuchAttribute",))
     )
     assert list(plain.items()) == list(walked.items())
+
+
+# --- meta.created and meta.lastModified -----------------------------------------------------
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(
+    value=st.datetimes(
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5)), timezone(timedelta(0))])
+    )
+    | st.datetimes()
+)
+def test_timestamps_read_as_strftime_wrote_them(value):
+    """serialize.timestamp writes what strftime did, for any year (before 1000 too, which
+    strftime leaves unpadded), offset or none, and microseconds or none: cut to milliseconds."""
+    wrote = value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    assert timestamp(value) == wrote
+
+
+def test_a_timestamp_in_utc_to_the_millisecond():
+    assert timestamp(datetime(2026, 11, 23, 9, 51, 49, 123999, UTC)) == "2026-11-23T09:51:49.123Z"
+    assert timestamp(datetime(2026, 11, 23, 9, 51, 49, tzinfo=UTC)) == "2026-11-23T09:51:49.000Z"

@@ -3,12 +3,13 @@ another (the root /.search lists both types)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Response
 
 from app import etags, protocol, serialize
-from app.models import Group, User
+from app.models import Group, ShownUser, User
 from app.projection import Projection
 from app.protocol import ListQuery
 from app.schema.core import GROUP_RESOURCE
@@ -23,7 +24,7 @@ def shows_groups(projection: Projection) -> bool:
 
 
 def users(
-    rows: list[User], projection: Projection, *, created: bool = False
+    rows: Sequence[ShownUser], projection: Projection, *, created: bool = False
 ) -> list[dict[str, Any]]:
     """Serialize users with their groups, when the response shows them: as read with the users,
     or else loaded in one query.

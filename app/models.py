@@ -153,7 +153,7 @@ class User(db.Model):
 
 class ShownUser(Protocol):
     """What a user's SCIM representation is made from (serialize.user): a User, or a row of
-    USER_SHOWN (and `groups_read`, when its statement read them), as a page reads users."""
+    USER_SHOWN and `groups_read`, as a page reads users (store/users.py)."""
 
     tenant_id: int
     id: str
@@ -162,6 +162,7 @@ class ShownUser(Protocol):
     created_at: datetime
     last_modified: datetime
     version: int
+    groups_read: Any  # as User.groups_read: None unless the statement read them
 
 
 # The columns of a ShownUser, in that order.

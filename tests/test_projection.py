@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy.dialects import sqlite
 
+from app.db import UTCDateTime
 from app.projection import Projection
 from app.schema.core import USER_RESOURCE
 from app.serialize import project, timestamp
@@ -335,3 +337,16 @@ def test_timestamps_read_as_strftime_wrote_them(value):
 def test_a_timestamp_in_utc_to_the_millisecond():
     assert timestamp(datetime(2026, 11, 23, 9, 51, 49, 123999, UTC)) == "2026-11-23T09:51:49.123Z"
     assert timestamp(datetime(2026, 11, 23, 9, 51, 49, tzinfo=UTC)) == "2026-11-23T09:51:49.000Z"
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(value=st.datetimes(timezones=st.just(UTC)))
+def test_sqlite_reads_back_the_timestamp_written(value):
+    """db.UTCDateTime reads SQLite's text with datetime.fromisoformat where SQLAlchemy wrote it
+    (and through SQLAlchemy's parser otherwise): the same aware UTC datetime either way."""
+    dialect = sqlite.dialect()
+    written = UTCDateTime()._cached_bind_processor(dialect)(value)
+    read = UTCDateTime()._cached_result_processor(dialect, None)
+    assert read(written) == value and read(written).tzinfo is UTC
+    assert read(written[:19]) == value.replace(microsecond=0)  # no fraction: the parser's
+    assert read(None) is None

@@ -274,12 +274,10 @@ def memberships_column() -> ColumnElement[Any]:
 
 
 def memberships_read(user: ShownUser) -> list[Membership] | None:
-    """The groups the statement that read `user` read with it (memberships_column), or None.
-    A row of models.USER_SHOWN has `groups_read` only when its statement read them."""
-    read = getattr(user, "groups_read", None)
-    if read is None:
+    """The groups the statement that read `user` read with it (memberships_column), or None."""
+    if user.groups_read is None:
         return None
-    return _in_order(read)
+    return _in_order(user.groups_read)
 
 
 def _in_order(groups: Iterable[Sequence[str]]) -> list[Membership]:

@@ -10,7 +10,6 @@ silently drops terms it cannot map.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -222,9 +221,23 @@ def users_where(
     return _Sql(_users(rt), unknown_is_missing=unknown_is_missing).visit(tree)
 
 
-@functools.cache
 def _users(rt: ResourceType) -> Target:
-    return USERS if rt is USER_RESOURCE else dataclasses.replace(USERS, rt=rt)
+    """USERS for the deployment's User resource type (with its extensions), made once per type.
+
+    Kept by id(rt), the entry holding rt so that the id stays its own: a cache keyed by the
+    type itself hashed the whole frozen schema on every call, half of a `userName eq` filter's
+    translation."""
+    if rt is USER_RESOURCE:
+        return USERS
+    held = _USERS_OF.get(id(rt))
+    if held is None or held[0] is not rt:
+        if len(_USERS_OF) >= 64:  # an app per test: types come and go
+            _USERS_OF.clear()
+        held = _USERS_OF[id(rt)] = (rt, dataclasses.replace(USERS, rt=rt))
+    return held[1]
+
+
+_USERS_OF: dict[int, tuple[ResourceType, Target]] = {}
 
 
 def groups_where(tree: Filter, *, unknown_is_missing: bool = False) -> Clause:

@@ -239,13 +239,17 @@ def members_read(group: Group) -> Members | None:
 
 @read_again_on_outage
 def memberships_of(member_ids: list[str]) -> dict[str, list[Membership]]:
-    """The live groups each of several users or groups belongs to directly."""
+    """The live groups each of several users or groups belongs to directly.
+
+    The ids as one parameter on PostgreSQL (one_of): an IN list of a page's 100 ids was
+    rendered into the statement's text afresh each time, and parsed anew by the driver (8% of
+    a page past the first)."""
     out: dict[str, list[tuple[str, str, str]]] = {member_id: [] for member_id in member_ids}
     for chunk in chunks(member_ids):
         rows = db.session.execute(
             select(GroupMember.member_id, Group.id, Group.display_name, Group.display_name_key)
             .join(Group, Group.id == GroupMember.group_id)
-            .where(GroupMember.member_id.in_(chunk), Group.deleted_at.is_(None))
+            .where(one_of(GroupMember.member_id, chunk), Group.deleted_at.is_(None))
         )
         for member_id, *group in rows:
             out[member_id].append(group)

@@ -7,8 +7,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from sqlalchemy import select
 
-from app import paging, protocol
+from app import paging, protocol, tenancy
+from app.db import db
+from app.models import User
+from app.paging import PageRequest
+from app.store import pages
 from tests.conftest import BASE, statements
 from tests.payloads import (
     GROUP_URN,
@@ -620,3 +625,26 @@ def test_root_search_sorts_missing_values_first_when_descending(client, create_u
     body = {"schemas": [SEARCH_URN], "sortBy": "title", "sortOrder": "descending"}
     found = client.post(f"{BASE}/.search", json=body).json["Resources"]
     assert [r["id"] for r in found] == [missing["id"], present["id"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# pages.fetch: entities or Rows
+
+
+def test_a_page_of_one_entity_is_entities_and_of_columns_is_rows(numbered):
+    """pages.fetch gives the rows of a select of one entity as entities, of several columns as
+    Rows named as the columns are; a cursor page's keys (created_at is one) are labelled apart
+    from the columns and do not change them."""
+    keys = [pages.Key(User.created_at), pages.Key(User.id)]
+    with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+        entities = pages.fetch(select(User), keys, PageRequest(1, 5)).rows
+        assert [type(row) for row in entities] == [User] * 5
+        columns = select(User.id, User.user_name, User.created_at)
+        by_index = pages.fetch(columns, keys, PageRequest(2, 5)).rows
+        by_cursor = pages.fetch(columns, keys, PageRequest(1, 5, cursor=paging.Cursor()))
+        db.session.rollback()
+    assert [row.user_name for row in by_index] == numbered[1:6]
+    assert [row.user_name for row in by_cursor.rows] == numbered[:5]
+    assert [row.id for row in by_cursor.rows] == [row.id for row in entities]
+    assert [row.created_at for row in by_cursor.rows] == [row.created_at for row in entities]
+    assert by_cursor.next == paging.Cursor((entities[-1].created_at, entities[-1].id))

@@ -4,6 +4,7 @@ cross-tenant path sees all. (The HTTP isolation proof is tests/test_tenant_isola
 
 from __future__ import annotations
 
+import threading
 import weakref
 from datetime import UTC, datetime
 
@@ -215,3 +216,32 @@ def test_the_kept_tables_are_bounded():
     for i in range(1000):
         found.tables(select(User.id).where(User.id == str(i)))
     assert len(found.entries) <= 100
+
+
+def test_the_kept_tables_are_right_under_threads():
+    """Threads walking statements at once (gthread workers) while entries come and go: every
+    answer is its own statement's, and dropping the oldest entries never fails."""
+    found = scope._Found(size=32)
+    made = [
+        (select(User.id).where(User.id == str(i)), {User.__table__})
+        if i % 2
+        else (select(Group.id).where(Group.id == str(i)), {Group.__table__})
+        for i in range(200)
+    ]
+    wrong = []
+
+    def walk() -> None:
+        try:
+            for _ in range(20):
+                for statement, tables in made:
+                    if found.tables(statement) != tables:
+                        wrong.append(statement)
+        except Exception as e:  # a thread's exception would not fail the test by itself
+            wrong.append(e)
+
+    threads = [threading.Thread(target=walk) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []

@@ -128,8 +128,9 @@ class _Found:
             return
         entries = self.entries
         if len(entries) >= self.size:
+            # pop, not del: another thread may be dropping the same oldest entries.
             for key in list(itertools.islice(entries, self.size // 4)):
-                del entries[key]
+                entries.pop(key, None)
         entries.pop(id(element), None)  # a dead element's entry under a reused id
         entries[id(element)] = (reference, found)
 

@@ -17,7 +17,6 @@ Two layers, so that one mistake cannot leak a customer's data to another:
 from __future__ import annotations
 
 import functools
-import itertools
 import weakref
 from typing import Any
 
@@ -98,7 +97,7 @@ class _Found:
 
     Keyed by id(element), which a later element can reuse once this one is gone: an entry holds
     a weak reference to its element and counts only while that is the very element asked about.
-    Bounded: past `size` entries the oldest go, and an element walked again is found anew.
+    Bounded: past `size` entries they all go, and an element walked again is found anew.
     Elements are immutable (a statement's .where() makes a new one), so an answer never goes
     stale while its element lives.
     """
@@ -128,10 +127,10 @@ class _Found:
             return
         entries = self.entries
         if len(entries) >= self.size:
-            # pop, not del: another thread may be dropping the same oldest entries.
-            for key in list(itertools.islice(entries, self.size // 4)):
-                entries.pop(key, None)
-        entries.pop(id(element), None)  # a dead element's entry under a reused id
+            # All at once, in one call: gthread workers share this, and a walk over the entries
+            # to drop the oldest saw another thread change them (the collector can switch
+            # threads mid-walk). Found again, the hot elements cost one walk each.
+            entries.clear()
         entries[id(element)] = (reference, found)
 
 

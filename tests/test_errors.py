@@ -359,7 +359,8 @@ def test_unhandled_exception_during_a_write_leaves_nothing(quiet_app, client, mo
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(users, "_commit", explode)
+    # After the user's rows are written, in place of the commit.
+    monkeypatch.setattr(users, "commit", explode)
     response = quiet_app.test_client().post(f"{BASE}/Users", json=user_payload(), headers=AUTH)
     assert response.status_code == 500
     monkeypatch.undo()

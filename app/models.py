@@ -259,8 +259,9 @@ class GroupMember(db.Model):
         ForeignKeyConstraint(
             ["tenant_id", "group_id"], ["groups.tenant_id", "groups.id"], ondelete="CASCADE"
         ),
-        # "Which groups is this user in": the users' `groups` attribute and members.value filters.
-        Index("ix_group_members_member_id", "tenant_id", "member_id"),
+        # "Which groups is this user in": the users' `groups` attribute and members.value filters,
+        # from the index alone (migration 0016).
+        Index("ix_group_members_member_id", "tenant_id", "member_id", "group_id"),
         # A group's members with their type, in id order, from the index alone (migration 0015).
         Index(
             "ix_group_members_group_id_member", "tenant_id", "group_id", "member_id", "member_type"

@@ -234,6 +234,23 @@ def directory(create_user: Callable[..., dict[str, Any]]) -> dict[str, dict[str,
 
 
 @contextmanager
+def statements_run(containing: str) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL statements with `containing` in their text run meanwhile on the current app's
+    engine, with their parameters: for reading a statement's plan (EXPLAIN) afterwards."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if containing in statement:
+            seen.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+@contextmanager
 def statements() -> Iterator[list[str]]:
     """The SQL statements run meanwhile on the current app's engine, in order."""
     seen: list[str] = []

@@ -7,14 +7,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from app import paging, protocol, tenancy
 from app.db import db
 from app.models import User
 from app.paging import PageRequest
 from app.store import pages
-from tests.conftest import BASE, TOKEN, create_schema, make_app, statements
+from tests.conftest import BASE, TOKEN, create_schema, make_app, statements, statements_run
 from tests.payloads import (
     GROUP_URN,
     LIST_URN,
@@ -678,17 +678,8 @@ def test_sqlite_reads_a_pages_groups_by_member_without_statistics(tmp_path):
                 "SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'"
             ).first()  # never analysed: what PRAGMA optimize (SQLite 3.40) leaves alone
 
-        seen = []
-
-        def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
-            if "FROM group_members JOIN groups" in statement:
-                seen.append((statement, parameters))
-
-        event.listen(db.engine, "before_cursor_execute", record)
-        try:
+        with statements_run("FROM group_members JOIN groups") as seen:
             page = client.get(f"{BASE}/Users", query_string={"startIndex": 101, "count": 100})
-        finally:
-            event.remove(db.engine, "before_cursor_execute", record)
         assert page.status_code == 200
         shown = page.json["Resources"]
         assert [user["id"] for user in shown] == ids[100:]

@@ -10,10 +10,9 @@ from __future__ import annotations
 import sys
 
 import pytest
-from sqlalchemy import event
 
 from app.db import db
-from tests.conftest import BASE, TOKEN, create_schema, make_app
+from tests.conftest import BASE, TOKEN, create_schema, make_app, statements_run
 from tests.payloads import (
     GROUP_URN,
     LIST_URN,
@@ -232,17 +231,8 @@ def test_sqlite_keeps_the_planners_statistics_so_lookups_use_their_index(tmp_pat
             assert client.post(f"{BASE}/Users", json=body).status_code == 201
         lookup = {"filter": 'externalId eq "ext-7"'}
         assert client.get(f"{BASE}/Users", query_string=lookup).json["totalResults"] == 1
-        seen = []
-
-        def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
-            if "users.external_id" in statement:
-                seen.append((statement, parameters))
-
-        event.listen(db.engine, "before_cursor_execute", record)
-        try:
+        with statements_run("users.external_id") as seen:
             client.get(f"{BASE}/Users", query_string=lookup)
-        finally:
-            event.remove(db.engine, "before_cursor_execute", record)
         [(query, parameters)] = seen
         with db.engine.connect() as connection:
             plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}", parameters).all()

@@ -98,6 +98,22 @@ def test_a_tenant_counts_only_its_own_rows(two_tenants, query, request):
     assert seen == EXPECTED[request.node.callspec.id.split("-", 1)[1]]
 
 
+def test_every_tenant_shares_one_compiled_statement_per_query(two_tenants):
+    """The tenant's id is a bound parameter of the criteria, not part of the SQL: a thousand
+    tenants do not make a thousand compiled copies of each query (nor fill SQLAlchemy's
+    cache), and each still sees its own rows."""
+    compiled: dict = {}
+    lookup = select(User.user_name).where(User.user_name_key == "u4@example.com")
+    seen = {}
+    for slug, tenant_id in two_tenants.items():
+        with tenancy.entered(tenant_id):
+            seen[slug] = db.session.scalars(
+                lookup, execution_options={"compiled_cache": compiled}
+            ).all()
+    assert seen == {"a": [], "b": ["u4@example.com"]}
+    assert len(compiled) == 1
+
+
 @pytest.mark.parametrize(
     "statement",
     [

@@ -5,15 +5,19 @@ Groups and the root .search."""
 from __future__ import annotations
 
 import time
+import uuid
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from app import paging, protocol, tenancy
-from app.db import db
-from app.models import User
+from app.db import db, utcnow
+from app.models import Group, GroupMember, User
 from app.paging import PageRequest
+from app.schema.core import USER_RESOURCE
 from app.store import pages
+from app.store import users as users_store
 from tests.conftest import BASE, TOKEN, create_schema, make_app, statements, statements_run
 from tests.payloads import (
     GROUP_URN,
@@ -693,3 +697,55 @@ def test_sqlite_reads_a_pages_groups_by_member_without_statistics(tmp_path):
         assert any("ix_group_members_member_id" in detail for detail in details), details
         db.session.remove()
         db.engine.dispose()
+
+
+def test_a_pages_groups_are_found_by_key_however_many_groups_the_tenant_has(client):
+    """A page past the first reads its users' groups in one statement, each membership finding
+    its group by the group's key. As a plain join, PostgreSQL hashed every group of the tenant
+    to match a page's memberships: 2.4 ms at 10,000 groups, and growing with them."""
+    with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+        documents = [
+            {"schemas": [USER_URN], "userName": f"p{n:03}@example.com"} for n in range(120)
+        ]
+        created = [utcnow() + timedelta(milliseconds=n) for n in range(120)]
+        users = users_store.insert_many(USER_RESOURCE, documents, created)
+        groups = [str(uuid.uuid4()) for _ in range(10_000)]
+        db.session.execute(
+            insert(Group),
+            [
+                {
+                    "id": group_id,
+                    "display_name": f"Team {n:05}",
+                    "display_name_key": f"team {n:05}",
+                    "created_at": created[0],
+                    "last_modified": created[0],
+                    "version": 1,
+                }
+                for n, group_id in enumerate(groups)
+            ],
+        )
+        db.session.execute(
+            insert(GroupMember),
+            [
+                {"group_id": groups[n + k], "member_id": user_id, "member_type": "User"}
+                for n, user_id in enumerate(users)
+                for k in (0, 1)
+            ],
+        )
+        db.session.commit()
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("ANALYZE")
+
+    with statements_run("FROM group_members JOIN") as seen:
+        page = client.get(f"{BASE}/Users", query_string={"startIndex": 2, "count": 100})
+    assert page.status_code == 200
+    shown = page.json["Resources"]
+    assert [user["id"] for user in shown] == users[1:101]
+    for n, user in enumerate(shown, start=1):
+        names = [group["display"] for group in user["groups"]]
+        assert names == [f"Team {n:05}", f"Team {n + 1:05}"], user
+    [(query, parameters)] = seen
+    with db.engine.connect() as connection:
+        explain = "EXPLAIN QUERY PLAN" if connection.dialect.name == "sqlite" else "EXPLAIN"
+        plan = [row[-1] for row in connection.exec_driver_sql(f"{explain} {query}", parameters)]
+    assert not [step for step in plan if "Seq Scan on groups" in step or "SCAN groups" in step]

@@ -68,6 +68,7 @@ COUNTS = [
         id="in-subquery",
     ),
     pytest.param(lambda: select(func.count()).select_from(aliased(User)), id="aliased"),
+    pytest.param(lambda: _joined_to_an_alias(), id="join-alias"),
     pytest.param(
         lambda: select(func.count()).select_from(
             union_all(select(User.id), select(UserValue.user_id)).subquery()
@@ -75,6 +76,19 @@ COUNTS = [
         id="union",
     ),
 ]
+
+
+def _joined_to_an_alias():
+    # As the console reads a group's members: each row joined to an alias of another model.
+    owner = aliased(User)
+    return (
+        select(func.count())
+        .select_from(UserValue)
+        .outerjoin(owner, owner.id == UserValue.user_id)
+        .where(owner.id.is_not(None))
+    )
+
+
 # What each query answers for tenant a (3 users), b (5) and across both.
 EXPECTED = {
     "count-select-from": {"a": 3, "b": 5, "all": 8},
@@ -83,6 +97,7 @@ EXPECTED = {
     "scalar-subquery": {"a": 0, "b": 1, "all": 1},
     "in-subquery": {"a": 3, "b": 5, "all": 8},
     "aliased": {"a": 3, "b": 5, "all": 8},
+    "join-alias": {"a": 3, "b": 5, "all": 8},
     "union": {"a": 6, "b": 10, "all": 16},  # a user and the one email of each
 }
 

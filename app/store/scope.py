@@ -146,7 +146,7 @@ def _tenant_criteria(tenant_id: int, tables: frozenset[Any]) -> tuple[Any, ...]:
     The tenant's id is a bound parameter (_TenantId), so every tenant shares one compiled
     statement per query shape."""
     return tuple(
-        with_loader_criteria(model, model.tenant_id == _TenantId(tenant_id), include_aliases=True)
+        with_loader_criteria(model, _owned_by(tenant_id), include_aliases=True)
         for model in TENANT_OWNED
         if model.__table__ in tables
     )
@@ -173,6 +173,13 @@ class _TenantId(BindParameter[int]):
         return hash(self) == hash(other)
 
     __hash__ = BindParameter.__hash__
+
+
+def _owned_by(tenant_id: int) -> Any:
+    # A lambda taking the class, which SQLAlchemy applies to the model's aliases too (a plain
+    # expression stays on the model's own table: `groups.tenant_id` under `groups AS groups_1`).
+    tenant = _TenantId(tenant_id)
+    return lambda cls: cls.tenant_id == tenant
 
 
 @event.listens_for(Session, "after_begin")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from datetime import timedelta
 
+import orjson
 from limits import parse_many
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -177,7 +180,7 @@ def _engine_options(url: str, timeout: int) -> dict[str, object]:
     connection that sat idle is pinged before use (app.db._ping_if_idle), so the service
     recovers by itself after an outage.
     """
-    options: dict[str, object] = {}
+    options: dict[str, object] = {"json_deserializer": read_json}
     if url.startswith("sqlite"):
         # Several gunicorn threads share one file: wait for a writer instead of failing at once.
         options["connect_args"] = {"timeout": timeout}
@@ -196,6 +199,25 @@ def _engine_options(url: str, timeout: int) -> dict[str, object]:
             "keepalives_idle": 30,
         }
     return options
+
+
+def read_json(text: str | bytes) -> object:
+    """A JSON column's value as the database returns it (text on SQLite, bytes from psycopg):
+    by orjson, three times faster than json (a page of 100 users parses 100 documents), and by
+    json what orjson reads otherwise or not at all: an integer beyond 64 bits (an extension's
+    attribute may hold one; orjson makes some of them floats), NaN, a lone surrogate."""
+    long_digits = _LONG_DIGITS_BYTES if isinstance(text, bytes) else _LONG_DIGITS
+    if long_digits.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
+# 19 digits in a row: perhaps an integer beyond 64 bits (every integer of 18 digits is within).
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")
 
 
 # A Bulk request commits its operations every 50 ms: a tenth of the commits (and fsyncs) of its

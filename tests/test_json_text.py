@@ -1,4 +1,6 @@
-"""Response bodies (protocol.json_text): orjson's speed, the text json.dumps writes compactly."""
+"""JSON by orjson, as json would have it: response bodies (protocol.json_text), the text
+json.dumps writes compactly; JSON columns read back (config.read_json), the values json.loads
+gives."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.config import read_json
 from app.protocol import json_text
 
 # What a response can hold: the JSON the validator lets in and the database gives back. Text
@@ -37,3 +40,23 @@ def test_json_text_reads_back_as_the_value_floats_included(value):
     # Floats are the one difference: orjson writes an exponent without json's padding (1e-7,
     # not 1e-07), the same number.
     assert json.loads(json_text(value)) == value
+
+
+# What a JSON column can hold, as any writer may have put it: every character, lone surrogates
+# included (as escapes), floats and NaN, integers of any size, json.dumps's default spacing.
+STORED = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(-(2**70), 2**70)  # around 64 bits, where orjson stops reading integers
+    | st.text()
+    | st.floats()
+)
+
+
+@given(documents(STORED), st.booleans())
+def test_a_json_column_reads_as_json_loads_reads_it(value, as_bytes):
+    text = json.dumps(value)
+    stored = text.encode() if as_bytes else text  # psycopg hands over bytes, SQLite text
+    # Compared as JSON text: NaN is not equal to itself.
+    assert json.dumps(read_json(stored)) == json.dumps(json.loads(text))

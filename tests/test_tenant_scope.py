@@ -9,7 +9,7 @@ import weakref
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import delete, exists, func, select, text, union_all, update
+from sqlalchemy import bindparam, delete, exists, func, select, text, union_all, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.util import find_tables
@@ -276,3 +276,41 @@ def test_the_kept_tables_are_right_under_threads():
     for thread in threads:
         thread.join()
     assert wrong == []
+
+
+def test_a_statement_run_again_is_confined_once_for_each_tenant(two_tenants):
+    """A statement built once, its values parameters (the store's reads by id), is confined to
+    a tenant once and the confined copy run again; each tenant still sees only its own rows."""
+    by_name = select(User.user_name).where(User.user_name_key == bindparam("name"))
+    seen = []
+    for slug in ("a", "b", "a", "b"):
+        with tenancy.entered(two_tenants[slug]):
+            seen.append(db.session.scalars(by_name, {"name": "u4@example.com"}).all())
+    assert seen == [[], ["u4@example.com"], [], ["u4@example.com"]]
+    owned = frozenset({User.__table__})
+    kept = scope._Scoped(size=8)
+    for_a = kept.scoped(by_name, two_tenants["a"], owned)
+    assert kept.scoped(by_name, two_tenants["a"], owned) is for_a
+    assert kept.scoped(by_name, two_tenants["b"], owned) is not for_a
+
+
+def test_a_confined_statement_is_never_another_statements():
+    """Kept under the statement's id, as _Found: a new statement at a freed id is confined
+    anew, and an entry counts only while its weak reference is to that very statement."""
+    kept = scope._Scoped(size=64)
+    owned = frozenset({User.__table__})
+    on_users = select(User.id)
+    other = select(User.user_name)
+    kept.entries[(id(on_users), 1)] = (weakref.ref(other), other)
+    confined = kept.scoped(on_users, 1, owned)
+    assert confined is not other
+    assert [c.name for c in confined.selected_columns] == ["id"]
+
+
+def test_the_confined_statements_are_bounded():
+    kept = scope._Scoped(size=100)
+    owned = frozenset({User.__table__})
+    statements = [select(User.id).where(User.id == str(i)) for i in range(1000)]
+    for statement in statements:
+        kept.scoped(statement, 1, owned)
+    assert len(kept.entries) <= 100

@@ -88,13 +88,19 @@ def get(group_id: str, *, for_update: bool = False, with_members: bool = False) 
     """A live group; `for_update` locks its row until commit (PostgreSQL; SQLite locks the file)."""
     if not could_be_id(group_id):
         raise NotFound(f"Group {group_id!r} not found")
-    query = live(with_members=with_members).where(Group.id == group_id)
-    if for_update:
-        query = query.with_for_update()
-    group = db.session.scalars(query).one_or_none()
+    query = _by_id(with_members=with_members, for_update=for_update)
+    group = db.session.scalars(query, {"group_id": group_id}).one_or_none()
     if group is None:
         raise NotFound(f"Group {group_id} not found")
     return group
+
+
+@functools.cache
+def _by_id(*, with_members: bool, for_update: bool) -> Select[tuple[Group]]:
+    """get()'s statement, built once, the id a parameter: the same statement object every time,
+    whose tenant confinement and cache key are then made once (store/scope.py)."""
+    query = live(with_members=with_members).where(Group.id == bindparam("group_id"))
+    return query.with_for_update() if for_update else query
 
 
 def search(

@@ -76,7 +76,7 @@ def _scope_statement(state: ORMExecuteState) -> None:
             )
         return
     if owned:
-        state.statement = state.statement.options(*_tenant_criteria(scope, owned))
+        state.statement = _SCOPED.scoped(state.statement, scope, owned)
 
 
 def _owned_tables(statement: Any) -> frozenset[Any]:
@@ -135,6 +135,35 @@ class _Found:
 
 
 _FOUND = _Found(size=8192)
+
+
+class _Scoped:
+    """Each statement run lately, as confined to each tenant that ran it.
+
+    A statement built once and run again (a read by id, with its id a bound parameter) is
+    then confined once per tenant, not on every run: the confined copy is the same object
+    each time, so SQLAlchemy computes its cache key once too (it keeps the key on the
+    statement). Keyed and bounded as _Found: by id(statement), each entry holding a weak
+    reference to its statement; all cleared when full."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: dict[tuple[int, int], tuple[weakref.ref[Any], Any]] = {}
+
+    def scoped(self, statement: Any, tenant_id: int, owned: frozenset[Any]) -> Any:
+        key = (id(statement), tenant_id)
+        entry = self.entries.get(key)
+        if entry is not None and entry[0]() is statement:
+            return entry[1]
+        confined = statement.options(*_tenant_criteria(tenant_id, owned))
+        entries = self.entries
+        if len(entries) >= self.size:
+            entries.clear()  # at once, as _Found, for the threads of a gthread worker
+        entries[key] = (weakref.ref(statement), confined)
+        return confined
+
+
+_SCOPED = _Scoped(size=8192)
 
 
 @functools.lru_cache(maxsize=16384)

@@ -79,13 +79,19 @@ def get(
     """
     if not could_be_id(user_id):
         raise NotFound(f"User {user_id!r} not found")
-    query = live(with_groups=with_groups).where(User.id == user_id)
-    if for_update:
-        query = query.with_for_update(key_share=not deleting)
-    user = db.session.scalars(query).one_or_none()
+    query = _by_id(with_groups=with_groups, for_update=for_update, deleting=deleting)
+    user = db.session.scalars(query, {"user_id": user_id}).one_or_none()
     if user is None:
         raise NotFound(f"User {user_id} not found")
     return user
+
+
+@functools.cache
+def _by_id(*, with_groups: bool, for_update: bool, deleting: bool) -> Select[tuple[User]]:
+    """get()'s statement, built once, the id a parameter: the same statement object every time,
+    whose tenant confinement and cache key are then made once (store/scope.py)."""
+    query = live(with_groups=with_groups).where(User.id == bindparam("user_id"))
+    return query.with_for_update(key_share=not deleting) if for_update else query
 
 
 def search(

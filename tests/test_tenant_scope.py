@@ -289,9 +289,13 @@ def test_a_statement_run_again_is_confined_once_for_each_tenant(two_tenants):
     assert seen == [[], ["u4@example.com"], [], ["u4@example.com"]]
     owned = frozenset({User.__table__})
     kept = scope._Scoped(size=8)
+    first = kept.scoped(by_name, two_tenants["a"], owned)
+    assert kept.entries[(id(by_name), two_tenants["a"])][1] is None  # seen once: no copy kept
     for_a = kept.scoped(by_name, two_tenants["a"], owned)
+    assert for_a is not first
     assert kept.scoped(by_name, two_tenants["a"], owned) is for_a
-    assert kept.scoped(by_name, two_tenants["b"], owned) is not for_a
+    for_b = [kept.scoped(by_name, two_tenants["b"], owned) for _ in range(3)]
+    assert for_b[1] is for_b[2] is not for_a
 
 
 def test_a_confined_statement_is_never_another_statements():
@@ -302,6 +306,7 @@ def test_a_confined_statement_is_never_another_statements():
     on_users = select(User.id)
     other = select(User.user_name)
     kept.entries[(id(on_users), 1)] = (weakref.ref(other), other)
+    kept.scoped(on_users, 1, owned)
     confined = kept.scoped(on_users, 1, owned)
     assert confined is not other
     assert [c.name for c in confined.selected_columns] == ["id"]

@@ -117,22 +117,28 @@ def search(
     `across_types` (the root /.search): attributes groups lack have no value, not an error.
     `with_members`: the page's statement reads the groups' members too, where pages.fetch can.
     """
-    query = live()
+    where = None
     if filter is not None:
-        query = query.where(filters.groups_where(filter, unknown_is_missing=across_types))
+        where = filters.groups_where(filter, unknown_is_missing=across_types)
     keys = []
     if sort_by and not (across_types and GROUP_RESOURCE.resolve(sort_by) is None):
         keys.append(pages.Key(filters.groups_sort_key(sort_by), descending, nullable=True))
-    keys += [pages.Key(Group.created_at), pages.Key(Group.id)]
+    keys += _CREATION_ORDER
     return pages.fetch(
-        query,
+        live(),
         keys,
         page,
+        where=where,
+        prepared=len(keys) == len(_CREATION_ORDER),  # the same keys every time: no sortBy
         count=_count_live if filter is None else None,
         # Not under a client's sortBy: PostgreSQL then computes the subquery for every match
         # it sorts, not only for the page (a third of a sorted page at 100,000 users).
         expand=_with_members if with_members and not sort_by else None,
     )
+
+
+# Creation order with the id as tiebreak: every page of a crawl is stable and disjoint.
+_CREATION_ORDER = (pages.Key(Group.created_at), pages.Key(Group.id))
 
 
 def _count_live(_query: Select[Any]) -> int:

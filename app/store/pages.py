@@ -12,13 +12,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Row, Select, and_, false, func, literal, or_, select, tuple_
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
 
 from app.db import db
 from app.models import LiveCount
 from app.paging import Cursor, PageRequest
+from app.store import shapes
 
 MAX_OFFSET = 2**63 - 1  # the largest OFFSET both databases accept (a signed 64-bit integer)
 
@@ -49,26 +63,36 @@ def fetch(
     keys: list[Key],
     request: PageRequest,
     *,
+    where: ColumnElement[bool] | None = None,
     count: Counter | None = None,
     expand: Expansion | None = None,
+    prepared: bool = False,
 ) -> Page:
-    """Read one page of `query` and how many rows match in all. A select of one ORM entity (or
-    one column) gives its page's rows as entities (or values); a select of several columns, as
-    Rows, which cost a page of 100 users a quarter less to read than entities.
+    """Read one page of `query` (its matches: `where`, if given) and how many match in all. A
+    select of one ORM entity (or one column) gives its page's rows as entities (or values); a
+    select of several columns, as Rows, which cost a page of 100 users a quarter less to read
+    than entities.
 
     The page is read first: when it shows where the matches end (a lookup by userName finds
     one user or none), the total follows from it and no second scan counts them. Otherwise
-    `count` counts them (from `query`, never expanded): every one by default, fewer with
-    count_up_to.
+    `count` counts them (from the query and `where`, never expanded): every one by default,
+    fewer with count_up_to.
 
     `expand` adds to the page's statement what its rows show beyond their columns, when that
     costs only the rows returned. Not under an OFFSET: PostgreSQL computes a subquery of the
     select list for every row it skips too (5,000 subqueries for startIndex=5001); such a page
     is read without it, and the caller reads what it lacks for the returned rows.
+
+    `prepared`: `query`, `keys` and `expand` are the same objects on every call (built once),
+    so an index page runs a statement made once for them and the shape of `where`
+    (store/shapes.py), its values and the page's bounds as parameters. Building, confining to
+    the tenant (store/scope.py) and keying a new statement cost a lookup a sixth of its time.
     """
+    matching = query if where is None else query.where(where)
     if request.cursor is None:
-        return _by_index(query, keys, request, count or _count, expand)
-    return _by_cursor(query, keys, request, count or _count, expand)
+        made = _prepared(query, where, keys, request, expand) if prepared else None
+        return _by_index(matching, keys, request, count or _count, expand, made)
+    return _by_cursor(matching, keys, request, count or _count, expand)
 
 
 def count_up_to(limit: int) -> Counter:
@@ -103,20 +127,81 @@ def _by_index(
     request: PageRequest,
     count: Counter,
     expand: Expansion | None,
+    prepared: tuple[Select[Any], dict[str, Any]] | None,
 ) -> Page:
     if request.count == 0:
         return Page([], count(query))
     skipped = request.start_index - 1
-    read = expand(query) if expand is not None and skipped == 0 else query
-    ordered = read.order_by(*(_order(k, reverse=False) for k in keys))
     # A startIndex past any table (10**20) skips everything, within what SQL's OFFSET takes.
     offset = min(skipped, MAX_OFFSET)
-    rows = _taken(list(db.session.execute(ordered.offset(offset).limit(request.count))), 0)
+    if prepared is not None:
+        statement, values = prepared
+        bounds = {_OFFSET.key: offset, _LIMIT.key: request.count}
+        fetched = db.session.execute(statement, values | bounds)
+    else:
+        read = expand(query) if expand is not None and skipped == 0 else query
+        ordered = read.order_by(*(_order(k, reverse=False) for k in keys))
+        fetched = db.session.execute(ordered.offset(offset).limit(request.count))
+    rows = _taken(list(fetched), 0)
     if rows and len(rows) < request.count:
         return Page(rows, skipped + len(rows))  # the last page: the matches end on it
     if not rows and skipped == 0:
         return Page([], 0)
     return Page(rows, count(query))
+
+
+# An index page's bounds, as parameters of a prepared statement: required, never a default.
+_OFFSET = bindparam("_page_offset", type_=BigInteger, required=True)
+_LIMIT = bindparam("_page_limit", type_=BigInteger, required=True)
+
+
+class _Prepared(NamedTuple):
+    query: Select[Any]
+    keys: tuple[Key, ...]
+    expand: Expansion | None
+    statement: Select[Any]
+
+
+_PREPARED: dict[tuple[Any, ...], _Prepared] = {}
+_PREPARED_MOST = 1024  # shapes of filter x queries; all forgotten when full, as scope.py's
+
+
+def _prepared(
+    query: Select[Any],
+    where: ColumnElement[bool] | None,
+    keys: list[Key],
+    request: PageRequest,
+    expand: Expansion | None,
+) -> tuple[Select[Any], dict[str, Any]] | None:
+    """fetch's statement of an index page, made once per query, keys, expansion and shape of
+    `where`; with the values of `where` to run it with. None: a condition without a shape."""
+    if where is None:
+        shape, parameters = shapes.Shape((), {}), []
+    else:
+        found = shapes.shape_of(where)
+        if found is None:
+            return None
+        shape, parameters = found
+    if request.start_index != 1:
+        expand = None  # not under an OFFSET (fetch)
+    cache_key = (id(query), tuple(map(id, keys)), id(expand), shape.key)
+    kept = _PREPARED.get(cache_key)
+    # The ids are the objects' own while these are held, which the entry's objects tell.
+    if (
+        kept is None
+        or kept.query is not query
+        or kept.expand is not expand
+        or any(a is not b for a, b in zip(kept.keys, keys, strict=True))
+    ):
+        read = query if where is None else query.where(shapes.named(where, parameters))
+        if expand is not None:
+            read = expand(read)
+        ordered = read.order_by(*(_order(k, reverse=False) for k in keys))
+        kept = _Prepared(query, tuple(keys), expand, ordered.offset(_OFFSET).limit(_LIMIT))
+        if len(_PREPARED) >= _PREPARED_MOST:
+            _PREPARED.clear()
+        _PREPARED[cache_key] = kept
+    return kept.statement, shape.values
 
 
 def _by_cursor(

@@ -138,13 +138,17 @@ _FOUND = _Found(size=8192)
 
 
 class _Scoped:
-    """Each statement run lately, as confined to each tenant that ran it.
+    """Each statement run more than once lately, as confined to each tenant that ran it.
 
-    A statement built once and run again (a read by id, with its id a bound parameter) is
-    then confined once per tenant, not on every run: the confined copy is the same object
-    each time, so SQLAlchemy computes its cache key once too (it keeps the key on the
-    statement). Keyed and bounded as _Found: by id(statement), each entry holding a weak
-    reference to its statement; all cleared when full."""
+    A statement built once and run again (a read by id, a prepared page: its values bound
+    parameters) is then confined once per tenant, not on every run: the confined copy is the
+    same object each time, so SQLAlchemy computes its cache key once too (it keeps the key on
+    the statement). A statement is remembered by a weak reference the first time, its
+    confined copy kept from the second: keeping a copy of every statement built for one
+    request kept their conditions and values alive too (30 MB in a worker).
+
+    Keyed and bounded as _Found: by id(statement) and tenant, the entry's weak reference
+    telling whether the statement is still the one of that id; all cleared when full."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -153,13 +157,17 @@ class _Scoped:
     def scoped(self, statement: Any, tenant_id: int, owned: frozenset[Any]) -> Any:
         key = (id(statement), tenant_id)
         entry = self.entries.get(key)
-        if entry is not None and entry[0]() is statement:
+        seen = entry is not None and entry[0]() is statement
+        if seen and entry[1] is not None:
             return entry[1]
         confined = statement.options(*_tenant_criteria(tenant_id, owned))
         entries = self.entries
         if len(entries) >= self.size:
             entries.clear()  # at once, as _Found, for the threads of a gthread worker
-        entries[key] = (weakref.ref(statement), confined)
+        try:
+            entries[key] = (weakref.ref(statement), confined if seen else None)
+        except TypeError:  # a statement without weak references is confined every time
+            pass
         return confined
 
 

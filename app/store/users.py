@@ -110,23 +110,28 @@ def search(
     `across_types` (the root /.search): attributes users lack have no value, not an error.
     `with_groups`: the page's statement reads the users' groups too, where pages.fetch can.
     """
-    query = _live_shown()
+    where = None
     if filter is not None:
-        query = query.where(filters.users_where(filter, rt, unknown_is_missing=across_types))
+        where = filters.users_where(filter, rt, unknown_is_missing=across_types)
     keys = []
     if sort_by and not (across_types and rt.resolve(sort_by) is None):
         keys.append(pages.Key(filters.users_sort_key(sort_by, rt), descending, nullable=True))
-    # Creation order with the id as tiebreak: every page of a crawl is stable and disjoint.
-    keys += [pages.Key(User.created_at), pages.Key(User.id)]
+    keys += _CREATION_ORDER
     return pages.fetch(
-        query,
+        _live_shown(),
         keys,
         page,
+        where=where,
+        prepared=len(keys) == len(_CREATION_ORDER),  # the same keys every time: no sortBy
         count=_count_live if filter is None else None,
         # Not under a client's sortBy: PostgreSQL then computes the subquery for every match
         # it sorts, not only for the page (a third of a sorted page at 100,000 users).
         expand=_with_groups_shown if with_groups and not sort_by else None,
     )
+
+
+# Creation order with the id as tiebreak: every page of a crawl is stable and disjoint.
+_CREATION_ORDER = (pages.Key(User.created_at), pages.Key(User.id))
 
 
 def _count_live(_query: Select[Any]) -> int:

@@ -40,6 +40,13 @@ def one_of(column: Any, values: list[str]) -> ColumnElement[bool]:
     return column.in_(values)
 
 
+def one_of_parameter(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
+    """one_of for a statement built once: the values a required parameter `name` (a list)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(String), required=True))
+    return column.in_(bindparam(name, expanding=True, required=True))
+
+
 def read_with(
     attribute: Any, expression: Callable[[], ColumnElement[Any]]
 ) -> Callable[[Select[Any]], Select[Any]]:

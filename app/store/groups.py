@@ -61,7 +61,17 @@ from app.patch import Operation
 from app.patch import apply as apply_patch
 from app.projection import Projection
 from app.schema.core import GROUP_RESOURCE
-from app.store import audit, chunks, could_be_id, events, locked, one_of, pages, read_with
+from app.store import (
+    audit,
+    chunks,
+    could_be_id,
+    events,
+    locked,
+    one_of,
+    one_of_parameter,
+    pages,
+    read_with,
+)
 
 MEMBERS = GROUP_RESOURCE.schema.attribute("members")
 
@@ -260,7 +270,7 @@ def memberships_of(member_ids: list[str]) -> dict[str, list[Membership]]:
     out: dict[str, list[tuple[str, str, str]]] = {member_id: [] for member_id in member_ids}
     statement = _memberships(db.session.get_bind().dialect.name)
     for chunk in chunks(member_ids):
-        rows = db.session.execute(statement.where(one_of(GroupMember.member_id, chunk)))
+        rows = db.session.execute(statement, {"member_ids": chunk})
         for member_id, *group in rows:
             out[member_id].append(group)
     return {member_id: _in_order(groups) for member_id, groups in out.items()}
@@ -268,7 +278,8 @@ def memberships_of(member_ids: list[str]) -> dict[str, list[Membership]]:
 
 @functools.cache
 def _memberships(dialect: str) -> Select[Any]:
-    """Memberships with their group's id and names, for memberships_of to choose the members.
+    """The memberships of the members named by the parameter `member_ids`, with their group's id
+    and names: built once, as scope.py keeps it.
 
     On PostgreSQL each membership finds its group by the group's primary key, in a LATERAL
     subquery that OFFSET 0 keeps from being merged into a join. As a plain join the planner
@@ -278,10 +289,11 @@ def _memberships(dialect: str) -> Select[Any]:
     columns = (Group.id, Group.display_name, Group.display_name_key)
     same_group = and_(Group.tenant_id == GroupMember.tenant_id, Group.id == GroupMember.group_id)
     live = Group.deleted_at.is_(None)
+    members = one_of_parameter(GroupMember.member_id, "member_ids", dialect)
     if dialect != "postgresql":
-        return select(GroupMember.member_id, *columns).join(Group, same_group).where(live)
+        return select(GroupMember.member_id, *columns).join(Group, same_group).where(live, members)
     group = select(*columns).where(same_group, live).offset(0).lateral()
-    return select(GroupMember.member_id, *group.c).join(group, true())
+    return select(GroupMember.member_id, *group.c).join(group, true()).where(members)
 
 
 def memberships_column() -> ColumnElement[Any]:

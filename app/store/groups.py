@@ -716,6 +716,15 @@ def _elements(values: list[Any], max_members: int | None = None) -> dict[str, st
     return wanted
 
 
+@functools.cache
+def _live_of(model: type[User] | type[Group], dialect: str) -> Select[tuple[str]]:
+    """_existing's statement: the live users (or groups) among the parameter `ids`, locked.
+    Built once, as scope.py keeps it."""
+    query = select(model.id).where(one_of_parameter(model.id, "ids", dialect))
+    query = query.where(model.deleted_at.is_(None))
+    return query.with_for_update(read=True, key_share=True)
+
+
 def _existing(wanted: dict[str, str | None]) -> list[Member]:
     """The members, each a live user or group (else 400), locked until commit.
 
@@ -725,11 +734,11 @@ def _existing(wanted: dict[str, str | None]) -> list[Member]:
     SQLite runs one writer at a time).
     """
     found: dict[str, str] = {}
+    dialect = db.session.get_bind().dialect.name
     for chunk in chunks(list(wanted)):
         missing = chunk
         for kind, model in (("User", User), ("Group", Group)):
-            query = select(model.id).where(one_of(model.id, missing), model.deleted_at.is_(None))
-            locked = db.session.scalars(query.with_for_update(read=True, key_share=True))
+            locked = db.session.scalars(_live_of(model, dialect), {"ids": missing})
             found.update((member_id, kind) for member_id in locked)
             missing = [member_id for member_id in missing if member_id not in found]
             if not missing:
@@ -883,11 +892,24 @@ def _update(group_id: str, change: Callable[[Group], None], if_match: str | None
 
 
 def _check_display_name_free(display_name: str, own_id: str | None) -> None:
-    query = live().where(Group.display_name_key == fold(display_name))
-    if own_id is not None:
-        query = query.where(Group.id != own_id)
-    if db.session.scalars(query.limit(1)).first() is not None:
+    taken = db.session.scalars(
+        _group_named(other=own_id is not None),
+        {"display_name_key": fold(display_name), "own_id": own_id},
+    )
+    if taken.first() is not None:
         raise Uniqueness(f"displayName '{display_name}' is already taken")
+
+
+@functools.cache
+def _group_named(*, other: bool) -> Select[tuple[str]]:
+    """A live group of the displayName (folded) given as a parameter; `other`: but for the group
+    `own_id`. Built once, as scope.py keeps it."""
+    query = select(Group.id).where(
+        Group.deleted_at.is_(None), Group.display_name_key == bindparam("display_name_key")
+    )
+    if other:
+        query = query.where(Group.id != bindparam("own_id"))
+    return query.limit(1)
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -262,12 +262,21 @@ def _begin_writing(connection: Connection) -> None:
             try:
                 for attempt in itertools.count():
                     try:
-                        connection.exec_driver_sql("BEGIN IMMEDIATE")
+                        if attempt == 0:
+                            connection.exec_driver_sql("BEGIN IMMEDIATE")
+                        else:
+                            # Tries again on the driver's connection: SQLAlchemy's handling of
+                            # each refusal cost more CPU than the try (a writer at 8 requests
+                            # writing tried a dozen times).
+                            raw.execute("BEGIN IMMEDIATE")
                         return
-                    except OperationalError as e:
-                        busy = getattr(e.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+                    except (OperationalError, sqlite3.OperationalError) as e:
+                        refusal = getattr(e, "orig", e)
+                        busy = getattr(refusal, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
                         if not busy or time.monotonic() >= deadline:
-                            raise
+                            if isinstance(e, OperationalError):
+                                raise
+                            raise OperationalError("BEGIN IMMEDIATE", None, e) from None
                     time.sleep(_WRITER_NAPS[min(attempt, len(_WRITER_NAPS) - 1)])
             finally:
                 raw.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")

@@ -197,7 +197,8 @@ class _TenantId(BindParameter[int]):
     compiled statement, and every execution files them in a dict keyed by parameter
     (SQLCompiler.construct_params). Two keys of one hash are compared with `==`, which for a
     plain BindParameter builds a SQL expression only to ask it for its truth: about 20 µs a
-    comparison, several per statement, 150 µs of a 1.3 ms lookup. Nothing builds SQL from
+    comparison, several per statement (construct_params took 143 µs a statement on PostgreSQL,
+    27 with this). Nothing builds SQL from
     this parameter with `==`; it is only ever the right-hand side of `tenant_id == ...`.
     """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -18,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from flask import Flask
@@ -303,6 +305,22 @@ def test_gunicorn_reached_directly_keeps_bounded_request_lines_and_headers(monke
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert conf["limit_request_line"] == 8190  # gunicorn's largest bounded value
     assert (conf["limit_request_fields"], conf["limit_request_field_size"]) == (100, 8190)
+
+
+def test_gunicorn_worker_freezes_the_loaded_app_out_of_full_collections(monkeypatch):
+    # Each full collection would otherwise walk every object the loaded app holds (~100 ms).
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    app_log = logging.getLogger("app")
+    monkeypatch.setattr(app_log, "handlers", list(app_log.handlers))
+    monkeypatch.setattr(app_log, "propagate", app_log.propagate)
+    monkeypatch.setattr(app_log, "level", app_log.level)
+    worker = SimpleNamespace(cfg=SimpleNamespace(loglevel="info"), age=1, sockets=[])
+    gc.unfreeze()
+    try:
+        conf["post_worker_init"](worker)
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
 
 
 # --- scripts/serve -------------------------------------------------------------------------

@@ -9,23 +9,26 @@ The target: at 1,000,000 users each request of the table stays within 1.2x of it
 1,000 users; a cursor page about 1,000,000 deep within 1.5x of the first page; a worker's
 memory (RSS) flat; a full GET of a 100,000-member group under 1 s with bounded memory.
 
-One database per kind (SQLite in a temp dir; PostgreSQL a scratch database on --postgres-url,
-dropped at the end), grown in place. First --small users (benchmarks/bulk.py: the store's own
-row shapes, in bulk), a "big" group holding all of them, and 100 small groups of 10 members
-(groups and memberships inserted as rows); then measured. Then the same database grows to
---users users, the big group to --big-group members and the small groups to 10,000, and it is
-measured again. PostgreSQL gets a VACUUM ANALYZE after each seeding, as autovacuum would.
+Two databases per kind, side by side (SQLite files in a temp dir; PostgreSQL scratch databases
+on --postgres-url, dropped at the end): the small one holds --small users (benchmarks/bulk.py:
+the store's own row shapes, in bulk), a "big" group holding all of them, and 100 small groups
+of 10 members (groups and memberships inserted as rows). The large one is seeded the same way,
+then grown to --users users, the big group to --big-group members and the small groups to
+10,000. PostgreSQL gets a VACUUM ANALYZE after each seeding, as autovacuum would.
 
-Each measurement runs in a fresh process (a worker, as gunicorn would start one), through
-Flask's test client: the service's own time, without network or gunicorn. Per round, every
-request kind is sent once, in an order that rotates from round to round, each at a target
-drawn at random from the whole directory (users read with ORDER BY random() up front):
-`userName eq`, a page of 100 at a random startIndex within the first --small users, a cursor
-page of 100 after a random position among them, POST, PUT and two PATCHes of a user, POST of a
-group with 3 members, the big group with excludedAttributes=members, `displayName eq` of a
-small group. After --warmup rounds, --requests rounds are timed: median and p95 (nearest
-rank) per kind. The writes change their targets, and new users and groups accumulate (a few
-hundred), as they would in service.
+Each size is served by a worker of its own, a fresh process (as gunicorn would start one),
+through Flask's test client: the service's own time, without network or gunicorn. The two
+workers take turns, one round each, the first of each pair alternating (small then large, then
+large then small, ...), never both at once: a drift of the machine's speed during the run
+(another VM, a checkpoint) hits both sizes alike, where measuring one size after the other put
+it all on one side. Per round, every request kind is sent once, in an order that rotates from
+round to round, each at a target drawn at random from the whole directory (users read with
+ORDER BY random() up front): `userName eq`, a page of 100 at a random startIndex within the
+first --small users, a cursor page of 100 after a random position among them, POST, PUT and two
+PATCHes of a user, POST of a group with 3 members, the big group with
+excludedAttributes=members, `displayName eq` of a small group. After --warmup rounds, --requests
+rounds are timed: median and p95 (nearest rank) per kind. The writes change their targets, and
+new users and groups accumulate (a few hundred), as they would in service.
 
 Cursors for a position are minted as the service mints them (app.paging.encode with
 protocol.cursor_secret, for the query the service's own first page names), from the sort keys
@@ -41,7 +44,8 @@ one more with tracemalloc for the peak of Python's allocations, and the RSS arou
 PostgreSQL's EXPLAIN ANALYZE (SQLite: its query plan and the statement's time).
 
 On a 2-core machine the default run takes about 10 minutes on PostgreSQL (the 1,000,000 users
-seeded in under 5) and 14 on SQLite (11 to seed: the console search's triggers fire per row).
+seeded in under 5) and 14 on SQLite (11 to seed: the console search's triggers fire per row);
+both databases exist at once, so it needs their disk space together (a few GB at 1,000,000).
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ TOKEN = "benchmark-token"
 PAGE = 100
 SMALL_GROUP = 10  # members of each small group
 GROUPS = {"small": 100, "large": 10_000}  # small groups at each size
+SIZES = ("small", "large")
 GROUPS_CREATED = datetime(2025, 1, 1, tzinfo=UTC)
 KINDS = (
     "GET userName eq",
@@ -198,30 +203,88 @@ def add_members(rows: list[dict[str, str]]) -> None:
 # --- measuring (in a fresh process) --------------------------------------------------------
 
 
-def measure(url: str, phase: str, users: int, args: argparse.Namespace) -> dict[str, Any]:
-    """The worker's run: samples per request kind, and its memory."""
-    logging.getLogger("scim.audit").addFilter(lambda record: False)
-    app = create_app(app_settings(url))
-    client = app.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
-    rng = random.Random(f"{phase}:{args.requests}")
-    targets = Targets.read(app, client, users, args)
-    send = Sender(client, targets, phase, rng)
-    samples: dict[str, list[float]] = {kind: [] for kind in KINDS + CURSOR_KINDS}
-    memory: dict[str, int] = {}
+class Worker:
+    """One size's worker (a fresh process, `serve`), driven round by round from the main one."""
+
+    def __init__(self, url: str, phase: str, users: int, args: argparse.Namespace) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.phase = phase
+        self.connection, theirs = context.Pipe()
+        self.process = context.Process(target=serve, args=(theirs, url, phase, users, args))
+        self.process.start()
+        self.samples: dict[str, list[float]] = {kind: [] for kind in KINDS + CURSOR_KINDS}
+
+    def ask(self, *message: Any) -> Any:
+        self.connection.send(message)
+        answer = self.connection.recv()
+        if isinstance(answer, SystemExit):  # the worker's request failed: stop the run
+            raise answer
+        return answer
+
+    def round(self, round_: int, *, timed: bool) -> None:
+        for kind, elapsed in self.ask("round", round_).items():
+            if timed:
+                self.samples[kind].append(elapsed)
+
+    def finish(self) -> dict[str, Any]:
+        result = self.ask("finish") | {"samples": self.samples}
+        self.process.join()
+        return result
+
+
+def serve(connection: Any, url: str, phase: str, users: int, args: argparse.Namespace) -> None:
+    """A worker's life: answer "round" (the kinds' times, ms), "memory" (the RSS now) and, last,
+    "finish" (its memory, the full group GET, the plans), each by one message."""
+    try:
+        logging.getLogger("scim.audit").addFilter(lambda record: False)
+        app = create_app(app_settings(url))
+        client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+        rng = random.Random(f"{phase}:{args.requests}")
+        targets = Targets.read(app, client, users, args)
+        send = Sender(client, targets, phase, rng)
+        memory: dict[str, int] = {}
+        connection.send("ready")
+        while True:
+            message = connection.recv()
+            if message[0] == "round":
+                round_ = message[1]
+                shift = round_ % len(KINDS)
+                kinds = KINDS[shift:] + KINDS[:shift] + CURSOR_KINDS
+                connection.send({kind: send.timed(kind, round_) for kind in kinds})
+            elif message[0] == "memory":
+                memory["RSS after warm-up"] = status_kb("VmRSS")
+                connection.send(None)
+            else:
+                memory["RSS after the rounds"] = status_kb("VmRSS")
+                memory["RSS high-water mark"] = status_kb("VmHWM")
+                full = full_group(client, targets.big_group, targets.big_members)
+                plans = explain(app, send, EXPLAINED) if args.explain and phase == "large" else []
+                connection.send({"memory": memory, "full": full, "plans": plans})
+                return
+    except SystemExit as stop:  # Sender.timed: an unexpected answer
+        connection.send(stop)
+    except Exception as error:  # noqa: BLE001  (any other failure, named in the main process)
+        connection.send(SystemExit(f"the {phase} worker failed: {error!r}"))
+
+
+def measure_side_by_side(
+    small_url: str, large_url: str, args: argparse.Namespace
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both sizes' workers, one round each in turn, the first of each pair alternating."""
+    small = Worker(small_url, "small", args.small, args)
+    large = Worker(large_url, "large", args.users, args)
+    for worker in (small, large):
+        if worker.connection.recv() != "ready":
+            sys.exit(f"the {worker.phase} worker did not start")
     for round_ in range(args.warmup + args.requests):
         if round_ == args.warmup:
-            memory["RSS after warm-up"] = status_kb("VmRSS")
-        shift = round_ % len(KINDS)
-        for kind in KINDS[shift:] + KINDS[:shift] + CURSOR_KINDS:
-            elapsed = send.timed(kind, round_)
-            if round_ >= args.warmup:
-                samples[kind].append(elapsed)
-    memory["RSS after the rounds"] = status_kb("VmRSS")
-    memory["RSS high-water mark"] = status_kb("VmHWM")
-    full = full_group(client, targets.big_group, targets.big_members)
-    plans = explain(app, send, EXPLAINED) if args.explain and phase == "large" else []
-    return {"samples": samples, "memory": memory, "full": full, "plans": plans}
+            small.ask("memory")
+            large.ask("memory")
+        pair = (small, large) if round_ % 2 == 0 else (large, small)
+        for worker in pair:
+            worker.round(round_, timed=round_ >= args.warmup)
+    return small.finish(), large.finish()
 
 
 EXPLAINED = (
@@ -469,13 +532,6 @@ def status_kb(field: str) -> int:
     raise LookupError(field)
 
 
-def in_worker(url: str, phase: str, users: int, args: argparse.Namespace) -> dict[str, Any]:
-    """measure() in a fresh process, started as a gunicorn worker would be."""
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
-        return pool.apply(measure, (url, phase, users, args))
-
-
 # --- report --------------------------------------------------------------------------------
 
 
@@ -537,21 +593,20 @@ def run(dialect: str, args: argparse.Namespace) -> None:
     with contextlib.ExitStack() as stack:
         if dialect == "sqlite":
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="scim-bench-"))
-            url = f"sqlite:///{folder}/scale.sqlite3"
+            small_url, large_url = (f"sqlite:///{folder}/{size}.sqlite3" for size in SIZES)
         else:
-            (url,) = stack.enter_context(postgres_databases(args.postgres_url, 1))
+            small_url, large_url = stack.enter_context(postgres_databases(args.postgres_url, 2))
         started = time.perf_counter()
         print(f"\n=== {dialect}", flush=True)
-        print(f"seeded: {grow(url, args.small, args.small, GROUPS['small'], True)}", flush=True)
-        small = in_worker(url, "small", args.small, args)
-        print(f"measured at {args.small:,} users ({time.perf_counter() - started:.0f} s so far)")
-        line = grow(url, args.users, args.big_group, GROUPS["large"], False)
-        print(f"grown: {line}", flush=True)
-        large = in_worker(url, "large", args.users, args)
-        print(f"measured at {args.users:,} users ({time.perf_counter() - started:.0f} s so far)")
+        for url in (small_url, large_url):
+            print(f"seeded: {grow(url, args.small, args.small, GROUPS['small'], True)}", flush=True)
+        line = grow(large_url, args.users, args.big_group, GROUPS["large"], False)
+        print(f"grown: {line} ({time.perf_counter() - started:.0f} s so far)", flush=True)
+        small, large = measure_side_by_side(small_url, large_url, args)
+        print(f"measured ({time.perf_counter() - started:.0f} s so far)")
         print(
-            f"{dialect}: {args.requests} rounds after {args.warmup} warm-up rounds, request "
-            "kinds interleaved; each worker a fresh process"
+            f"{dialect}: {args.requests} rounds after {args.warmup} warm-up rounds at each size, "
+            "the sizes' workers (fresh processes) taking turns, request kinds interleaved"
         )
         report(args, small, large)
         if large["plans"]:

@@ -146,34 +146,27 @@ def test_deactivated_user_stays_a_member(client, create_user, create_group):
     assert fetch(client, group)["members"] == [member(jane)]
 
 
-def test_a_name_taken_between_check_and_write_is_409_not_500(client, create_group, monkeypatch):
-    from app.store import groups
-
+def test_a_taken_name_is_409_on_create_and_on_rename(client, create_group):
+    # The unique index of live names answers: no lookup of the name runs before a write.
     create_group("Sales")
     other = create_group("Marketing")
-    # As if a concurrent request took the name just after this one checked it.
-    monkeypatch.setattr(groups, "_check_display_name_free", lambda *args: None)
     response = client.post(f"{BASE}/Groups", json={"schemas": [GROUP_URN], "displayName": "SALES"})
     assert response.json == error(409, "displayName 'SALES' is already taken", "uniqueness")
-    monkeypatch.undo()
     rename = patch_payload({"op": "replace", "path": "displayName", "value": "sales"})
-    monkeypatch.setattr(groups, "_check_display_name_free", _free_once())
     response = client.patch(f"{BASE}/Groups/{other['id']}", json=rename)
     assert response.json == error(409, "displayName 'sales' is already taken", "uniqueness")
+    assert client.get(f"{BASE}/Groups/{other['id']}").json["displayName"] == "Marketing"
 
 
-def _free_once():
-    """The uniqueness check passes once (the race), then sees the truth on the retry."""
-    from app.store import groups
-
-    real, calls = groups._check_display_name_free, []
-
-    def check(display_name, own_id):
-        calls.append(display_name)
-        if len(calls) > 1:
-            real(display_name, own_id)
-
-    return check
+def test_a_member_change_reads_no_group_by_its_name(client, create_user, create_group):
+    jane = create_user()
+    group = create_group("Sales")
+    add = patch_payload({"op": "add", "path": "members", "value": [{"value": jane["id"]}]})
+    with statements() as seen:
+        assert client.patch(f"{BASE}/Groups/{group['id']}", json=add).status_code == 204
+    selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+    assert selects and not [s for s in selects if "display_name_key =" in s]
+    assert fetch(client, group)["members"] == [member(jane)]
 
 
 def test_every_membership_change_bumps_last_modified(client, create_user, create_group):

@@ -13,7 +13,7 @@ from app.db import db, utcnow
 from app.models import AuditEvent, Event, EventDelivery, EventReceiver
 from app.store import audit
 from app.store import events as events_store
-from tests.conftest import BASE
+from tests.conftest import BASE, statements
 from tests.payloads import ENTERPRISE_URN, GROUP_URN, patch_payload, user_payload
 
 
@@ -295,6 +295,23 @@ def test_deliveries_go_to_enabled_subscribed_receivers_only(client):
             (deactivations.id, "pending", user["id"]),
         ]
     )
+
+
+def test_a_tenant_without_an_enabled_receiver_runs_no_fan_out(client):
+    add_receiver("off", enabled=False)
+    with statements() as seen:
+        user = post_user(client)
+    assert deliveries() == []
+    fan_outs = [s for s in seen if "INSERT INTO event_deliveries" in s]
+    # SQLite: the events' INSERT returned that no receiver listens, so the deliveries' INSERT
+    # did not run. PostgreSQL writes events and deliveries in one statement whatever.
+    assert len(fan_outs) == (0 if db.engine.dialect.name == "sqlite" else 1)
+    on = add_receiver("on")  # from now on, the tenant's writes are fanned out
+    client.patch(
+        f"{BASE}/Users/{user['id']}",
+        json=patch_payload({"op": "replace", "path": "active", "value": False}),
+    )
+    assert deliveries() == [(on.id, "pending", user["id"])]
 
 
 def test_full_receivers_get_the_resource_as_committed(client):

@@ -35,8 +35,10 @@ which reads the receivers in the same statement (none cached, so a receiver adde
 is never missed) and returns, per delivery, whether its receiver wants `:full` events. On
 PostgreSQL both are one statement (the INSERT of events, over one JSON array of their values, as a
 data-modifying WITH, which also NOTIFYs the workers when it queued a delivery); on SQLite,
-which has no such WITH, two statements in process. The events are written after the commit's
-own flush (`_write_after_flush`), when every changed row's version is final: one flush, not two.
+which has no such WITH, two statements in process, the second only when the events' INSERT
+returned that their tenant has an enabled receiver (most have none). The events are written
+after the commit's own flush (`_write_after_flush`), when every changed row's version is final:
+one flush, not two.
 
 `data` (the resource as committed, for the `:full` variants) is stored only when one of the
 event's deliveries is owed to a `:full` receiver: a group's members are read for it, so it
@@ -94,6 +96,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal_column,
     select,
     text,
     update,
@@ -267,14 +270,18 @@ def _write(session: Session, changes: list[tuple[str, list[Change]]]) -> None:
         values = json.dumps([{column: row[column] for column in _EVENT_COLUMNS} for row in rows])
         given = {"tenant": tenant_id, "now": now, "rows": values}
         full = connection.execute(_WRITE_POSTGRESQL, given).scalar()
-    elif len(changes) == 1:  # SQLite, in process: the rows, then their deliveries (each saying
-        # whether its receiver is a `:full` one) by the txn
+    elif len(changes) == 1:  # SQLite, in process: the rows, each saying whether the tenant has
+        # an enabled receiver; if so their deliveries (each saying whether its receiver is a
+        # `:full` one) by the txn. Most tenants have none: no second statement then.
+        listened = False
         for chunk in chunks(rows):
-            connection.execute(_INSERT_EVENTS, chunk)
-        fanned = connection.execute(
-            _fan_out_sqlite(by_txn=True), {"tenant": tenant_id, "txn": changes[0][0]}
-        )
-        full = any(fanned.scalars())
+            listened = any(connection.execute(_INSERT_EVENTS_LISTENED, chunk).scalars()) or listened
+        full = False
+        if listened:
+            fanned = connection.execute(
+                _fan_out_sqlite(by_txn=True), {"tenant": tenant_id, "txn": changes[0][0]}
+            )
+            full = any(fanned.scalars())
     else:  # changes deferred together (several txns): their deliveries by jti
         full = False
         for chunk in chunks(rows):
@@ -289,6 +296,16 @@ def _write(session: Session, changes: list[tuple[str, list[Change]]]) -> None:
 
 
 _INSERT_EVENTS = insert(Event)  # built once: SQLite's executemany of the rows
+# The same, each row returned with whether its tenant has an enabled receiver (read in the same
+# statement, as the fan-out reads them: nothing about receivers is cached).
+_INSERT_EVENTS_LISTENED = _INSERT_EVENTS.returning(
+    # Written out: SQLAlchemy names the inserted table's columns unqualified in RETURNING, which
+    # SQLite finds ambiguous inside a subquery of another table with the same column.
+    literal_column(
+        "EXISTS (SELECT 1 FROM event_receivers AS r"
+        " WHERE r.tenant_id = events.tenant_id AND r.enabled)"
+    ).label("listened")
+)
 
 # The events' values but tenant_id and at (the same for all), in _WRITE_POSTGRESQL's JSON
 # parameter, with their types there.

@@ -43,8 +43,8 @@ one more with tracemalloc for the peak of Python's allocations, and the RSS arou
 --explain prints, for the page reads and the full group GET at --users, each SELECT with
 PostgreSQL's EXPLAIN ANALYZE (SQLite: its query plan and the statement's time).
 
-On a 2-core machine the default run takes about 10 minutes on PostgreSQL (the 1,000,000 users
-seeded in under 5) and 14 on SQLite (11 to seed: the console search's triggers fire per row);
+On a 2-core machine the default run takes about 5 minutes on PostgreSQL (the 1,000,000 users
+seeded in under 4) and 9 on SQLite (8 to seed: the console search's triggers fire per row);
 both databases exist at once, so it needs their disk space together (a few GB at 1,000,000).
 """
 

@@ -47,11 +47,11 @@ def _int(name: str, default: int) -> int:
 
 
 bind = [_ENV.get("SCIM_BIND") or "127.0.0.1:8000"]
-# 4 processes of 2 threads on 2 cores (benchmarks/floor.py, issue 16): the throughput of 2 x 4
-# with about half its p99 at 8 connections (fewer threads per process wait on one GIL, and a
-# SQLite writer holding the lock waits less for its siblings' turns), for about 200 MB more.
-workers = _int("SCIM_WORKERS", 4)
-threads = _int("SCIM_THREADS", 2)
+# Measured against 4 x 2 (interleaved, 5 repeats, 8 connections; issue 16): as fast or faster
+# for reads on both databases, with lower p99s, for half the memory; 4 x 2 wrote faster on
+# SQLite only.
+workers = _int("SCIM_WORKERS", 2)
+threads = _int("SCIM_THREADS", 4)
 worker_class = "gthread"
 
 # A worker silent for `timeout` seconds is killed and replaced; on SIGTERM or a HUP reload, workers

@@ -7,8 +7,8 @@
 
 For each database kind the service gets a fresh database (a SQLite file in a temp dir; a
 PostgreSQL scratch database made on --postgres-url, a superuser's, dropped at the end), `flask db
-upgrade`, and runs as shipped: gunicorn with the repository's gunicorn.conf.py (its
-default workers and threads), the access log to /dev/null, one bearer token, and SCIM_RATE_LIMIT far above the load
+upgrade`, and runs as shipped: gunicorn with the repository's gunicorn.conf.py (2 workers x 4
+threads), the access log to /dev/null, one bearer token, and SCIM_RATE_LIMIT far above the load
 (benchmarks/floor.py starts it the same way).
 
 The work: --users users (Okta's create body: userName, name, displayName, emails, externalId,

@@ -7,8 +7,8 @@ worker delivering) against off (no receiver, no worker), on SQLite and PostgreSQ
         [--databases sqlite,postgresql] [--postgres-url URL]
 
 Each setup is a fresh, migrated database (a SQLite file; a PostgreSQL scratch database made on
---postgres-url, a superuser's, dropped at the end), the service under gunicorn.conf.py (its
-default workers and threads) on a free port, and for "on" a push receiver (`flask events receivers
+--postgres-url, a superuser's, dropped at the end), the service under gunicorn.conf.py (2
+workers x 4 threads) on a free port, and for "on" a push receiver (`flask events receivers
 add`) that is a threaded HTTP server answering 202 in a process of its own, `flask events run`
 as a process of its own. Everything shares this machine's cores: the worker's and the
 receiver's CPU is taken from the API's, as it would be on one host.

@@ -12,7 +12,7 @@ service each get a fresh database of that kind (SQLite files in a temp dir; Post
 databases made on --postgres-url, a superuser's, and dropped at the end) and run as real
 processes on free ports of 127.0.0.1, both from this interpreter's venv: the floor with its own
 gunicorn.conf.py (2 sync workers), the service with the repository's gunicorn.conf.py as shipped
-(4 workers x 2 threads, JSON access log on stdout, which goes to /dev/null) after `flask db
+(2 workers x 4 threads, JSON access log on stdout, which goes to /dev/null) after `flask db
 upgrade`, one bearer token (SCIM_TOKEN_HASHES) and SCIM_RATE_LIMIT far above the load, so that
 the limiter runs, and costs, but never refuses.
 

@@ -15,7 +15,7 @@ lookup. Prints the median CPU microseconds (this process's, SQLite included: wha
 processes on a busy machine do counts less than in wall time) per request of each and the
 difference.
 
-gunicorn: gunicorn.conf.py as shipped (its default workers and threads), once with metrics off and once on
+gunicorn: gunicorn.conf.py as shipped (2 workers x 4 threads), once with metrics off and once on
 (a fresh PROMETHEUS_MULTIPROC_DIR, as gunicorn.conf.py makes it), the two runs interleaved, under
 wrk (/usr/bin/wrk, Debian package `wrk`) on GET /Users/{id} at --connections. Prints req/s and
 the workers' CPU milliseconds per request (utime+stime from /proc), medians over the repeats.

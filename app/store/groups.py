@@ -76,8 +76,9 @@ from app.store import (
 MEMBERS = GROUP_RESOURCE.schema.attribute("members")
 
 # The unique indexes a group's write can run into, and what the client is told. The index is
-# the only check of a displayName: a SELECT before each write cost every group write, a
-# member PATCH most of all, a statement to find what the index refuses anyway.
+# the only check of a displayName: the SELECT that used to run before every group write (a
+# member PATCH's too, whose name had not changed) found only what the index refuses, with
+# the same answer.
 _REFUSALS: locked.Refusals[Group] = {
     "uq_groups_live_display_name": lambda group: Uniqueness(
         f"displayName '{group.display_name}' is already taken"

@@ -319,3 +319,59 @@ def test_the_confined_statements_are_bounded():
     for statement in statements:
         kept.scoped(statement, 1, owned)
     assert len(kept.entries) <= 100
+
+
+def test_two_tenants_building_their_first_criteria_at_once_each_get_their_own(
+    two_tenants, monkeypatch
+):
+    """SQLAlchemy analyses a criterion's lambda once for every tenant. Two threads that both
+    missed that analysis and then stored it at once left the second one holding the first's
+    tenant (app/store/scope.py, _BUILDING): here both are held until both have looked, as the
+    race had them, in a worker that has analysed no criterion yet."""
+    from sqlalchemy.sql import lambdas
+
+    cache = lambdas._closure_per_cache_key
+    looked = threading.Barrier(2, timeout=1)
+
+    class HeldCache:
+        """The lambda cache, each lookup waiting for the other thread's (up to a second)."""
+
+        def get(self, key, default=None):
+            found = cache.get(key, default)
+            try:
+                looked.wait()
+            except threading.BrokenBarrierError:
+                pass  # the other thread is not looking now: nothing to hold it for
+            return found
+
+        def __contains__(self, key):
+            return key in cache
+
+        def __getitem__(self, key):
+            return cache[key]
+
+        def __setitem__(self, key, value):
+            cache[key] = value
+
+    cache.clear()
+    scope._tenant_criteria.cache_clear()
+    monkeypatch.setattr(lambdas, "_closure_per_cache_key", HeldCache())
+    owned = frozenset({User.__table__})
+    built = {}
+
+    def build(slug):
+        built[slug] = scope._tenant_criteria(two_tenants[slug], owned)
+
+    threads = [threading.Thread(target=build, args=(slug,)) for slug in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    monkeypatch.undo()
+    scope._tenant_criteria.cache_clear()
+    with tenancy.across_tenants():
+        counts = {
+            slug: db.session.scalar(select(func.count()).select_from(User).options(*built[slug]))
+            for slug in ("a", "b")
+        }
+    assert counts == {"a": 3, "b": 5}

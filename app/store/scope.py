@@ -17,6 +17,7 @@ Two layers, so that one mistake cannot leak a customer's data to another:
 from __future__ import annotations
 
 import functools
+import threading
 import weakref
 from typing import Any
 
@@ -181,12 +182,24 @@ def _tenant_criteria(tenant_id: int, tables: frozenset[Any]) -> tuple[Any, ...]:
     the criteria of all seven tenant-owned models on every statement a third of its time.
 
     The tenant's id is a bound parameter (_TenantId), so every tenant shares one compiled
-    statement per query shape."""
-    return tuple(
-        with_loader_criteria(model, _owned_by(tenant_id), include_aliases=True)
-        for model in TENANT_OWNED
-        if model.__table__ in tables
-    )
+    statement per query shape.
+
+    Built one at a time in a process (_BUILDING). SQLAlchemy keeps one analysis of a criterion's
+    lambda for every tenant, keyed by its code and the shape of what it closes over, and gives
+    each new lambda its own tenant's value from there. But when two threads build the first
+    criterion of a model at once, the one that finds the other's analysis just stored keeps
+    that analysis's value (sqlalchemy.sql.lambdas, _retrieve_tracker_rec): the criteria of
+    one tenant confined its statements to the other, for the life of the worker (seen as a
+    404 for a tenant's own group when two tenants' first requests came together)."""
+    with _BUILDING:
+        return tuple(
+            with_loader_criteria(model, _owned_by(tenant_id), include_aliases=True)
+            for model in TENANT_OWNED
+            if model.__table__ in tables
+        )
+
+
+_BUILDING = threading.Lock()
 
 
 class _TenantId(BindParameter[int]):

@@ -314,6 +314,37 @@ def test_a_tenant_without_an_enabled_receiver_runs_no_fan_out(client):
     assert deliveries() == [(on.id, "pending", user["id"])]
 
 
+def test_a_bulk_of_creates_in_a_tenant_without_an_enabled_receiver_runs_no_fan_out(client):
+    # Consecutive creates of a Bulk write their events together, under a txn each.
+    def create_two(prefix: str) -> list[str]:
+        operations = [
+            {
+                "method": "POST",
+                "path": "/Users",
+                "bulkId": f"{prefix}{n}",
+                "data": user_payload(userName=f"{prefix}{n}@example.com", externalId=None),
+            }
+            for n in range(2)
+        ]
+        body = {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": operations,
+        }
+        response = client.post(f"{BASE}/Bulk", json=body)
+        assert [o["status"] for o in response.json["Operations"]] == ["201", "201"]
+        return [o["location"].rsplit("/", 1)[1] for o in response.json["Operations"]]
+
+    add_receiver("off", enabled=False)
+    with statements() as seen:
+        create_two("quiet")
+    assert deliveries() == []
+    fan_outs = [s for s in seen if "INSERT INTO event_deliveries" in s]
+    assert len(fan_outs) == (0 if db.engine.dialect.name == "sqlite" else 1)
+    on = add_receiver("on")
+    ids = create_two("heard")
+    assert deliveries() == [(on.id, "pending", user_id) for user_id in ids]
+
+
 def test_full_receivers_get_the_resource_as_committed(client):
     add_receiver(full=True)
     user = post_user(client)

@@ -270,35 +270,42 @@ def _write(session: Session, changes: list[tuple[str, list[Change]]]) -> None:
         values = json.dumps([{column: row[column] for column in _EVENT_COLUMNS} for row in rows])
         given = {"tenant": tenant_id, "now": now, "rows": values}
         full = connection.execute(_WRITE_POSTGRESQL, given).scalar()
-    elif len(changes) == 1:  # SQLite, in process: the rows, each saying whether the tenant has
-        # an enabled receiver; if so their deliveries (each saying whether its receiver is a
-        # `:full` one) by the txn. Most tenants have none: no second statement then.
-        listened = False
-        for chunk in chunks(rows):
-            listened = any(connection.execute(_INSERT_EVENTS_LISTENED, chunk).scalars()) or listened
-        full = False
-        if listened:
-            fanned = connection.execute(
-                _fan_out_sqlite(by_txn=True), {"tenant": tenant_id, "txn": changes[0][0]}
-            )
-            full = any(fanned.scalars())
-    else:  # changes deferred together (several txns): their deliveries by jti
-        full = False
-        for chunk in chunks(rows):
-            connection.execute(_INSERT_EVENTS, chunk)
-            jtis = [row["jti"] for row in chunk]
-            fanned = connection.execute(
-                _fan_out_sqlite(by_txn=False), {"tenant": tenant_id, "jtis": jtis}
-            )
-            full = any(fanned.scalars()) or full
+    else:
+        full = _write_sqlite(connection, tenant_id, changes, rows)
     if full:
         _store_data(connection, tenant_id, [row["jti"] for row in rows], everything)
 
 
-_INSERT_EVENTS = insert(Event)  # built once: SQLite's executemany of the rows
-# The same, each row returned with whether its tenant has an enabled receiver (read in the same
-# statement, as the fan-out reads them: nothing about receivers is cached).
-_INSERT_EVENTS_LISTENED = _INSERT_EVENTS.returning(
+def _write_sqlite(
+    connection: Any,
+    tenant_id: int,
+    changes: list[tuple[str, list[Change]]],
+    rows: list[dict[str, Any]],
+) -> bool:
+    """SQLite, in process: the event rows, each returning whether its tenant has an enabled
+    receiver, and only then their deliveries, each returning whether its receiver is a `:full`
+    one (the answer). Most tenants have no receiver: one statement then. The deliveries of one
+    change are found by its txn; of changes deferred together (several txns), by the jtis of
+    each chunk (an expanding IN, which SQLAlchemy renders anew each time: twice the cost)."""
+    listened = False
+    for chunk in chunks(rows):
+        listened = any(connection.execute(_INSERT_EVENTS, chunk).scalars()) or listened
+    if not listened:
+        return False
+    if len(changes) == 1:
+        given = {"tenant": tenant_id, "txn": changes[0][0]}
+        return any(connection.execute(_fan_out_sqlite(by_txn=True), given).scalars())
+    full = False
+    for chunk in chunks(rows):
+        given = {"tenant": tenant_id, "jtis": [row["jti"] for row in chunk]}
+        full = any(connection.execute(_fan_out_sqlite(by_txn=False), given).scalars()) or full
+    return full
+
+
+# Built once: SQLite's executemany of the event rows, each returned with whether its tenant has
+# an enabled receiver (read in the same statement, as the fan-out reads them: nothing about
+# receivers is cached).
+_INSERT_EVENTS = insert(Event).returning(
     # Written out: SQLAlchemy names the inserted table's columns unqualified in RETURNING, which
     # SQLite finds ambiguous inside a subquery of another table with the same column.
     literal_column(

@@ -216,8 +216,11 @@ class Worker:
 
     def ask(self, *message: Any) -> Any:
         self.connection.send(message)
+        return self.answer()
+
+    def answer(self) -> Any:
         answer = self.connection.recv()
-        if isinstance(answer, SystemExit):  # the worker's request failed: stop the run
+        if isinstance(answer, SystemExit):  # the worker failed (a request, its set-up): stop
             raise answer
         return answer
 
@@ -275,8 +278,7 @@ def measure_side_by_side(
     small = Worker(small_url, "small", args.small, args)
     large = Worker(large_url, "large", args.users, args)
     for worker in (small, large):
-        if worker.connection.recv() != "ready":
-            sys.exit(f"the {worker.phase} worker did not start")
+        worker.answer()  # "ready", once its targets are read
     for round_ in range(args.warmup + args.requests):
         if round_ == args.warmup:
             small.ask("memory")

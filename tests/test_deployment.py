@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 import pytest
 from flask import Flask
+from gunicorn.workers.gthread import ThreadWorker
 
 from app.config import ConfigError, load_config
 from app.db import db
@@ -275,6 +276,7 @@ def test_gunicorn_conf_reads_bind_workers_and_threads(monkeypatch):
     monkeypatch.setenv("SCIM_THREADS", "8")
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert (conf["bind"], conf["workers"], conf["threads"]) == (["0.0.0.0:9000"], 3, 8)
+    assert issubclass(conf["worker_class"], ThreadWorker)  # gthread's: `threads` counts
     assert conf["control_socket_disable"] is True
     assert conf["secure_scheme_headers"] == {}  # only SCIM_PROXY_HOPS decides about the scheme
     assert conf["graceful_timeout"] <= conf["timeout"] < conf["keepalive"]

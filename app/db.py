@@ -220,21 +220,47 @@ def _ping_if_idle(dbapi_connection: object, connection_record: object, proxy: ob
 
 
 @event.listens_for(Engine, "begin")
-def _begin_immediate(connection: Connection) -> None:
-    """Take SQLite's write lock when a transaction begins, not half-way through it.
+def _begin(connection: Connection) -> None:
+    """How a transaction begins: on SQLite, taking the write lock at once unless it only reads;
+    on PostgreSQL, not at all when it only reads.
 
-    A transaction that read and then writes cannot wait for a concurrent writer in WAL mode:
-    SQLite fails it at once ("database is locked"). Beginning IMMEDIATE makes concurrent
+    SQLite: a transaction that read and then writes cannot wait for a concurrent writer in WAL
+    mode: SQLite fails it at once ("database is locked"). Beginning IMMEDIATE makes concurrent
     requests (gunicorn threads and workers) queue for the lock instead (_begin_writing).
     Transactions known to only read begin DEFERRED: in WAL mode they read a snapshot and never
     wait for a writer, nor make one wait.
+
+    PostgreSQL: a read runs its statements in autocommit (psycopg then sends no BEGIN, and
+    the request's end no ROLLBACK): two round trips fewer for a lookup of one statement. It
+    sees what it would have seen in a transaction: at PostgreSQL's READ COMMITTED, the level
+    used here, each statement of a transaction takes a snapshot of its own anyway. The
+    connection goes back to transactions when it returns to the pool (_end_autocommit).
     """
-    if connection.dialect.name != "sqlite":
-        return
-    if _reads_only.get():
-        connection.exec_driver_sql("BEGIN")
-    else:
-        _begin_writing(connection)
+    if connection.dialect.name == "sqlite":
+        if _reads_only.get():
+            connection.exec_driver_sql("BEGIN")
+        else:
+            _begin_writing(connection)
+    elif _reads_only.get():
+        connection.connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+        connection.connection.info[_READING_OUTSIDE_TRANSACTIONS] = True
+
+
+def in_autocommit(connection: Connection) -> bool:
+    """Whether this PostgreSQL connection runs a read outside any transaction (_begin)."""
+    return bool(getattr(connection.connection.dbapi_connection, "autocommit", False))
+
+
+_READING_OUTSIDE_TRANSACTIONS = "scim_reading_outside_transactions"  # a pooled connection's info
+
+
+@event.listens_for(Pool, "checkin")
+def _end_autocommit(dbapi_connection: object, connection_record: object) -> None:
+    """A connection that _begin put in autocommit goes back to transactions (not one that its
+    engine runs in autocommit: `isolation_level="AUTOCOMMIT"`)."""
+    reading = connection_record.info.pop(_READING_OUTSIDE_TRANSACTIONS, False)  # type: ignore[attr-defined]
+    if reading and dbapi_connection is not None and not dbapi_connection.closed:  # type: ignore[attr-defined]
+        dbapi_connection.autocommit = False  # type: ignore[attr-defined]
 
 
 # How long a writer waiting for SQLite's lock sleeps between tries: doubling from the first to

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from app import tenancy, validate
 from app.auth import new_token, token_hash
-from app.db import db
+from app.db import db, reading_only, writing
 from app.models import EventReceiver, EventSigningKey, User
 from app.schema.core import USER_RESOURCE
 from app.store import events as events_store
@@ -276,10 +276,51 @@ def test_raw_sql_with_no_tenant_entered_returns_nothing(two_tenants):
     with tenancy.entered(None):
         for table in OWNED:
             assert _tenants_seen(table) == set(), table
-    # Nor on a connection that never set scim.tenant at all.
-    with db.engine.connect() as connection:
-        for table in OWNED:
-            assert connection.scalar(text(f"SELECT count(*) FROM {table}")) == 0, table
+
+
+@pytest.mark.parametrize("read", [False, True], ids=["in a transaction", "a read"])
+def test_a_pooled_connection_runs_under_the_tenant_entered_now_not_its_last(
+    deployment, two_tenants, read
+):
+    """The connection keeps its `scim.tenant` from one use to the next (app/store/scope.py):
+    whoever uses it next, an ORM session or Core, runs under the tenant entered then, or
+    under none. One pooled connection, so that every use below is that same connection."""
+    engine = create_engine(deployment.app_url, pool_size=1, max_overflow=0)
+    acme, default = two_tenants.acme_id, tenancy.DEFAULT_TENANT_ID
+    used = set()
+
+    def seen_by_core() -> dict[str, set[int]]:
+        with reading_only() if read else writing(), engine.connect() as connection:
+            used.add(id(connection.connection.dbapi_connection))
+            return {
+                table: set(connection.scalars(text(f"SELECT DISTINCT tenant_id FROM {table}")))
+                for table in OWNED
+            }
+
+    def seen_by_a_session() -> set[int]:
+        with reading_only() if read else writing(), Session(engine) as session:
+            used.add(id(session.connection().connection.dbapi_connection))
+            return set(session.scalars(text("SELECT DISTINCT tenant_id FROM users")))
+
+    try:
+        for scope, expected in (
+            (acme, {acme}),
+            (None, set()),
+            (default, {default}),
+            (acme, {acme}),
+        ):
+            with tenancy.entered(scope):
+                assert seen_by_core() == dict.fromkeys(OWNED, expected), scope
+                assert seen_by_a_session() == expected, scope
+        with tenancy.entered(None):
+            assert seen_by_core() == dict.fromkeys(OWNED, set())
+        with tenancy.entered(tenancy.ALL_TENANTS):
+            assert seen_by_a_session() == {acme, default}
+        with tenancy.entered(None):
+            assert seen_by_a_session() == set()
+    finally:
+        engine.dispose()
+    assert len(used) == 1
 
 
 def test_an_orm_query_with_the_scope_listener_bypassed_returns_only_the_entered_tenants(

@@ -7,9 +7,10 @@ Two layers, so that one mistake cannot leak a customer's data to another:
    through SQLAlchemy's `with_loader_criteria`. A new row takes the entered tenant as its
    default (models.tenant_column). With no tenant entered such a statement fails: unscoped
    code never silently sees everything.
-2. On PostgreSQL, row-level security (migration 0009): each transaction sets `scim.tenant` to
-   the entered tenant (`*` across tenants), and the tables' policies compare every row with it,
-   for any statement, even one written without the tenant condition. Superusers and roles
+2. On PostgreSQL, row-level security (migration 0009): every transaction, and every read
+   outside one, runs with the connection's `scim.tenant` set to the entered tenant (`*` across
+   tenants), and the tables' policies compare every row with it, for any statement, even one
+   written without the tenant condition. Superusers and roles
    with BYPASSRLS skip the policies; app/store/rls.py warns at start-up when the service
    connects as one.
 """
@@ -21,10 +22,11 @@ import threading
 import weakref
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, Integer, event
+from sqlalchemy import BindParameter, Connection, Engine, Integer, event
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
 
 from app import tenancy
+from app.db import in_autocommit
 from app.models import (
     AuditEvent,
     Event,
@@ -58,7 +60,8 @@ _OWNED_TABLES = frozenset(model.__table__ for model in TENANT_OWNED)
 
 # What `scim.tenant` holds across tenants; the policies (migration 0009) let it see every row.
 ALL_TENANTS_SETTING = "*"
-_SETTING = "scim.tenant"  # session.info: the value this session's transaction has set
+_SETTING = "scim.tenant"  # session.info: the value this session's transaction runs under
+_CONNECTION_SETTING = "scim.tenant"  # a pooled connection's info: the value set on it
 
 
 @event.listens_for(Session, "do_orm_execute")
@@ -233,18 +236,50 @@ def _owned_by(tenant_id: int) -> Any:
     return lambda cls: cls.tenant_id == tenant
 
 
-@event.listens_for(Session, "after_begin")
-def _set_row_level_security(
-    session: Session, transaction: SessionTransaction, connection: Connection
-) -> None:
-    """PostgreSQL: tell the row-level security policies which tenant this transaction is for.
+@event.listens_for(Engine, "begin")
+def _enter_row_level_security(connection: Connection) -> None:
+    """PostgreSQL: before any statement of a transaction, or of a read outside one (app.db),
+    the connection's `scim.tenant` is the entered tenant's: the row-level security policies
+    compare every row with it. No tenant entered: an empty setting, which they match with no
+    row.
 
-    `set_config(..., true)` lasts until the transaction ends, so a pooled connection never
-    carries one request's tenant into the next. No tenant entered: an empty setting, which the
-    policies match with no row.
+    The setting is the connection's (`set_config(..., false)`), kept from one use to the next
+    and set only when the entered tenant differs from the last one set on it: a tenant's
+    requests on a pooled connection cost no round trip for it (before, two of a lookup's four
+    round trips were the setting and the transaction around a single SELECT). Every use of a
+    connection begins here, an ORM session's or a Core connection's, so none runs under a
+    tenant other than the one entered where it runs.
     """
     if connection.dialect.name == "postgresql":
-        _set_config(session, connection, setting(tenancy.current()))
+        wanted = setting(tenancy.current())
+        if connection.connection.info.get(_CONNECTION_SETTING, "") != wanted:
+            _set_for_the_connection(connection, wanted)
+
+
+def _set_for_the_connection(connection: Connection, value: str) -> None:
+    dbapi_connection: Any = connection.connection.dbapi_connection
+    inside = not dbapi_connection.autocommit  # a transaction, which is not begun yet
+    if inside:  # so that the setting outlives it, even if it is rolled back
+        dbapi_connection.autocommit = True
+    try:
+        connection.exec_driver_sql(
+            "SELECT set_config('scim.tenant', %(tenant)s, false)", {"tenant": value}
+        )
+    finally:
+        if inside and not dbapi_connection.closed:
+            dbapi_connection.autocommit = False
+    # Cleared with the pooled connection's info when the connection is replaced.
+    connection.connection.info[_CONNECTION_SETTING] = value
+
+
+@event.listens_for(Session, "after_begin")
+def _note_row_level_security(
+    session: Session, transaction: SessionTransaction, connection: Connection
+) -> None:
+    """What _enter_row_level_security set for this session's transaction, which
+    _keep_row_level_security_current moves along with the scope."""
+    if connection.dialect.name == "postgresql":
+        session.info[_SETTING] = setting(tenancy.current())
 
 
 @event.listens_for(Session, "before_flush")
@@ -258,14 +293,14 @@ def _keep_row_level_security_current(session: Session) -> None:
     wanted = setting(tenancy.current())
     if session.info.get(_SETTING) in (None, wanted) or not session.in_transaction():
         return  # not begun yet (after_begin will set it), SQLite, or already current
-    _set_config(session, session.connection(), wanted)
-
-
-def _set_config(session: Session, connection: Connection, value: str) -> None:
-    connection.exec_driver_sql(
-        "SELECT set_config('scim.tenant', %(tenant)s, true)", {"tenant": value}
-    )
-    session.info[_SETTING] = value
+    connection = session.connection()
+    if in_autocommit(connection):  # a read outside any transaction (app.db)
+        _set_for_the_connection(connection, wanted)
+    else:  # until this transaction ends; the connection's own setting stays as it was
+        connection.exec_driver_sql(
+            "SELECT set_config('scim.tenant', %(tenant)s, true)", {"tenant": wanted}
+        )
+    session.info[_SETTING] = wanted
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -158,8 +158,12 @@ def _by_index(
 
 
 # An index page's bounds, as parameters of a prepared statement: required, never a default.
-_OFFSET = bindparam("_page_offset", type_=BigInteger, required=True)
-_LIMIT = bindparam("_page_limit", type_=BigInteger, required=True)
+# Written into the SQL text when it runs (literal_execute), not sent as parameters: given
+# `LIMIT $5 OFFSET $6`, PostgreSQL finds no plan for every value as good as one for the
+# values given, so it planned a lookup afresh at every run (0.3 ms of a group lookup's 0.35);
+# given `LIMIT 100 OFFSET 0` it plans the statement once. SQLAlchemy still compiles once.
+_OFFSET = bindparam("_page_offset", type_=BigInteger, required=True, literal_execute=True)
+_LIMIT = bindparam("_page_limit", type_=BigInteger, required=True, literal_execute=True)
 
 
 class _Prepared(NamedTuple):

@@ -242,8 +242,13 @@ def _begin(connection: Connection) -> None:
         else:
             _begin_writing(connection)
     elif _reads_only.get():
-        connection.connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
-        connection.connection.info[_READING_OUTSIDE_TRANSACTIONS] = True
+        driver: Any = connection.connection.dbapi_connection
+        if not driver.autocommit:  # else its engine runs in autocommit: nothing to undo
+            driver.autocommit = True
+            connection.connection.info[_READING_OUTSIDE_TRANSACTIONS] = True
+    elif connection.connection.info.pop(_READING_OUTSIDE_TRANSACTIONS, False):
+        # A connection that read, still checked out, now writes: in a transaction again.
+        connection.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
 
 
 def in_autocommit(connection: Connection) -> bool:

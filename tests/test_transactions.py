@@ -1,0 +1,96 @@
+"""How a request's statements meet the database (app/db.py, _begin): on PostgreSQL a read (a
+GET, a .search) runs outside any transaction and a write inside one; on SQLite a read begins
+without the write lock and a write takes it at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, event, text
+
+from app.db import db, in_autocommit, reading_only, writing
+from tests.conftest import BASE
+from tests.payloads import SEARCH_URN, patch_payload, user_payload
+
+
+@contextmanager
+def modes() -> Iterator[list[tuple[str, bool]]]:
+    """Each statement run meanwhile (its first word), and whether it ran in autocommit."""
+    seen: list[tuple[str, bool]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        seen.append((statement.split()[0].upper(), in_autocommit(conn)))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
+def postgresql(app: Flask) -> None:
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("autocommit reads are PostgreSQL's; SQLite reads begin DEFERRED")
+
+
+def test_postgresql_reads_run_outside_transactions_and_writes_inside_one(
+    postgresql: None, client: FlaskClient
+) -> None:
+    with modes() as writes:
+        created = client.post(f"{BASE}/Users", json=user_payload(userName="tx@example.com"))
+        assert created.status_code == 201
+        patched = client.patch(
+            f"{BASE}/Users/{created.json['id']}",
+            json=patch_payload({"op": "replace", "path": "active", "value": False}),
+        )
+        assert patched.status_code == 200
+    # The caller's token is read first, on a connection of its own (store/tokens.py): a read.
+    written = [(word, autocommit) for word, autocommit in writes if word != "SELECT"]
+    assert {"INSERT", "UPDATE"} <= {word for word, _ in written}
+    assert not any(autocommit for _, autocommit in written), writes
+
+    with modes() as reads:
+        assert client.get(f"{BASE}/Users/{created.json['id']}").status_code == 200
+        assert client.get(f'{BASE}/Users?filter=userName eq "tx@example.com"').status_code == 200
+        search = {"schemas": [SEARCH_URN], "filter": 'userName eq "tx@example.com"'}
+        assert client.post(f"{BASE}/Users/.search", json=search).status_code == 200
+    assert reads and all(autocommit for _, autocommit in reads), reads
+
+
+def test_a_connection_that_read_and_then_writes_writes_in_a_transaction(
+    postgresql: None, app: Flask
+) -> None:
+    with db.engine.connect() as connection:
+        with reading_only():
+            connection.execute(text("SELECT 1"))
+            assert in_autocommit(connection)
+            connection.commit()
+        with writing():
+            connection.execute(text("SELECT 1"))
+            driver: Any = connection.connection.dbapi_connection
+            assert not in_autocommit(connection)
+            assert driver.info.transaction_status.name == "INTRANS"
+            connection.rollback()
+
+
+def test_a_pooled_connection_goes_back_to_transactions(postgresql: None, app: Flask) -> None:
+    """A connection returned after a read is in transactions again; one of an engine that
+    runs in autocommit (as the tests' and the benchmarks' administrative engines) stays so."""
+    with reading_only(), db.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+        driver: Any = connection.connection.dbapi_connection
+    assert driver.autocommit is False
+    engine = create_engine(db.engine.url, isolation_level="AUTOCOMMIT", pool_size=1)
+    try:
+        for read in (True, False, True):
+            with reading_only() if read else writing(), engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+                assert in_autocommit(connection)
+    finally:
+        engine.dispose()

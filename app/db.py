@@ -144,7 +144,7 @@ def _tune_sqlite(dbapi_connection: object, connection_record: object) -> None:
     dbapi_connection.isolation_level = None
 
 
-# Whether the transactions begun now will only read (see reading_only); SQLite only.
+# Whether the transactions begun now will only read (see start_reading_only).
 _reads_only: ContextVar[bool] = ContextVar("reads_only", default=False)
 
 
@@ -234,7 +234,9 @@ def _begin(connection: Connection) -> None:
     the request's end no ROLLBACK): two round trips fewer for a lookup of one statement. It
     sees what it would have seen in a transaction: at PostgreSQL's READ COMMITTED, the level
     used here, each statement of a transaction takes a snapshot of its own anyway. The
-    connection goes back to transactions when it returns to the pool (_end_autocommit).
+    connection goes back to transactions when it next writes, or when it returns to the pool
+    (_end_autocommit). Only code that never writes may run as a read (start_reading_only):
+    in autocommit each statement would commit by itself.
     """
     if connection.dialect.name == "sqlite":
         if _reads_only.get():
@@ -323,8 +325,10 @@ _writers = WriterQueue()  # one per process: its threads share the SQLite file's
 
 def start_reading_only() -> Token[bool]:
     """From now on, in this context, transactions only read (a GET, a .search): on SQLite they
-    take no write lock. A write begun meanwhile could fail at once when another writer got
-    there first, so only code that never writes may run under it. Undo with stop_reading_only.
+    take no write lock, on PostgreSQL they are no transactions (_begin). A write begun
+    meanwhile could fail at once on SQLite when another writer got there first, and would not
+    be atomic on PostgreSQL, so only code that never writes may run under it. Undo with
+    stop_reading_only.
     """
     return _reads_only.set(True)
 

@@ -749,3 +749,31 @@ def test_a_pages_groups_are_found_by_key_however_many_groups_the_tenant_has(clie
         explain = "EXPLAIN QUERY PLAN" if connection.dialect.name == "sqlite" else "EXPLAIN"
         plan = [row[-1] for row in connection.exec_driver_sql(f"{explain} {query}", parameters)]
     assert not [step for step in plan if "Seq Scan on groups" in step or "SCAN groups" in step]
+
+
+def test_a_first_page_has_its_limit_in_the_sql_on_postgresql_and_bounds_as_parameters_else(
+    client, create_user, create_group
+):
+    """PostgreSQL plans a first page once when its LIMIT is in the SQL (store/pages.py,
+    _for_the_page); a later page, and every SQLite page, keeps its bounds as parameters. The
+    answers are the same either way."""
+    for name in ("ann", "bob", "cy"):
+        create_user(userName=name)
+    create_group("team")
+    postgresql = db.engine.dialect.name == "postgresql"
+    with statements() as seen:
+        found = client.get(f"{BASE}/Users", query_string={"filter": 'userName eq "bob"'}).json
+        groups = client.get(f"{BASE}/Groups", query_string={"filter": 'displayName eq "team"'})
+        later = client.get(f"{BASE}/Users", query_string={"startIndex": 2, "count": 1}).json
+    assert [u["userName"] for u in found["Resources"]] == ["bob"]
+    assert [g["displayName"] for g in groups.json["Resources"]] == ["team"]
+    assert (later["totalResults"], later["startIndex"], len(later["Resources"])) == (3, 2, 1)
+    pages_read = [s for s in seen if "LIMIT" in s and "ORDER BY" in s]
+    assert len(pages_read) == 3, pages_read
+    first_user, first_group, second = pages_read
+    for statement in (first_user, first_group):
+        if postgresql:
+            assert statement.rstrip().endswith("LIMIT 100") and "OFFSET" not in statement
+        else:
+            assert statement.rstrip().endswith("LIMIT ? OFFSET ?")
+    assert "OFFSET" in second and "LIMIT 1 " not in second

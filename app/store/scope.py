@@ -262,9 +262,7 @@ def _set_for_the_connection(connection: Connection, value: str) -> None:
     if inside:  # so that the setting outlives it, even if it is rolled back
         dbapi_connection.autocommit = True
     try:
-        connection.exec_driver_sql(
-            "SELECT set_config('scim.tenant', %(tenant)s, false)", {"tenant": value}
-        )
+        _set_tenant(connection, value, until_transaction_ends=False)
     finally:
         if inside and not dbapi_connection.closed:
             dbapi_connection.autocommit = False
@@ -297,10 +295,15 @@ def _keep_row_level_security_current(session: Session) -> None:
     if in_autocommit(connection):  # a read outside any transaction (app.db)
         _set_for_the_connection(connection, wanted)
     else:  # until this transaction ends; the connection's own setting stays as it was
-        connection.exec_driver_sql(
-            "SELECT set_config('scim.tenant', %(tenant)s, true)", {"tenant": wanted}
-        )
+        _set_tenant(connection, wanted, until_transaction_ends=True)
     session.info[_SETTING] = wanted
+
+
+def _set_tenant(connection: Connection, value: str, *, until_transaction_ends: bool) -> None:
+    local = "true" if until_transaction_ends else "false"
+    connection.exec_driver_sql(
+        f"SELECT set_config('scim.tenant', %(tenant)s, {local})", {"tenant": value}
+    )
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -29,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    literal_column,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -678,7 +679,9 @@ def commit(session: Session | scoped_session[Session]) -> None:
     When the connection breaks during COMMIT, the server may have committed before it could
     answer. Answering 503 then would make the IdP retry a write that happened (a create would
     come back 409). pg_xact_status tells, on a fresh connection, what became of the
-    transaction; only a transaction that did not commit raises.
+    transaction; only a transaction that did not commit raises. Its id is known before the
+    COMMIT is sent: returned by the change's audit row (TRANSACTION_ID), else asked for just
+    before (_know_the_transaction), when every row of the change has been written.
     """
     if (enclosing := _enclosing.get()) is not None:
         enclosing.commit(_plain(session))
@@ -686,17 +689,45 @@ def commit(session: Session | scoped_session[Session]) -> None:
     if session.get_bind().dialect.name != "postgresql":
         session.commit()
         return
-    xid = session.scalar(text("SELECT pg_current_xact_id_if_assigned()::text"))
+    wanted = _transaction_id.set(_WANTED)
     try:
         session.commit()
     except (OperationalError, InterfaceError) as e:
-        if xid is None or not is_unavailable(e):
+        xid = _transaction_id.get()
+        if xid is _WANTED or xid is None or not is_unavailable(e):
             raise
         end_request(session)
         if _committed(session, xid):
             log.warning("the commit's answer was lost, but transaction %s committed", xid)
             return
         raise
+    finally:
+        _transaction_id.reset(wanted)
+
+
+# A PostgreSQL write's transaction id, for commit(): unset outside commit(), _WANTED until a
+# statement returned it or the COMMIT is about to be sent, then the id (None: it wrote nothing).
+_WANTED = "wanted"
+_transaction_id: ContextVar[str | None] = ContextVar("scim_transaction_id", default=None)
+
+# What a statement of a PostgreSQL write returns to save commit() asking for its transaction's
+# id (a round trip): its last INSERT, the audit row's, returns it (transaction_id_returned).
+TRANSACTION_ID = literal_column("pg_current_xact_id()::text")
+
+
+def transaction_id_returned(xid: str | None) -> None:
+    """A statement of the write under way returned its TRANSACTION_ID."""
+    if _transaction_id.get() is _WANTED and xid is not None:
+        _transaction_id.set(xid)
+
+
+@event.listens_for(Engine, "commit")
+def _know_the_transaction(connection: Connection) -> None:
+    """Just before commit() sends COMMIT: the transaction's id, unless a statement returned it
+    (a Bulk's audit rows are written with its other rows, by the session)."""
+    if _transaction_id.get() is _WANTED:
+        query = "SELECT pg_current_xact_id_if_assigned()::text"
+        _transaction_id.set(connection.exec_driver_sql(query).scalar())
 
 
 def read_again_on_outage(read: Callable[P, T]) -> Callable[P, T]:

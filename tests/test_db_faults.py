@@ -587,10 +587,9 @@ def test_a_rollback_that_fails_at_teardown_leaves_the_response_alone(app, client
     assert response.json["userName"] == "jane@example.com"
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_commit_whose_answer_is_lost_is_answered_as_committed(app, client, monkeypatch):
-    """PostgreSQL committed, then the connection broke before saying so: never a 5xx, since
-    the IdP would retry a write that happened (a create would come back 409)."""
+def _lose_the_answer_of_the_next_commit(monkeypatch) -> list[bool]:
+    """The next COMMIT happens, then the connection breaks before PostgreSQL's answer arrives;
+    the list gets an item when it has."""
     import psycopg
 
     dialect = db.engine.dialect
@@ -605,6 +604,14 @@ def test_a_commit_whose_answer_is_lost_is_answered_as_committed(app, client, mon
             raise psycopg.OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(dialect, "do_commit", commit_then_lose_the_answer)
+    return lost
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_commit_whose_answer_is_lost_is_answered_as_committed(app, client, monkeypatch):
+    """PostgreSQL committed, then the connection broke before saying so: never a 5xx, since
+    the IdP would retry a write that happened (a create would come back 409)."""
+    lost = _lose_the_answer_of_the_next_commit(monkeypatch)
     created = client.post(f"{BASE}/Users", json=user_payload())
     assert lost and created.status_code == 201, created.json
     assert created.json["userName"] == "jane@example.com"
@@ -617,6 +624,58 @@ def test_a_commit_whose_answer_is_lost_is_answered_as_committed(app, client, mon
     )
     assert lost and patched.status_code == 200, patched.json
     assert patched.json["active"] is False and patched.json["meta"]["version"] == 'W/"2"'
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_every_kind_of_write_whose_commit_answer_is_lost_is_answered_as_committed(
+    app, client, create_user, create_group, monkeypatch
+):
+    """Every write the API makes, including those whose rows the ORM writes only when the
+    commit flushes (a user's DELETE when it is in no group, a group's PUT), and a Bulk's, which
+    writes its audit rows with its other rows: the answer is the write's, and the write is
+    there."""
+    ada = create_user(userName="ada@example.com")
+    grace = create_user(userName="grace@example.com")
+    group = create_group("Engineering")
+    url = {"ada": f"{BASE}/Users/{ada['id']}", "group": f"{BASE}/Groups/{group['id']}"}
+    rename = patch_payload({"op": "replace", "path": "displayName", "value": "Platform"})
+    add_grace = patch_payload({"op": "add", "path": "members", "value": [{"value": grace["id"]}]})
+    bulk = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {
+                "method": "POST",
+                "path": "/Users",
+                "bulkId": "b",
+                "data": user_payload(userName="barbara@example.com"),
+            },
+        ],
+    }
+    writes = [
+        ("PUT", url["ada"], user_payload(userName="ada@example.com", displayName="Ada L."), 200),
+        ("PATCH", url["group"], add_grace, 204),
+        ("PATCH", url["group"], rename, 204),
+        ("PUT", url["group"], {"schemas": [GROUP_URN], "displayName": "Research"}, 200),
+        ("POST", f"{BASE}/Groups", {"schemas": [GROUP_URN], "displayName": "Ops"}, 201),
+        ("POST", f"{BASE}/Bulk", bulk, 200),
+        ("DELETE", url["ada"], None, 204),  # in no group: the ORM writes its row at the commit
+        ("DELETE", url["group"], None, 204),
+    ]
+    for method, path, body, status in writes:
+        lost = _lose_the_answer_of_the_next_commit(monkeypatch)
+        response = client.open(path, method=method, json=body)
+        monkeypatch.undo()
+        assert (method, path, lost, response.status_code) == (method, path, [True], status), (
+            response.json
+        )
+    assert client.get(url["ada"]).status_code == 404
+    assert client.get(url["group"]).status_code == 404
+    found = client.get(
+        f"{BASE}/Users", query_string={"filter": 'userName eq "barbara@example.com"'}
+    )
+    assert found.json["totalResults"] == 1
+    renamed = client.get(f"{BASE}/Groups", query_string={"filter": 'displayName eq "Ops"'})
+    assert renamed.json["totalResults"] == 1
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

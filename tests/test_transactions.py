@@ -94,3 +94,58 @@ def test_a_pooled_connection_goes_back_to_transactions(postgresql: None, app: Fl
                 assert in_autocommit(connection)
     finally:
         engine.dispose()
+
+
+@contextmanager
+def statements_run() -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        seen.append(" ".join(statement.split()))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+ASKED_FOR_THE_TRANSACTION = "SELECT pg_current_xact_id_if_assigned()::text"
+
+
+def test_a_postgresql_write_learns_its_transaction_id_from_its_audit_row(
+    postgresql: None, client: FlaskClient
+) -> None:
+    """A write must know its transaction's id before COMMIT (app.db.commit: a commit whose
+    answer is lost is looked up). The audit row's INSERT returns it; only a write whose audit
+    rows the session writes with its other rows (a Bulk's) asks for it, once, just before
+    COMMIT."""
+    with statements_run() as single:
+        created = client.post(f"{BASE}/Users", json=user_payload(userName="xid@example.com"))
+        assert created.status_code == 201
+        patched = client.patch(
+            f"{BASE}/Users/{created.json['id']}",
+            json=patch_payload({"op": "replace", "path": "active", "value": False}),
+        )
+        assert patched.status_code == 200
+    audit_rows = [s for s in single if s.startswith("INSERT INTO audit_events")]
+    assert len(audit_rows) == 2 and all(
+        s.endswith("RETURNING pg_current_xact_id()::text") for s in audit_rows
+    ), audit_rows
+    assert ASKED_FOR_THE_TRANSACTION not in single, single
+
+    bulk = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "a", "data": user_payload()},
+            {"method": "DELETE", "path": f"/Users/{created.json['id']}"},
+        ],
+    }
+    with statements_run() as batched:
+        response = client.post(f"{BASE}/Bulk", json=bulk)
+        assert response.status_code == 200, response.json
+        assert [op["status"] for op in response.json["Operations"]] == ["201", "204"]
+    assert batched.count(ASKED_FOR_THE_TRANSACTION) == 1, batched
+    assert batched.index(ASKED_FOR_THE_TRANSACTION) > max(
+        n for n, s in enumerate(batched) if s.startswith("INSERT INTO audit_events")
+    ), batched

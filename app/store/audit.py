@@ -10,7 +10,7 @@ from sqlalchemy import event as sql_events
 from sqlalchemy.orm import Session
 
 from app import tenancy
-from app.db import db, utcnow
+from app.db import TRANSACTION_ID, db, transaction_id_returned, utcnow
 from app.models import AuditEvent, Group, User
 from app.store import events
 
@@ -43,7 +43,13 @@ def record_with_changes(
         # One Core INSERT in the same transaction, built once; the row stays an unsaved object
         # (app/audit.py logs it). Through the ORM it cost a flush of its own.
         values = {key: getattr(row, key) for key in _AUDIT_COLUMNS}
-        session.connection().execute(_INSERT_AUDIT, values)
+        connection = session.connection()
+        if connection.dialect.name == "postgresql":
+            # Returns the transaction's id, which app.db.commit would otherwise ask for.
+            written = connection.execute(_INSERT_AUDIT_POSTGRESQL, values)
+            transaction_id_returned(written.scalar())
+        else:
+            connection.execute(_INSERT_AUDIT, values)
 
     def added(_session: Session, instance: object) -> None:
         if isinstance(instance, (User, Group)):
@@ -69,6 +75,7 @@ _created: list[Callable[[str], None]] = []
 # database draws.
 _AUDIT_COLUMNS = tuple(column.key for column in AuditEvent.__table__.columns if column.key != "id")
 _INSERT_AUDIT = insert(AuditEvent.__table__)
+_INSERT_AUDIT_POSTGRESQL = _INSERT_AUDIT.returning(TRANSACTION_ID)
 
 
 def created(resource_id: str) -> None:

@@ -12,11 +12,11 @@ import flask_migrate
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
 from app import create_app, tenancy
 from app.auth import new_token, token_hash
-from app.db import db
+from app.db import db, reads_only
 from app.store import tenants, tokens
 from tests.databases import drop_roles_later, scratch_postgres_database, two_roles
 from tests.payloads import BASE, GROUP_URN, user_payload
@@ -136,6 +136,32 @@ def default_tenant() -> Iterator[None]:
     as a request with the suite's TOKEN does; tests of other tenants enter theirs."""
     with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
         yield
+
+
+# Writes run while the request only reads (app.db.start_reading_only), by any engine; the
+# autouse fixture below fails the test that ran one.
+_WRITTEN_WHILE_READING: list[str] = []
+_WRITES = ("INSERT", "UPDATE", "DELETE", "MERGE")
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _note_a_write_while_reading(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    if reads_only():
+        words = statement.upper().split()
+        if words[:1] and (
+            words[0] in _WRITES or (words[0] == "WITH" and set(_WRITES) & set(words))
+        ):
+            _WRITTEN_WHILE_READING.append(" ".join(statement.split())[:200])
+
+
+@pytest.fixture(autouse=True)
+def no_write_while_reading() -> Iterator[None]:
+    """A GET or a .search runs as a read: on PostgreSQL outside any transaction, where each
+    statement commits by itself, so a write there would not be atomic (app.db._begin). Nothing
+    enforces that in the service; every test checks it."""
+    _WRITTEN_WHILE_READING.clear()
+    yield
+    assert not _WRITTEN_WHILE_READING, _WRITTEN_WHILE_READING
 
 
 def create_schema() -> None:

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, event, text
 
 from app.db import db, in_autocommit, reading_only, writing
-from tests.conftest import BASE
+from tests.conftest import BASE, statements
 from tests.payloads import SEARCH_URN, patch_payload, user_payload
 
 
@@ -96,20 +96,6 @@ def test_a_pooled_connection_goes_back_to_transactions(postgresql: None, app: Fl
         engine.dispose()
 
 
-@contextmanager
-def statements_run() -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
-        seen.append(" ".join(statement.split()))
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
-
-
 ASKED_FOR_THE_TRANSACTION = "SELECT pg_current_xact_id_if_assigned()::text"
 
 
@@ -120,7 +106,7 @@ def test_a_postgresql_write_learns_its_transaction_id_from_its_audit_row(
     answer is lost is looked up). The audit row's INSERT returns it; only a write whose audit
     rows the session writes with its other rows (a Bulk's) asks for it, once, just before
     COMMIT."""
-    with statements_run() as single:
+    with statements() as single:
         created = client.post(f"{BASE}/Users", json=user_payload(userName="xid@example.com"))
         assert created.status_code == 201
         patched = client.patch(
@@ -128,6 +114,7 @@ def test_a_postgresql_write_learns_its_transaction_id_from_its_audit_row(
             json=patch_payload({"op": "replace", "path": "active", "value": False}),
         )
         assert patched.status_code == 200
+    single = [" ".join(s.split()) for s in single]
     audit_rows = [s for s in single if s.startswith("INSERT INTO audit_events")]
     assert len(audit_rows) == 2 and all(
         s.endswith("RETURNING pg_current_xact_id()::text") for s in audit_rows
@@ -141,11 +128,40 @@ def test_a_postgresql_write_learns_its_transaction_id_from_its_audit_row(
             {"method": "DELETE", "path": f"/Users/{created.json['id']}"},
         ],
     }
-    with statements_run() as batched:
+    with statements() as batched:
         response = client.post(f"{BASE}/Bulk", json=bulk)
         assert response.status_code == 200, response.json
         assert [op["status"] for op in response.json["Operations"]] == ["201", "204"]
+    batched = [" ".join(s.split()) for s in batched]
     assert batched.count(ASKED_FOR_THE_TRANSACTION) == 1, batched
     assert batched.index(ASKED_FOR_THE_TRANSACTION) > max(
         n for n, s in enumerate(batched) if s.startswith("INSERT INTO audit_events")
     ), batched
+
+
+def test_the_suite_notes_a_write_run_while_a_request_reads(app: Flask) -> None:
+    """The autouse fixture no_write_while_reading (conftest.py) sees writes, of any engine, run
+    while the context reads only, and nothing else."""
+    from tests import conftest
+
+    engine = create_engine(db.engine.url)
+    try:
+        with engine.connect() as connection:
+            with writing():
+                connection.execute(text("CREATE TEMPORARY TABLE noted (n integer)"))
+                connection.execute(text("INSERT INTO noted VALUES (1)"))
+            connection.commit()
+            with reading_only():
+                connection.execute(text("SELECT n FROM noted"))
+                assert conftest._WRITTEN_WHILE_READING == []
+                connection.execute(text("UPDATE noted SET n = 2"))
+                connection.execute(text("WITH v AS (SELECT 3 AS n) INSERT INTO noted SELECT n FROM v"))
+            connection.rollback()
+    finally:
+        engine.dispose()
+    noted = list(conftest._WRITTEN_WHILE_READING)
+    conftest._WRITTEN_WHILE_READING.clear()  # noted on purpose: the fixture must not fail
+    assert noted == [
+        "UPDATE noted SET n = 2",
+        "WITH v AS (SELECT 3 AS n) INSERT INTO noted SELECT n FROM v",
+    ]

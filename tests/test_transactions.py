@@ -39,24 +39,30 @@ def postgresql(app: Flask) -> None:
         pytest.skip("autocommit reads are PostgreSQL's; SQLite reads begin DEFERRED")
 
 
+def create_and_deactivate(client: FlaskClient, user_name: str) -> dict[str, Any]:
+    """Two writes: a user created, then PATCHed to active=false; the user as created."""
+    created = client.post(f"{BASE}/Users", json=user_payload(userName=user_name))
+    assert created.status_code == 201
+    patched = client.patch(
+        f"{BASE}/Users/{created.json['id']}",
+        json=patch_payload({"op": "replace", "path": "active", "value": False}),
+    )
+    assert patched.status_code == 200
+    return created.json
+
+
 def test_postgresql_reads_run_outside_transactions_and_writes_inside_one(
     postgresql: None, client: FlaskClient
 ) -> None:
     with modes() as writes:
-        created = client.post(f"{BASE}/Users", json=user_payload(userName="tx@example.com"))
-        assert created.status_code == 201
-        patched = client.patch(
-            f"{BASE}/Users/{created.json['id']}",
-            json=patch_payload({"op": "replace", "path": "active", "value": False}),
-        )
-        assert patched.status_code == 200
+        created = create_and_deactivate(client, "tx@example.com")
     # The caller's token is read first, on a connection of its own (store/tokens.py): a read.
     written = [(word, autocommit) for word, autocommit in writes if word != "SELECT"]
     assert {"INSERT", "UPDATE"} <= {word for word, _ in written}
     assert not any(autocommit for _, autocommit in written), writes
 
     with modes() as reads:
-        assert client.get(f"{BASE}/Users/{created.json['id']}").status_code == 200
+        assert client.get(f"{BASE}/Users/{created['id']}").status_code == 200
         assert client.get(f'{BASE}/Users?filter=userName eq "tx@example.com"').status_code == 200
         search = {"schemas": [SEARCH_URN], "filter": 'userName eq "tx@example.com"'}
         assert client.post(f"{BASE}/Users/.search", json=search).status_code == 200
@@ -107,13 +113,7 @@ def test_a_postgresql_write_learns_its_transaction_id_from_its_audit_row(
     rows the session writes with its other rows (a Bulk's) asks for it, once, just before
     COMMIT."""
     with statements() as single:
-        created = client.post(f"{BASE}/Users", json=user_payload(userName="xid@example.com"))
-        assert created.status_code == 201
-        patched = client.patch(
-            f"{BASE}/Users/{created.json['id']}",
-            json=patch_payload({"op": "replace", "path": "active", "value": False}),
-        )
-        assert patched.status_code == 200
+        created = create_and_deactivate(client, "xid@example.com")
     single = [" ".join(s.split()) for s in single]
     audit_rows = [s for s in single if s.startswith("INSERT INTO audit_events")]
     assert len(audit_rows) == 2 and all(
@@ -125,7 +125,7 @@ def test_a_postgresql_write_learns_its_transaction_id_from_its_audit_row(
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
         "Operations": [
             {"method": "POST", "path": "/Users", "bulkId": "a", "data": user_payload()},
-            {"method": "DELETE", "path": f"/Users/{created.json['id']}"},
+            {"method": "DELETE", "path": f"/Users/{created['id']}"},
         ],
     }
     with statements() as batched:
@@ -155,7 +155,9 @@ def test_the_suite_notes_a_write_run_while_a_request_reads(app: Flask) -> None:
                 connection.execute(text("SELECT n FROM noted"))
                 assert conftest._WRITTEN_WHILE_READING == []
                 connection.execute(text("UPDATE noted SET n = 2"))
-                connection.execute(text("WITH v AS (SELECT 3 AS n) INSERT INTO noted SELECT n FROM v"))
+                connection.execute(
+                    text("WITH v AS (SELECT 3 AS n) INSERT INTO noted SELECT n FROM v")
+                )
             connection.rollback()
     finally:
         engine.dispose()

@@ -674,8 +674,8 @@ def test_every_kind_of_write_whose_commit_answer_is_lost_is_answered_as_committe
         f"{BASE}/Users", query_string={"filter": 'userName eq "barbara@example.com"'}
     )
     assert found.json["totalResults"] == 1
-    renamed = client.get(f"{BASE}/Groups", query_string={"filter": 'displayName eq "Ops"'})
-    assert renamed.json["totalResults"] == 1
+    ops = client.get(f"{BASE}/Groups", query_string={"filter": 'displayName eq "Ops"'})
+    assert ops.json["totalResults"] == 1
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

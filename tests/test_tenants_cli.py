@@ -210,7 +210,8 @@ def test_list_shows_each_tenants_counts_and_last_request(app, client):
     post_group(acme, "Engineering", ada)
     ok(app, "tenants", "create", "globex", "--name", "Globex Inc")
     ok(app, "tenants", "create", "gone")
-    ok(app, "tenants", "delete", "gone")
+    ok(app, "tokens", "create", "okta", "--tenant", "gone")
+    ok(app, "tenants", "delete", "gone")  # its token, unrevoked, is no longer valid
 
     rows = table(ok(app, "tenants", "list"))
     assert rows[0] == ["SLUG", "NAME", "STATE", "USERS", "GROUPS", "TOKENS", "LAST REQUEST"]
@@ -223,11 +224,11 @@ def test_list_shows_each_tenants_counts_and_last_request(app, client):
     assert [row[6] for row in rows[2:]] == ["-", "-"]
 
     every = table(ok(app, "tenants", "list", "--all"))
-    assert [row[:3] for row in every[1:]] == [
-        ["acme", "acme", "active"],
-        ["default", "Default", "active"],
-        ["globex", "Globex Inc", "active"],
-        ["gone", "gone", "deleted"],
+    assert [row[:6] for row in every[1:]] == [
+        ["acme", "acme", "active", "2", "1", "2"],
+        ["default", "Default", "active", "0", "0", "0"],
+        ["globex", "Globex Inc", "active", "0", "0", "0"],
+        ["gone", "gone", "deleted", "0", "0", "0"],
     ]
 
 
@@ -306,7 +307,8 @@ def test_an_unknown_slug_is_one_error_line(app, client, args):
 )
 def test_a_deleted_tenant_is_refused_by_the_tenant_commands(app, client, args):
     ok(app, "tenants", "create", "gone")
-    ok(app, "tenants", "delete", "gone")
+    ok(app, "tokens", "create", "okta", "--tenant", "gone")
+    ok(app, "tenants", "delete", "gone")  # its token, unrevoked, is no longer valid
     assert fails(app, *args) == (
         "Error: the tenant 'gone' is deleted: it cannot be changed or used, and `flask purge` "
         "removes its data after SCIM_TENANT_RETENTION_DAYS\n"
@@ -468,7 +470,8 @@ def test_stats_per_tenant_and_in_total(app, client):
     post_user(client, "alan@example.com")
     ok(app, "tenants", "create", "globex")
     ok(app, "tenants", "create", "gone")
-    ok(app, "tenants", "delete", "gone")
+    ok(app, "tokens", "create", "okta", "--tenant", "gone")
+    ok(app, "tenants", "delete", "gone")  # its token, unrevoked, is no longer valid
 
     assert ok(app, "stats", "--tenant", "acme") == (
         "users_active: 1\nusers_inactive: 0\nusers_unassigned: 0\ngroups: 1\nmemberships: 1\n"

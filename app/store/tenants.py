@@ -158,9 +158,14 @@ def summaries(include_deleted: bool = False) -> list[Summary]:
         )
         last = _per_tenant(select(AuditEvent.tenant_id, func.max(AuditEvent.at)))
     return [
-        Summary(t, users.get(t.id, 0), groups.get(t.id, 0), tokens.get(t.id, 0), last.get(t.id))
+        Summary(t, users.get(t.id, 0), groups.get(t.id, 0), _valid(t, tokens), last.get(t.id))
         for t in tenants
     ]
+
+
+def _valid(tenant: Tenant, tokens: dict[int, int]) -> int:
+    # A deleted tenant's tokens, unrevoked, answer 401, and it never comes back: none is valid.
+    return 0 if tenant.state == TenantState.DELETED else tokens.get(tenant.id, 0)
 
 
 def _per_tenant(query: Select) -> dict:  # type: ignore[type-arg]

@@ -5,6 +5,8 @@
     .venv/bin/python benchmarks/floor.py --users 2000 --big-group 1000 --duration 1 --repeats 1
     #   ^ a check of the harness: ~70 s per database
     .venv/bin/python benchmarks/floor.py --databases postgresql --json floor.json
+    git worktree add ../base HEAD~3 && .venv/bin/python benchmarks/floor.py --baseline ../base
+    #   ^ the service against itself at another revision, interleaved the same way
 
 The floor is the minimal Flask + SQLAlchemy app in ../shared/floor/ (--floor): what this stack
 can do with only the SQL a good implementation needs. For each database kind, the floor and the
@@ -35,6 +37,13 @@ then to the service, repeat 2 to the service then the floor, and so on. After --
 per row and server (not counted). Every response's status is checked in Lua: a row whose runs
 had non-2xx answers or socket errors says so in its last column, and the details follow the
 table.
+
+--baseline DIR compares two revisions of the service instead: the checkout at DIR stands in the
+floor's columns, migrated by its own `flask db upgrade`, its users seeded by its own
+store/users.py insert_many (in a process of its own, with the same documents) and served by its
+own gunicorn.conf.py, from this interpreter's venv. Both are seeded the same way on purpose: the
+service against itself, one copy seeded through its API and the other through insert_many, read
+at 0.87 to 0.96 of itself with eight connections on SQLite.
 
 Server CPU per request: the utime+stime (/proc/<pid>/stat) the gunicorn workers (the master's
 children) used during the wrk run, plus, on PostgreSQL, that of the database's backends
@@ -294,12 +303,12 @@ def service_settings(database_url: str, **settings: str) -> dict[str, str]:
     return env
 
 
-def migrate_service(database_url: str, work: Path) -> None:
-    """`flask db upgrade`, as in production."""
+def migrate_service(database_url: str, work: Path, root: Path = ROOT) -> None:
+    """`flask db upgrade` of the checkout at `root`, as in production."""
     outside = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_")}
     done = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
-        cwd=ROOT,
+        cwd=root,
         env=outside | service_settings(database_url),
         capture_output=True,
         text=True,
@@ -309,21 +318,25 @@ def migrate_service(database_url: str, work: Path) -> None:
         sys.exit(f"flask db upgrade failed: {done.stderr[-3000:]}")
 
 
-def start_service(database_url: str, work: Path) -> Server:
-    """gunicorn with the repository's gunicorn.conf.py, as shipped."""
+def start_service(
+    database_url: str, work: Path, root: Path = ROOT, label: str = "service"
+) -> Server:
+    """gunicorn with the gunicorn.conf.py of the checkout at `root`, as shipped; `label` says
+    which column of the table it is (a --baseline stands where the floor would)."""
     port = free_port()
     outside = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_")}
     env = outside | service_settings(database_url, SCIM_BIND=f"127.0.0.1:{port}")
-    log = work / "service.log"
+    log = work / f"{label}.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT,
+            cwd=root,
             env=env,
             stdout=subprocess.DEVNULL,  # the access lines, one per request, as in production
             stderr=log_file,
         )
-    server = Server("service", database_url, process, f"http://127.0.0.1:{port}", log, work / "s")
+    origin = f"http://127.0.0.1:{port}"
+    server = Server(label, database_url, process, origin, log, work / label[0])
     wait_until_serving(server)
     return server
 
@@ -346,6 +359,57 @@ def seed_service_users(database_url: str, persons: list[Person]) -> list[str]:
         db.session.remove()
         db.engine.dispose()
     return ids
+
+
+# Run in the --baseline checkout: its own app seeds the users its own way (store/users.py
+# insert_many), as seed_service_users does here. Argument: a JSON file of the users' documents
+# and the service settings; prints the ids as JSON.
+_SEED_BASELINE = """
+import json, sys
+from datetime import UTC, datetime, timedelta
+from app import create_app, tenancy, validate
+from app.db import db
+from app.schema.core import USER_RESOURCE
+from app.store import users
+given = json.load(open(sys.argv[1]))
+app = create_app(given["settings"])
+created = datetime.now(UTC) - timedelta(days=365)
+ids = []
+with app.app_context(), tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+    for start in range(0, len(given["documents"]), given["chunk"]):
+        chunk = given["documents"][start : start + given["chunk"]]
+        documents = [validate.resource(USER_RESOURCE, d).document for d in chunk]
+        times = [created + timedelta(seconds=start + n) for n in range(len(chunk))]
+        ids += users.insert_many(USER_RESOURCE, documents, times)
+        db.session.commit()
+    db.session.remove()
+    db.engine.dispose()
+print(json.dumps(ids))
+"""
+
+
+def seed_baseline_users(
+    root: Path, database_url: str, persons: list[Person], work: Path
+) -> list[str]:
+    """The --baseline's users, seeded as the service's are (seed_service_users), by its own code."""
+    given = work / "baseline-users.json"
+    settings = service_settings(database_url, SCIM_DB_TIMEOUT_SECONDS="120")
+    documents = [p.document() for p in persons]
+    given.write_text(json.dumps({"settings": settings, "documents": documents, "chunk": CHUNK}))
+    outside = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_")}
+    done = subprocess.run(
+        [sys.executable, "-c", _SEED_BASELINE, str(given)],
+        cwd=root,
+        env=outside,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        sys.exit(
+            f"seeding the baseline at {root} failed (it needs app.store.users.insert_many, "
+            f"from issue 16 on): {done.stderr[-3000:]}"
+        )
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def seed_floor_users(server: Server, persons: list[Person]) -> list[str]:
@@ -680,9 +744,15 @@ def run_database(dialect: str, args: argparse.Namespace, wrk: str) -> list[Cell]
         service_ids = seed_service_users(service_url, persons)
         service = start_service(service_url, work)
         stack.callback(service.stop)
-        floor = start_floor(args.floor, floor_url, work)
-        stack.callback(floor.stop)
-        floor_ids = seed_floor_users(floor, persons)
+        if args.baseline is None:
+            floor = start_floor(args.floor, floor_url, work)
+            stack.callback(floor.stop)
+            floor_ids = seed_floor_users(floor, persons)
+        else:  # seeded and served exactly as the service is, by its own code
+            migrate_service(floor_url, work, root=args.baseline)
+            floor_ids = seed_baseline_users(args.baseline, floor_url, persons, work)
+            floor = start_service(floor_url, work, root=args.baseline, label="floor")
+            stack.callback(floor.stop)
         users_done = time.perf_counter() - seeding
         for server, ids in ((floor, floor_ids), (service, service_ids)):
             directory = seed_groups(server, ids, args)
@@ -753,6 +823,14 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}"
 
 
+def revision(checkout: Path) -> str:
+    """The commit a checkout is at (and whether it has changes), for the report."""
+    described = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=checkout, capture_output=True, text=True
+    )
+    return described.stdout.strip() or "(not a git checkout)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--databases", default="sqlite,postgresql")
@@ -780,10 +858,20 @@ def main() -> None:
         "--warmup", type=int, default=1, help="seconds per row and server (0: none)"
     )
     parser.add_argument("--json", type=Path, help="write every run's numbers there")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of the service at another revision (git worktree add DIR REV): it "
+        "takes the floor's place, migrated, seeded and served as the service is, by its own code",
+    )
     args = parser.parse_args()
     if args.users < 200 or not 0 < args.big_group <= args.users:
         parser.error("--users at least 200, --big-group between 1 and --users")
-    if not (args.floor / "app.py").exists():
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
+        if not (args.baseline / "wsgi.py").exists():
+            parser.error(f"no checkout of the service at {args.baseline} (--baseline)")
+    elif not (args.floor / "app.py").exists():
         parser.error(f"no floor app at {args.floor} (--floor)")
     wrk = shutil.which("wrk") or "/usr/bin/wrk"
     if not Path(wrk).exists():
@@ -794,13 +882,21 @@ def main() -> None:
 
     started = time.perf_counter()
     print(f"machine: {machine()}")
-    print(
-        f"floor: 2 sync workers (its gunicorn.conf.py); service: gunicorn.conf.py as shipped, "
-        f"rate limit {RATE_LIMIT!r}; {args.users:,} users"
-    )
+    if args.baseline is None:
+        print(
+            f"floor: 2 sync workers (its gunicorn.conf.py); service: gunicorn.conf.py as "
+            f"shipped, rate limit {RATE_LIMIT!r}; {args.users:,} users"
+        )
+    else:
+        print(
+            f"the 'floor' columns are the service at {revision(args.baseline)}, the 'service' "
+            f"columns the service at {revision(ROOT)}: both as shipped, rate limit "
+            f"{RATE_LIMIT!r}; {args.users:,} users"
+        )
     arguments = vars(args) | {
         "postgres_url": make_url(args.postgres_url).render_as_string(hide_password=True),
         "floor": os.path.relpath(args.floor, ROOT),
+        "baseline": args.baseline and revision(args.baseline),
         "json": None,
     }
     results: dict[str, Any] = {"machine": machine(), "arguments": arguments}

@@ -85,7 +85,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# Whose app this process imports: this checkout's, or a --baseline's when this file runs there
+# to seed it (seed_baseline_users).
+sys.path.insert(0, os.environ.get("FLOOR_SERVICE_ROOT", str(ROOT)))
 
 from sqlalchemy import Engine, create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -361,46 +363,18 @@ def seed_service_users(database_url: str, persons: list[Person]) -> list[str]:
     return ids
 
 
-# Run in the --baseline checkout: its own app seeds the users its own way (store/users.py
-# insert_many), as seed_service_users does here. Argument: a JSON file of the users' documents
-# and the service settings; prints the ids as JSON.
-_SEED_BASELINE = """
-import json, sys
-from datetime import UTC, datetime, timedelta
-from app import create_app, tenancy, validate
-from app.db import db
-from app.schema.core import USER_RESOURCE
-from app.store import users
-given = json.load(open(sys.argv[1]))
-app = create_app(given["settings"])
-created = datetime.now(UTC) - timedelta(days=365)
-ids = []
-with app.app_context(), tenancy.entered(tenancy.DEFAULT_TENANT_ID):
-    for start in range(0, len(given["documents"]), given["chunk"]):
-        chunk = given["documents"][start : start + given["chunk"]]
-        documents = [validate.resource(USER_RESOURCE, d).document for d in chunk]
-        times = [created + timedelta(seconds=start + n) for n in range(len(chunk))]
-        ids += users.insert_many(USER_RESOURCE, documents, times)
-        db.session.commit()
-    db.session.remove()
-    db.engine.dispose()
-print(json.dumps(ids))
-"""
-
-
 def seed_baseline_users(
     root: Path, database_url: str, persons: list[Person], work: Path
 ) -> list[str]:
-    """The --baseline's users, seeded as the service's are (seed_service_users), by its own code."""
+    """The --baseline's users, seeded as the service's are: seed_service_users, run by this
+    file in a process that imports the baseline's app (FLOOR_SERVICE_ROOT)."""
     given = work / "baseline-users.json"
-    settings = service_settings(database_url, SCIM_DB_TIMEOUT_SECONDS="120")
-    documents = [p.document() for p in persons]
-    given.write_text(json.dumps({"settings": settings, "documents": documents, "chunk": CHUNK}))
+    given.write_text(json.dumps({"url": database_url, "persons": [asdict(p) for p in persons]}))
     outside = {k: v for k, v in os.environ.items() if not k.startswith("SCIM_")}
     done = subprocess.run(
-        [sys.executable, "-c", _SEED_BASELINE, str(given)],
+        [sys.executable, __file__, "--seed-users", str(given)],
         cwd=root,
-        env=outside,
+        env=outside | {"FLOOR_SERVICE_ROOT": str(root)},
         capture_output=True,
         text=True,
     )
@@ -864,7 +838,13 @@ def main() -> None:
         help="a checkout of the service at another revision (git worktree add DIR REV): it "
         "takes the floor's place, migrated, seeded and served as the service is, by its own code",
     )
+    parser.add_argument("--seed-users", type=Path, help=argparse.SUPPRESS)  # seed_baseline_users
     args = parser.parse_args()
+    if args.seed_users is not None:
+        given = json.loads(args.seed_users.read_text())
+        persons = [Person(**person) for person in given["persons"]]
+        print(json.dumps(seed_service_users(given["url"], persons)))
+        return
     if args.users < 200 or not 0 < args.big_group <= args.users:
         parser.error("--users at least 200, --big-group between 1 and --users")
     if args.baseline is not None:

@@ -9,7 +9,7 @@ import time
 import uuid
 
 from flask import current_app
-from sqlalchemy import insert, text
+from sqlalchemy import insert, text, update
 
 from app.db import db, utcnow
 from app.models import Group, Member, User
@@ -136,6 +136,23 @@ def test_deleted_user_leaves_every_group_and_bumps_it(client, create_user, creat
     after = fetch(client, group)
     assert after["members"] == [member(bob)]
     assert after["meta"]["version"] == 'W/"2"'
+
+
+def test_a_membership_row_that_outlived_its_member_is_not_shown(client, create_user, create_group):
+    # DELETE takes a user or group out of every group as it tombstones it; should a membership
+    # row outlive its member all the same, the group's read still shows live members only,
+    # users and nested groups alike, each with its display.
+    jane = create_user()
+    bob = create_user(userName="bob@example.com", displayName="Bob")
+    child, gone = create_group("Child", members=[]), create_group("Gone", members=[])
+    everyone = [jane, bob, child, gone]
+    group = create_group("Parent", members=[{"value": m["id"]} for m in everyone])
+    now = utcnow()
+    db.session.execute(update(User).where(User.id == jane["id"]).values(deleted_at=now))
+    db.session.execute(update(Group).where(Group.id == gone["id"]).values(deleted_at=now))
+    db.session.commit()
+    shown = [member(bob), member(child, "Group")]
+    assert fetch(client, group)["members"] == sorted(shown, key=lambda m: m["value"])
 
 
 def test_deactivated_user_stays_a_member(client, create_user, create_group):

@@ -1,15 +1,18 @@
 """Kept-alive connections under gunicorn.conf.py's worker (KeepAliveThreadWorker), as IdPs and
 nginx's upstream pool use them: request after request on one connection, each answered in
-order and in full; and with more busy connections than threads, every connection still served
-(a thread keeps its connection only while no other connection waits for one)."""
+order and in full; with more busy connections than threads, every connection still served
+(a thread keeps its connection only while no other connection waits for one); and with several
+workers, the connections spread evenly over them, whichever worker won each connect."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,6 +152,60 @@ def test_more_busy_connections_than_threads_are_all_served(service: tuple[str, i
     # Measured: within 15% of each other. Without the worker's check for waiting connections,
     # some got a single answer in the 3 s while others got hundreds.
     assert min(answered) >= max(answered) // 3, answered
+
+
+def test_kept_alive_connections_spread_evenly_over_the_workers(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    """Eight connections sending without pause to two workers of two threads end up four and
+    four, whichever worker won each connect: a worker two connections above the other stops
+    accepting and, while connections wait for its threads, answers with "Connection: close";
+    the client connects again, and the other worker takes it. Every request is answered."""
+    migrate(fresh_database_url)
+    with gunicorn(fresh_database_url, tmp_path / "gunicorn.log", workers=2, threads=2) as base:
+        address = urlsplit(base)
+        service = (address.hostname or "", address.port or 0)
+        connections = [http.client.HTTPConnection(*service, timeout=30) for _ in range(8)]
+        statuses: Counter[int] = Counter()
+        stop = threading.Event()
+
+        def send(connection: http.client.HTTPConnection) -> None:
+            while not stop.is_set():
+                statuses[call(connection, "GET", "/Users?count=1")[0]] += 1
+
+        senders = [threading.Thread(target=send, args=(c,)) for c in connections]
+        for sender in senders:
+            sender.start()
+        time.sleep(4)
+        stop.set()
+        for sender in senders:
+            sender.join(timeout=30)
+        held = sorted(_connections_held(service[1]).values())
+        for connection in connections:
+            connection.close()
+    assert set(statuses) == {200}
+    # A connection closed by its last answer may not have come back yet.
+    assert len(held) == 2 and held[1] - held[0] <= 1 and sum(held) >= 7, held
+
+
+def _connections_held(port: int) -> dict[int, int]:
+    """How many established TCP connections to local `port` each process holds (Linux: the
+    kernel's socket table, then each process's open sockets)."""
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                _, local, _, state, *_, inode = row.split()[:10]
+                if int(local.rsplit(":", 1)[1], 16) == port and state == "01":  # ESTABLISHED
+                    sockets.add(f"socket:[{inode}]")
+    held: Counter[int] = Counter()
+    for descriptors in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            links = [os.readlink(descriptor) for descriptor in descriptors.iterdir()]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        held[int(descriptors.parent.name)] += sum(link in sockets for link in links)
+    return {pid: count for pid, count in held.items() if count}
 
 
 def _read_responses(raw: socket.socket, count: int) -> list[tuple[int, Any]]:

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -141,13 +141,7 @@ def test_more_busy_connections_than_threads_are_all_served(service: tuple[str, i
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=send, args=(n,)) for n in range(connections)]
-    for thread in threads:
-        thread.start()
-    time.sleep(3)
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=30)
+    _run_for(3, stop, [lambda n=n: send(n) for n in range(connections)])
     assert failures == []
     # Measured: within 15% of each other. Without the worker's check for waiting connections,
     # some got a single answer in the 3 s while others got hundreds.
@@ -173,19 +167,24 @@ def test_kept_alive_connections_spread_evenly_over_the_workers(
             while not stop.is_set():
                 statuses[call(connection, "GET", "/Users?count=1")[0]] += 1
 
-        senders = [threading.Thread(target=send, args=(c,)) for c in connections]
-        for sender in senders:
-            sender.start()
-        time.sleep(4)
-        stop.set()
-        for sender in senders:
-            sender.join(timeout=30)
+        _run_for(4, stop, [lambda c=c: send(c) for c in connections])
         held = sorted(_connections_held(service[1]).values())
         for connection in connections:
             connection.close()
     assert set(statuses) == {200}
     # A connection closed by its last answer may not have come back yet.
     assert len(held) == 2 and held[1] - held[0] <= 1 and sum(held) >= 7, held
+
+
+def _run_for(seconds: float, stop: threading.Event, senders: list[Callable[[], None]]) -> None:
+    """Each sender in a thread of its own for `seconds`; then `stop` is set, and they end."""
+    threads = [threading.Thread(target=sender) for sender in senders]
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
 
 
 def _connections_held(port: int) -> dict[int, int]:

@@ -43,9 +43,10 @@ one more with tracemalloc for the peak of Python's allocations, and the RSS arou
 --explain prints, for the page reads and the full group GET at --users, each SELECT with
 PostgreSQL's EXPLAIN ANALYZE (SQLite: its query plan and the statement's time).
 
-On a 2-core machine the default run takes about 5 minutes on PostgreSQL (the 1,000,000 users
-seeded in under 4) and 9 on SQLite (8 to seed: the console search's triggers fire per row);
-both databases exist at once, so it needs their disk space together (a few GB at 1,000,000).
+On a 2-core machine the default run takes 5 to 10 minutes on PostgreSQL (the 1,000,000 users
+seeded in 4 to 7) and 9 to 17 on SQLite (8 to 16 to seed: the console search's triggers fire
+per row), depending on the machine's speed that day; both databases exist at once, so it needs
+their disk space together (a few GB at 1,000,000).
 """
 
 from __future__ import annotations

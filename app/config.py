@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import secrets
 from collections.abc import Mapping
 from datetime import timedelta
@@ -206,8 +205,7 @@ def read_json(text: str | bytes) -> object:
     by orjson, three times faster than json (a page of 100 users parses 100 documents), and by
     json what orjson reads otherwise or not at all: an integer beyond 64 bits (an extension's
     attribute may hold one; orjson makes some of them floats), NaN, a lone surrogate."""
-    long_digits = _LONG_DIGITS_BYTES if isinstance(text, bytes) else _LONG_DIGITS
-    if long_digits.search(text) is None:
+    if not _may_hold_a_long_integer(text):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -215,9 +213,18 @@ def read_json(text: str | bytes) -> object:
     return json.loads(text)
 
 
-# 19 digits in a row: perhaps an integer beyond 64 bits (every integer of 18 digits is within).
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
-_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")
+def _may_hold_a_long_integer(text: str | bytes) -> bool:
+    """Whether the text has 19 digits in a row: perhaps an integer beyond 64 bits (every integer
+    of 18 digits is within). Every digit made a "0", then the run looked for as a substring: a
+    regular expression trying [0-9]{19} at each digit took three times as long as orjson's
+    parse of the same text (159 ms of a 100,000-member group's 6.9 MB; 11 us of a user's
+    document), this a sixth of it. UTF-8 of a string never fails with surrogatepass."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    return _LONG_RUN in raw.translate(_DIGITS_AS_ZERO)
+
+
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
 
 
 # A Bulk request commits its operations every 50 ms: a tenth of the commits (and fsyncs) of its

@@ -95,6 +95,8 @@ class User(db.Model):
         Index("ix_users_display_name_key", "tenant_id", "display_name_key"),
         # A group's members read with their display names from the index alone, never the
         # table row (migration 0015); deleted_at last, so that SQLite answers LIVE from it too.
+        # A full GET probes it once per member: on PostgreSQL its ids compare byte by byte
+        # (text_pattern_ops), not through the database's collation (migration 0017).
         Index(
             "ix_users_live_display",
             "tenant_id",
@@ -104,6 +106,7 @@ class User(db.Model):
             "deleted_at",
             sqlite_where=LIVE,
             postgresql_where=LIVE,
+            postgresql_ops={"id": "text_pattern_ops"},
         ),
         # text_pattern_ops: `name.familyName sw` (LIKE 'prefix%') uses it whatever the collation.
         Index(

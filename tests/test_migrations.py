@@ -154,6 +154,41 @@ def test_migrations_build_the_search_index_create_all_builds(migrated):
     assert _search_objects() == migrated_objects
 
 
+def _index_definitions() -> dict[str, str]:
+    """Every index of the database with its SQL, as the database states it."""
+    with db.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            rows = connection.exec_driver_sql(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+            ).all()
+        else:
+            rows = connection.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+            ).all()
+    return {name: " ".join((sql or "").split()) for name, sql in rows}
+
+
+def test_migrations_build_every_index_as_create_all_does(migrated):
+    """Alembic's comparison sees an index's columns, not its operator classes or collations:
+    ix_users_live_display's ids compare byte by byte on PostgreSQL (0017) only if both say so."""
+    migrated_indexes = _index_definitions()
+    db.drop_all()
+    db.create_all()
+    assert _index_definitions() == migrated_indexes
+    if db.engine.dialect.name == "postgresql":
+        assert "id text_pattern_ops" in migrated_indexes["ix_users_live_display"]
+
+
+def test_0017_downgrades_to_the_collation_ordered_index_and_back(migrated):
+    flask_migrate.downgrade(revision="0016_member_groups_index")
+    display = _index_definitions()["ix_users_live_display"]
+    assert "text_pattern_ops" not in display
+    flask_migrate.upgrade()
+    if db.engine.dialect.name == "postgresql":
+        assert "id text_pattern_ops" in _index_definitions()["ix_users_live_display"]
+    assert _diff_from_the_models() == []
+
+
 def test_0011_indexes_the_directory_already_stored_and_downgrades(migrated):
     client = _scim_client(migrated)
     ada = user_payload(

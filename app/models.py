@@ -637,7 +637,13 @@ class EventDelivery(db.Model):
 # users, user_values and groups, whoever writes. An FTS5 row is named by an integer, which
 # users and groups lack (their rowid may change on VACUUM), so an `_ids` table numbers them.
 # Live users and groups are indexed (a tombstone leaves the index), and every email address
-# (the search joins back to live users). Alembic's batch mode rebuilds a SQLite table by
+# (the search joins back to live users). The triggers do not write the FTS5 tables: FTS5
+# writes a new segment and its structure for every transaction that changes a table, 17 of a
+# POST's 41 pages, a fifth of its time. They note the row in search_backlog, and every
+# SEARCH_BACKLOG_FOLDED_EVERY-th note folds the backlog into the FTS5 tables, a thousand rows
+# in one segment. A search reads the FTS5 tables and the backlog's rows (store/console.py),
+# and checks each row it finds against the row as it is now: what the FTS5 tables hold
+# may be stale, never wrong. Alembic's batch mode rebuilds a SQLite table by
 # copying it, which drops its triggers: a migration that rebuilds users, user_values or groups
 # must create this search's triggers again (tests/test_migrations.py compares them with
 # create_all's).
@@ -674,13 +680,40 @@ SEARCH_INDEX_NAMES_POSTGRESQL = (
 )
 
 _TRIGRAM = "tokenize = 'trigram case_sensitive 1'"  # the text is folded already
+# The backlog's rows name what changed: an FTS5 row of users_search (kind 'user': the user's
+# number in users_search_ids), of user_values_search ('value': the user_values row's id) or of
+# groups_search ('group').
+_BACKLOG = "INSERT INTO search_backlog (kind, row) VALUES ('{0}', {1})"
 _USER_ROW = "(SELECT id FROM users_search_ids WHERE tenant_id = {0}.tenant_id AND user_id = {0}.id)"
 _GROUP_ROW = (
     "(SELECT id FROM groups_search_ids WHERE tenant_id = {0}.tenant_id AND group_id = {0}.id)"
 )
-_NEW_USER_TEXT = (
-    "new.user_name_key, new.display_name_key, "
-    "coalesce(new.given_name_key, '') || ' ' || coalesce(new.family_name_key, '')"
+_BACKLOGGED = "(SELECT row FROM search_backlog WHERE kind = '{0}')"
+# Folding the backlog into the FTS5 tables: each row it names is deleted from its table and
+# written again as the row now is, if it still is a live user, an email address, a live group.
+SEARCH_BACKLOG_FOLD = (
+    f"DELETE FROM users_search WHERE rowid IN {_BACKLOGGED.format('user')}",
+    "INSERT INTO users_search (rowid, user_name_key, display_name_key, full_name_key) "
+    "SELECT s.id, u.user_name_key, u.display_name_key, "
+    "coalesce(u.given_name_key, '') || ' ' || coalesce(u.family_name_key, '') "
+    "FROM users_search_ids s JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.user_id "
+    f"WHERE s.id IN {_BACKLOGGED.format('user')} AND u.deleted_at IS NULL",
+    f"DELETE FROM user_values_search WHERE rowid IN {_BACKLOGGED.format('value')}",
+    "INSERT INTO user_values_search (rowid, value_key) SELECT id, value_key FROM user_values "
+    f"WHERE id IN {_BACKLOGGED.format('value')} "
+    "AND attribute = 'emails' AND value_key IS NOT NULL",
+    f"DELETE FROM groups_search WHERE rowid IN {_BACKLOGGED.format('group')}",
+    "INSERT INTO groups_search (rowid, display_name_key) "
+    "SELECT s.id, g.display_name_key "
+    "FROM groups_search_ids s JOIN groups g ON g.tenant_id = s.tenant_id AND g.id = s.group_id "
+    f"WHERE s.id IN {_BACKLOGGED.format('group')} AND g.deleted_at IS NULL",
+    "DELETE FROM search_backlog",
+)
+# Every this many changes the backlog is folded in, by the write that makes the last one.
+SEARCH_BACKLOG_FOLDED_EVERY = 1000
+_USER_KEYS_CHANGED = " OR ".join(
+    f"old.{c} IS NOT new.{c}"
+    for c in ("user_name_key", "display_name_key", "given_name_key", "family_name_key")
 )
 SEARCH_INDEX_SQLITE = (
     # Users: every user numbered, the live ones' text indexed.
@@ -690,49 +723,52 @@ SEARCH_INDEX_SQLITE = (
     "ON users_search_ids (tenant_id, user_id)",
     "CREATE VIRTUAL TABLE IF NOT EXISTS users_search "
     f"USING fts5(user_name_key, display_name_key, full_name_key, {_TRIGRAM})",
-    "CREATE TRIGGER IF NOT EXISTS users_search_insert AFTER INSERT ON users BEGIN "
-    "INSERT INTO users_search_ids (tenant_id, user_id) VALUES (new.tenant_id, new.id); "
-    "INSERT INTO users_search (rowid, user_name_key, display_name_key, full_name_key) "
-    f"SELECT {_USER_ROW.format('new')}, {_NEW_USER_TEXT} WHERE new.deleted_at IS NULL; END",
-    "CREATE TRIGGER IF NOT EXISTS users_search_update AFTER UPDATE OF user_name_key, "
-    "display_name_key, given_name_key, family_name_key, deleted_at ON users BEGIN "
-    f"DELETE FROM users_search WHERE rowid = {_USER_ROW.format('old')}; "
-    "INSERT INTO users_search (rowid, user_name_key, display_name_key, full_name_key) "
-    f"SELECT {_USER_ROW.format('new')}, {_NEW_USER_TEXT} WHERE new.deleted_at IS NULL; END",
-    "CREATE TRIGGER IF NOT EXISTS users_search_delete AFTER DELETE ON users BEGIN "
-    f"DELETE FROM users_search WHERE rowid = {_USER_ROW.format('old')}; "
-    "DELETE FROM users_search_ids WHERE tenant_id = old.tenant_id AND user_id = old.id; END",
     # Email addresses: a user_values row has an integer key of its own.
     f"CREATE VIRTUAL TABLE IF NOT EXISTS user_values_search USING fts5(value_key, {_TRIGRAM})",
-    "CREATE TRIGGER IF NOT EXISTS user_values_search_insert AFTER INSERT ON user_values "
-    "WHEN new.attribute = 'emails' AND new.value_key IS NOT NULL BEGIN "
-    "INSERT INTO user_values_search (rowid, value_key) VALUES (new.id, new.value_key); END",
-    "CREATE TRIGGER IF NOT EXISTS user_values_search_update AFTER UPDATE OF id, attribute, "
-    "value_key ON user_values BEGIN "
-    "DELETE FROM user_values_search WHERE rowid = old.id; "
-    "INSERT INTO user_values_search (rowid, value_key) SELECT new.id, new.value_key "
-    "WHERE new.attribute = 'emails' AND new.value_key IS NOT NULL; END",
-    "CREATE TRIGGER IF NOT EXISTS user_values_search_delete AFTER DELETE ON user_values "
-    "WHEN old.attribute = 'emails' AND old.value_key IS NOT NULL BEGIN "
-    "DELETE FROM user_values_search WHERE rowid = old.id; END",
     # Groups, as users.
     "CREATE TABLE IF NOT EXISTS groups_search_ids (id INTEGER PRIMARY KEY, "
     "tenant_id INTEGER NOT NULL, group_id VARCHAR(36) NOT NULL)",
     "CREATE UNIQUE INDEX IF NOT EXISTS uq_groups_search_ids_tenant_id_group_id "
     "ON groups_search_ids (tenant_id, group_id)",
     f"CREATE VIRTUAL TABLE IF NOT EXISTS groups_search USING fts5(display_name_key, {_TRIGRAM})",
+    # What changed since the FTS5 tables were last written (migration 0018).
+    "CREATE TABLE IF NOT EXISTS search_backlog (id INTEGER PRIMARY KEY, "
+    "kind VARCHAR(5) NOT NULL, row INTEGER NOT NULL)",
+    "CREATE TRIGGER IF NOT EXISTS users_search_insert AFTER INSERT ON users BEGIN "
+    "INSERT INTO users_search_ids (tenant_id, user_id) VALUES (new.tenant_id, new.id); "
+    f"{_BACKLOG.format('user', _USER_ROW.format('new'))}; END",
+    "CREATE TRIGGER IF NOT EXISTS users_search_update AFTER UPDATE OF user_name_key, "
+    "display_name_key, given_name_key, family_name_key, deleted_at ON users "
+    f"WHEN {_USER_KEYS_CHANGED} OR old.deleted_at IS NOT new.deleted_at BEGIN "
+    f"{_BACKLOG.format('user', _USER_ROW.format('new'))}; END",
+    "CREATE TRIGGER IF NOT EXISTS users_search_delete AFTER DELETE ON users BEGIN "
+    f"{_BACKLOG.format('user', _USER_ROW.format('old'))}; "
+    "DELETE FROM users_search_ids WHERE tenant_id = old.tenant_id AND user_id = old.id; END",
+    "CREATE TRIGGER IF NOT EXISTS user_values_search_insert AFTER INSERT ON user_values "
+    "WHEN new.attribute = 'emails' AND new.value_key IS NOT NULL BEGIN "
+    f"{_BACKLOG.format('value', 'new.id')}; END",
+    "CREATE TRIGGER IF NOT EXISTS user_values_search_update AFTER UPDATE OF id, attribute, "
+    "value_key ON user_values BEGIN "
+    f"{_BACKLOG.format('value', 'old.id')}; {_BACKLOG.format('value', 'new.id')}; END",
+    "CREATE TRIGGER IF NOT EXISTS user_values_search_delete AFTER DELETE ON user_values "
+    "WHEN old.attribute = 'emails' AND old.value_key IS NOT NULL BEGIN "
+    f"{_BACKLOG.format('value', 'old.id')}; END",
     "CREATE TRIGGER IF NOT EXISTS groups_search_insert AFTER INSERT ON groups BEGIN "
     "INSERT INTO groups_search_ids (tenant_id, group_id) VALUES (new.tenant_id, new.id); "
-    "INSERT INTO groups_search (rowid, display_name_key) "
-    f"SELECT {_GROUP_ROW.format('new')}, new.display_name_key WHERE new.deleted_at IS NULL; END",
+    f"{_BACKLOG.format('group', _GROUP_ROW.format('new'))}; END",
     "CREATE TRIGGER IF NOT EXISTS groups_search_update AFTER UPDATE OF display_name_key, "
-    "deleted_at ON groups BEGIN "
-    f"DELETE FROM groups_search WHERE rowid = {_GROUP_ROW.format('old')}; "
-    "INSERT INTO groups_search (rowid, display_name_key) "
-    f"SELECT {_GROUP_ROW.format('new')}, new.display_name_key WHERE new.deleted_at IS NULL; END",
+    "deleted_at ON groups WHEN old.display_name_key IS NOT new.display_name_key "
+    "OR old.deleted_at IS NOT new.deleted_at BEGIN "
+    f"{_BACKLOG.format('group', _GROUP_ROW.format('new'))}; END",
     "CREATE TRIGGER IF NOT EXISTS groups_search_delete AFTER DELETE ON groups BEGIN "
-    f"DELETE FROM groups_search WHERE rowid = {_GROUP_ROW.format('old')}; "
+    f"{_BACKLOG.format('group', _GROUP_ROW.format('old'))}; "
     "DELETE FROM groups_search_ids WHERE tenant_id = old.tenant_id AND group_id = old.id; END",
+    # A backlog's row id restarts at 1 once the fold empties it: every
+    # SEARCH_BACKLOG_FOLDED_EVERY-th change folds.
+    "CREATE TRIGGER IF NOT EXISTS search_backlog_fold AFTER INSERT ON search_backlog "
+    f"WHEN new.id % {SEARCH_BACKLOG_FOLDED_EVERY} = 0 BEGIN "
+    + "; ".join(SEARCH_BACKLOG_FOLD)
+    + "; END",
 )
 SEARCH_INDEX = {"postgresql": SEARCH_INDEX_POSTGRESQL, "sqlite": SEARCH_INDEX_SQLITE}
 
@@ -740,6 +776,7 @@ SEARCH_INDEX = {"postgresql": SEARCH_INDEX_POSTGRESQL, "sqlite": SEARCH_INDEX_SQ
 # named after it: users_search_data, users_search_idx...).
 SEARCH_TABLES_SQLITE = ("users_search", "user_values_search", "groups_search")
 SEARCH_ID_TABLES_SQLITE = ("users_search_ids", "groups_search_ids")
+SEARCH_BACKLOG_SQLITE = "search_backlog"
 
 
 def is_search_object(name: str | None) -> bool:
@@ -751,6 +788,7 @@ def is_search_object(name: str | None) -> bool:
     return (
         name in SEARCH_INDEX_NAMES_POSTGRESQL
         or name in tables
+        or name == SEARCH_BACKLOG_SQLITE
         or name.startswith(tuple(f"{t}_" for t in tables))
     )
 
@@ -764,7 +802,7 @@ def _create_search_index(target: Any, connection: Any, **kw: Any) -> None:
 @event.listens_for(db.metadata, "before_drop")
 def _drop_search_index(target: Any, connection: Any, **kw: Any) -> None:
     if connection.dialect.name == "sqlite":  # PostgreSQL's indexes go with their tables
-        for table in (*SEARCH_TABLES_SQLITE, *SEARCH_ID_TABLES_SQLITE):
+        for table in (*SEARCH_TABLES_SQLITE, *SEARCH_ID_TABLES_SQLITE, SEARCH_BACKLOG_SQLITE):
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -777,6 +815,9 @@ user_values_search = table("user_values_search", column("rowid", Integer))
 groups_search = table("groups_search", column("rowid", Integer))
 groups_search_ids = table(
     "groups_search_ids", column("id", Integer), column("tenant_id", Integer), column("group_id")
+)
+search_backlog = table(
+    SEARCH_BACKLOG_SQLITE, column("id", Integer), column("kind"), column("row", Integer)
 )
 
 

@@ -227,6 +227,52 @@ def test_0011_indexes_the_directory_already_stored_and_downgrades(migrated):
         db.session.rollback()
 
 
+def test_0018_keeps_what_0011_indexed_and_its_downgrade_folds_the_backlog_in(migrated):
+    """Users written under 0011's triggers (in the FTS5 tables at once) and under 0018's (in
+    the backlog) are found either way; downgrading writes the backlog into the tables, which
+    0011's triggers then keep again."""
+    client = _scim_client(migrated)
+    flask_migrate.downgrade(revision="0017_member_display_bytewise")
+    ada = user_payload(userName="ada@example.com", emails=[{"value": "ada@analytical.example"}])
+    assert client.post(f"{BASE}/Users", json=ada).status_code == 201
+    flask_migrate.upgrade()
+    grace = user_payload(userName="grace@example.com", emails=[{"value": "grace@navy.example"}])
+    grace_id = client.post(f"{BASE}/Users", json=grace).json["id"]
+    rt = migrated.extensions["scim_registry"].user
+
+    def found(text: str) -> list[str]:
+        with tenancy.entered(tenancy.DEFAULT_TENANT_ID):
+            names = [user.user_name for user in console_store.users(rt, text).rows]
+            db.session.rollback()
+            return names
+
+    def backlog() -> int:
+        with db.engine.connect() as connection:
+            return connection.exec_driver_sql("SELECT count(*) FROM search_backlog").scalar()
+
+    assert found("analytical") == ["ada@example.com"]
+    assert found("navy.example") == ["grace@example.com"]
+    if db.engine.dialect.name == "sqlite":
+        assert backlog() == 2  # grace's user row and email address
+    flask_migrate.downgrade(revision="0017_member_display_bytewise")
+    patched = patch_payload({"op": "replace", "path": "userName", "value": "hopper@example.com"})
+    assert client.patch(f"{BASE}/Users/{grace_id}", json=patched).status_code == 200
+    if db.engine.dialect.name == "sqlite":  # today's search reads the backlog: SQL at 0017
+        with db.engine.connect() as connection:
+
+            def indexed(table: str, phrase: str) -> int:
+                match = f"SELECT count(*) FROM {table} WHERE {table} MATCH ?"
+                return connection.exec_driver_sql(match, (f'"{phrase}"',)).scalar()
+
+            assert indexed("user_values_search", "navy.example") == 1  # folded in
+            assert indexed("users_search", "hopper@") == 1  # by 0011's trigger
+            assert indexed("users_search", "grace@") == 0
+    flask_migrate.upgrade()
+    assert _diff_from_the_models() == []
+    assert (found("grace@example"), found("hopper@")) == ([], ["hopper@example.com"])
+    assert found("analytical") == ["ada@example.com"]
+
+
 # ---------------------------------------------------------------------------------------------
 # 0013_live_counts: the triggers that keep each tenant's live counts
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Integer,
     Select,
     Update,
@@ -39,6 +40,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union,
     update,
 )
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -68,6 +70,7 @@ from app.models import (
     UserValue,
     groups_search,
     groups_search_ids,
+    search_backlog,
     user_values_search,
     users_search,
     users_search_ids,
@@ -438,7 +441,7 @@ def _text_search(search: str) -> tuple[ColumnElement[bool], Counted]:
     return User.id.in_(found), Counted(lambda query: len(found))
 
 
-def _matched(search: str) -> tuple[Select[Any], Select[Any]]:
+def _matched(search: str) -> tuple[Select[Any] | CompoundSelect, Select[Any] | CompoundSelect]:
     """The live users whose userName, displayName or "given family" has the text, and those
     with an email address that has it (a user with two such addresses, twice)."""
     pattern = _contains(search)
@@ -453,21 +456,35 @@ def _matched(search: str) -> tuple[Select[Any], Select[Any]]:
     if not _on_sqlite():  # PostgreSQL's trigram indexes serve the LIKEs themselves
         return names, emails.join(User, User.id == UserValue.user_id)
     # The FTS5 tables name the rows that have the text's trigrams, and LIKE keeps the exact
-    # meaning; joined, not IN (...), so that a LIMIT stops reading the index early.
+    # meaning; joined, not IN (...), so that a LIMIT stops reading the index early. The rows
+    # changed since the tables were last written are in the backlog (app/models.py), checked
+    # by LIKE alone: fewer than SEARCH_BACKLOG_FOLDED_EVERY.
     phrase = _phrase(search)
-    names = (
+    indexed_names = (
         names.select_from(users_search)
         .join(users_search_ids, users_search_ids.c.id == users_search.c.rowid)
         .join(User, User.id == users_search_ids.c.user_id)
         .where(_match(users_search, phrase))
     )
-    emails = (
+    backlogged_names = (
+        names.select_from(search_backlog)
+        .join(users_search_ids, users_search_ids.c.id == search_backlog.c.row)
+        .join(User, User.id == users_search_ids.c.user_id)
+        .where(search_backlog.c.kind == "user")
+    )
+    indexed_emails = (
         emails.select_from(user_values_search)
         .join(UserValue, UserValue.id == user_values_search.c.rowid)
         .join(User, User.id == UserValue.user_id)
         .where(_match(user_values_search, phrase))
     )
-    return names, emails
+    backlogged_emails = (
+        emails.select_from(search_backlog)
+        .join(UserValue, UserValue.id == search_backlog.c.row)
+        .join(User, User.id == UserValue.user_id)
+        .where(search_backlog.c.kind == "value")
+    )
+    return union(indexed_names, backlogged_names), union(indexed_emails, backlogged_emails)
 
 
 def _more_than_limit(query: Select[Any]) -> int:
@@ -491,7 +508,10 @@ def _group_text(search: str) -> ColumnElement[bool]:
     if not (_indexed(search) and _on_sqlite()):
         return where
     found = select(groups_search.c.rowid).where(_match(groups_search, _phrase(search)))
-    numbered = select(groups_search_ids.c.group_id).where(groups_search_ids.c.id.in_(found))
+    backlogged = select(search_backlog.c.row).where(search_backlog.c.kind == "group")
+    numbered = select(groups_search_ids.c.group_id).where(
+        or_(groups_search_ids.c.id.in_(found), groups_search_ids.c.id.in_(backlogged))
+    )
     return and_(Group.id.in_(numbered), where)
 
 

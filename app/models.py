@@ -638,13 +638,13 @@ class EventDelivery(db.Model):
 # users and groups lack (their rowid may change on VACUUM), so an `_ids` table numbers them.
 # Live users and groups are indexed (a tombstone leaves the index), and every email address
 # (the search joins back to live users). The triggers do not write the FTS5 tables: FTS5
-# writes a new segment and its structure for every transaction that changes a table, 17 of a
-# POST's 41 pages, a fifth of its time. They note the row in search_backlog, and every
-# SEARCH_BACKLOG_FOLDED_EVERY-th note folds the backlog into the FTS5 tables, a thousand rows
-# in one segment. A search reads the FTS5 tables and the backlog's rows (store/console.py),
-# and checks each row it finds against the row as it is now: what the FTS5 tables hold
-# may be stale, never wrong. Alembic's batch mode rebuilds a SQLite table by
-# copying it, which drops its triggers: a migration that rebuilds users, user_values or groups
+# writes a new segment and its structure for every transaction that changes a table (a POST
+# /Users wrote 46 pages to the WAL so, 29 now, the batches included). They note the row in
+# search_backlog, and every SEARCH_BACKLOG_FOLDED_EVERY-th note folds the backlog into the FTS5
+# tables, a thousand rows in one segment. A search reads the FTS5 tables and the backlog's
+# rows (store/console.py), and checks each row it finds against the row as it is now: what
+# the FTS5 tables hold may be stale, never wrong. Alembic's batch mode rebuilds a SQLite table
+# by copying it, which drops its triggers: a migration that rebuilds users, user_values or groups
 # must create this search's triggers again (tests/test_migrations.py compares them with
 # create_all's).
 

@@ -17,7 +17,9 @@ from app.config import ConfigError, load_config
 from app.db import db, end_request, migrate
 from app.schema import extensions
 from app.schema.core import Registry, build_registry
-from app.store import rls, scope  # noqa: F401  (scope registers the tenant scope on sessions)
+
+# scope registers the tenant scope on sessions; search_backlog, SQLite's search fold on commits.
+from app.store import rls, scope, search_backlog  # noqa: F401
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:

@@ -640,13 +640,16 @@ class EventDelivery(db.Model):
 # (the search joins back to live users). The triggers do not write the FTS5 tables: FTS5
 # writes a new segment and its structure for every transaction that changes a table (a POST
 # /Users wrote 46 pages to the WAL so, 29 now, the batches included). They note the row in
-# search_backlog, and every SEARCH_BACKLOG_FOLDED_EVERY-th note folds the backlog into the FTS5
-# tables, a thousand rows in one segment. A search reads the FTS5 tables and the backlog's
-# rows (store/console.py), and checks each row it finds against the row as it is now: what
-# the FTS5 tables hold may be stale, never wrong. Alembic's batch mode rebuilds a SQLite table
-# by copying it, which drops its triggers: a migration that rebuilds users, user_values or groups
-# must create this search's triggers again (tests/test_migrations.py compares them with
-# create_all's).
+# search_backlog, and the write that brings it to SEARCH_BACKLOG_FOLDED_EVERY notes folds it
+# into the FTS5 tables before it commits, a thousand rows in one segment. Not a trigger: an
+# FTS5 statement in a trigger's program failed ("no such table: groups") when another
+# connection had just changed the schema (PRAGMA optimize's ANALYZE), depending on the order
+# the triggers were created in; statements run by themselves do not. A search reads the FTS5
+# tables and the backlog's rows (store/console.py), and checks each row it finds against the
+# row as it is now: what the FTS5 tables hold may be stale, never wrong. Alembic's batch mode
+# rebuilds a SQLite table by copying it, which drops its triggers: a migration that rebuilds
+# users, user_values or groups must create this search's triggers again
+# (tests/test_migrations.py compares them with create_all's).
 
 # "given family" as the search matches it; PostgreSQL's index is on this very expression.
 FULL_NAME_KEY = "coalesce(given_name_key, '') || ' ' || coalesce(family_name_key, '')"
@@ -709,7 +712,9 @@ SEARCH_BACKLOG_FOLD = (
     f"WHERE s.id IN {_BACKLOGGED.format('group')} AND g.deleted_at IS NULL",
     "DELETE FROM search_backlog",
 )
-# Every this many changes the backlog is folded in, by the write that makes the last one.
+# A write that leaves this many changes in the backlog folds it in before it commits
+# (store/search_backlog.py). The fold empties the backlog, so its row ids start again at 1:
+# the largest one counts the changes since.
 SEARCH_BACKLOG_FOLDED_EVERY = 1000
 _USER_KEYS_CHANGED = " OR ".join(
     f"old.{c} IS NOT new.{c}"
@@ -763,12 +768,6 @@ SEARCH_INDEX_SQLITE = (
     "CREATE TRIGGER IF NOT EXISTS groups_search_delete AFTER DELETE ON groups BEGIN "
     f"{_BACKLOG.format('group', _GROUP_ROW.format('old'))}; "
     "DELETE FROM groups_search_ids WHERE tenant_id = old.tenant_id AND group_id = old.id; END",
-    # A backlog's row id restarts at 1 once the fold empties it: every
-    # SEARCH_BACKLOG_FOLDED_EVERY-th change folds.
-    "CREATE TRIGGER IF NOT EXISTS search_backlog_fold AFTER INSERT ON search_backlog "
-    f"WHEN new.id % {SEARCH_BACKLOG_FOLDED_EVERY} = 0 BEGIN "
-    + "; ".join(SEARCH_BACKLOG_FOLD)
-    + "; END",
 )
 SEARCH_INDEX = {"postgresql": SEARCH_INDEX_POSTGRESQL, "sqlite": SEARCH_INDEX_SQLITE}
 

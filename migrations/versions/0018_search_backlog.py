@@ -10,8 +10,8 @@ for each such transaction. In process at 20,000 users, with no search triggers a
 /Users took 1.9-2.7 ms against 2.8-3.6 and a PUT 2.1-2.7 against 3.0-3.6 (interleaved runs).
 
 The triggers now note the changed row in search_backlog instead (a row appended to a small
-table), and the insert of every 1,000th note folds the backlog into the FTS5 tables, in the
-transaction that made it: one segment for a thousand changes. The console's search reads the
+table), and the write that brings the backlog to 1,000 notes folds it into the FTS5 tables
+before it commits (app/store/search_backlog.py): one segment for a thousand changes. The console's search reads the
 backlog's rows beside the FTS5 tables (store/console.py), so it finds every change at once.
 The FTS5 tables are as 0011 left them when this revision runs: the backlog starts empty.
 With this revision a POST takes 2.2-2.3 ms against 2.6-2.9 before it (interleaved), and writes
@@ -27,7 +27,6 @@ down_revision = "0017_member_display_bytewise"
 branch_labels = None
 depends_on = None
 
-FOLDED_EVERY = 1000
 BACKLOG = "INSERT INTO search_backlog (kind, row) VALUES ('{0}', {1})"
 BACKLOGGED = "(SELECT row FROM search_backlog WHERE kind = '{0}')"
 USER_ROW = "(SELECT id FROM users_search_ids WHERE tenant_id = {0}.tenant_id AND user_id = {0}.id)"
@@ -90,8 +89,6 @@ TRIGGERS = (
     "CREATE TRIGGER IF NOT EXISTS groups_search_delete AFTER DELETE ON groups BEGIN "
     f"{BACKLOG.format('group', GROUP_ROW.format('old'))}; "
     "DELETE FROM groups_search_ids WHERE tenant_id = old.tenant_id AND group_id = old.id; END",
-    "CREATE TRIGGER IF NOT EXISTS search_backlog_fold AFTER INSERT ON search_backlog "
-    f"WHEN new.id % {FOLDED_EVERY} = 0 BEGIN " + "; ".join(FOLD) + "; END",
 )
 REPLACED = tuple(
     f"DROP TRIGGER IF EXISTS {table}_search_{event}"
@@ -112,7 +109,7 @@ def downgrade():
         return
     for statement in FOLD:
         op.execute(statement)
-    for statement in (*REPLACED, "DROP TRIGGER IF EXISTS search_backlog_fold"):
+    for statement in REPLACED:
         op.execute(statement)
     op.execute("DROP TABLE IF EXISTS search_backlog")
     # 0011's triggers, from that revision's own module.

@@ -11,14 +11,14 @@ for each such transaction. In process at 20,000 users, with no search triggers a
 
 The triggers now note the changed row in search_backlog instead (a row appended to a small
 table), and the write that brings the backlog to 1,000 notes folds it into the FTS5 tables
-before it commits (app/store/search_backlog.py): one segment for a thousand changes. The console's search reads the
-backlog's rows beside the FTS5 tables (store/console.py), so it finds every change at once.
-The FTS5 tables are as 0011 left them when this revision runs: the backlog starts empty.
-With this revision (three interleaved runs of 1,000 requests each) a POST takes 2.0-2.2 ms
-against 2.6, a PUT 2.3-2.8 against 2.8-3.3, and a POST writes 29 pages to the WAL against 46,
-the batches included; the write that folds a full backlog takes 10 to 70 ms. Downgrading folds the backlog in and puts
-0011's triggers back. PostgreSQL: nothing (its GIN
-indexes are not 0011's FTS5 tables).
+before it commits (app/store/search_backlog.py): one segment for a thousand changes. The
+console's search reads the backlog's rows beside the FTS5 tables (store/console.py), so it
+finds every change at once. The FTS5 tables are as 0011 left them when this revision runs:
+the backlog starts empty. With this revision (three interleaved runs of 1,000 requests each) a
+POST takes 2.0-2.2 ms against 2.6, a PUT 2.3-2.8 against 2.8-3.3, and a POST writes 29 pages
+to the WAL against 46, the batches included; the write that folds a full backlog takes 10 to
+70 ms. Downgrading folds the backlog in and puts 0011's triggers back. PostgreSQL: nothing (its
+GIN indexes are not 0011's FTS5 tables).
 """
 
 from alembic import op

@@ -44,8 +44,9 @@ one more with tracemalloc for the peak of Python's allocations, and the RSS arou
 PostgreSQL's EXPLAIN ANALYZE (SQLite: its query plan and the statement's time).
 
 On a 2-core machine the default run takes 5 to 10 minutes on PostgreSQL (the 1,000,000 users
-seeded in 4 to 7) and 9 to 17 on SQLite (8 to 16 to seed: the console search's triggers fire
-per row), depending on the machine's speed that day; both databases exist at once, so it needs
+seeded in 4 to 7) and about 7 on SQLite (6.5 to seed, since migration 0018; 8 to 16 before it,
+when the console search's triggers wrote its FTS5 tables per batch), depending on the machine's
+speed that day; both databases exist at once, so it needs
 their disk space together (a few GB at 1,000,000).
 """
 

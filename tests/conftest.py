@@ -12,13 +12,12 @@ import flask_migrate
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event
 
 from app import create_app, tenancy
 from app.auth import new_token, token_hash
 from app.db import db, reads_only
-from app.models import SEARCH_BACKLOG_FOLD
-from app.store import tenants, tokens
+from app.store import search_backlog, tenants, tokens
 from tests.databases import drop_roles_later, scratch_postgres_database, two_roles
 from tests.payloads import BASE, GROUP_URN, user_payload
 
@@ -186,8 +185,7 @@ def empty_tables() -> None:
         if db.engine.dialect.name == "sqlite":
             # SQLite's search backlog noted every row deleted (app/models.py): folded, it
             # leaves the search tables as empty as the rest for the next test.
-            for statement in SEARCH_BACKLOG_FOLD:
-                db.session.execute(text(statement))
+            search_backlog.fold(db.session.connection())
         db.session.commit()
     tokens.forget_callers()  # the tokens and tenants it remembers are gone
     tenants.ensure_default()

@@ -15,12 +15,9 @@ from sqlalchemy import event, text
 
 from app import tenancy
 from app.db import db
-from app.models import (
-    SEARCH_BACKLOG_FOLD,
-    SEARCH_BACKLOG_FOLDED_EVERY,
-    SEARCH_INDEX_NAMES_POSTGRESQL,
-)
+from app.models import SEARCH_BACKLOG_FOLDED_EVERY, SEARCH_INDEX_NAMES_POSTGRESQL
 from app.store import console as store
+from app.store import search_backlog
 from tests.payloads import BASE, GROUP_URN, patch_payload, user_payload
 from tests.test_console import PASSWORD, log_in, seed_users, user_names
 
@@ -118,8 +115,7 @@ def fold_search_backlog() -> None:
     """Write SQLite's backlog into its FTS5 tables now, as its every 1,000th change does."""
     if db.engine.dialect.name != "sqlite":
         pytest.skip("PostgreSQL's trigram indexes are written with their rows: no backlog")
-    for statement in SEARCH_BACKLOG_FOLD:
-        db.session.execute(text(statement))
+    search_backlog.fold(db.session.connection())
     db.session.commit()
 
 

@@ -443,7 +443,7 @@ def _text_search(search: str) -> tuple[ColumnElement[bool], Counted]:
 
 def _matched(search: str) -> tuple[Select[Any] | CompoundSelect, Select[Any] | CompoundSelect]:
     """The live users whose userName, displayName or "given family" has the text, and those
-    with an email address that has it (a user with two such addresses, twice)."""
+    with an email address that has it (on PostgreSQL a user with two such addresses, twice)."""
     pattern = _contains(search)
     names = select(User.id).where(
         User.deleted_at.is_(None), or_(*(c.like(pattern, escape="\\") for c in _name_keys()))
@@ -458,7 +458,8 @@ def _matched(search: str) -> tuple[Select[Any] | CompoundSelect, Select[Any] | C
     # The FTS5 tables name the rows that have the text's trigrams, and LIKE keeps the exact
     # meaning; joined, not IN (...), so that a LIMIT stops reading the index early. The rows
     # changed since the tables were last written are in the backlog (app/models.py), checked
-    # by LIKE alone: fewer than SEARCH_BACKLOG_FOLDED_EVERY.
+    # by LIKE alone: fewer than SEARCH_BACKLOG_FOLDED_EVERY unless one transaction or a writer
+    # outside SQLAlchemy added more (store/search_backlog.py).
     phrase = _phrase(search)
     indexed_names = (
         names.select_from(users_search)

@@ -40,7 +40,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    union,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -443,7 +443,7 @@ def _text_search(search: str) -> tuple[ColumnElement[bool], Counted]:
 
 def _matched(search: str) -> tuple[Select[Any] | CompoundSelect, Select[Any] | CompoundSelect]:
     """The live users whose userName, displayName or "given family" has the text, and those
-    with an email address that has it (on PostgreSQL a user with two such addresses, twice)."""
+    with an email address that has it (a user with two such addresses, twice)."""
     pattern = _contains(search)
     names = select(User.id).where(
         User.deleted_at.is_(None), or_(*(c.like(pattern, escape="\\") for c in _name_keys()))
@@ -485,7 +485,13 @@ def _matched(search: str) -> tuple[Select[Any] | CompoundSelect, Select[Any] | C
         .join(User, User.id == UserValue.user_id)
         .where(search_backlog.c.kind == "value")
     )
-    return union(indexed_names, backlogged_names), union(indexed_emails, backlogged_emails)
+    # UNION ALL, not UNION: a LIMIT then stops reading the index early, where UNION's removal of
+    # duplicates read every match first (5.6 s for "example" at 1,000,000 users). A row both
+    # indexed and in the backlog comes twice, as a user with two matching addresses does.
+    return (
+        union_all(indexed_names, backlogged_names),
+        union_all(indexed_emails, backlogged_emails),
+    )
 
 
 def _more_than_limit(query: Select[Any]) -> int:

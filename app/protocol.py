@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -92,7 +93,12 @@ def json_body(
     else:
         raw = _body_within(max_bytes, too_large)
     try:
-        body = json.loads(raw, parse_constant=_not_json)
+        body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+    except _BeyondDouble as e:
+        raise InvalidValue(
+            f"The number {e.text} is beyond the range this service stores (an IEEE 754 double, "
+            "at most about 1.8e308 either side of zero)"
+        ) from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         # RecursionError: a body nested thousands deep ("[[[[..."), which is no SCIM resource.
         raise InvalidSyntax("The request body is not valid JSON") from None
@@ -379,6 +385,21 @@ _HTTP_DETAILS = {
 def _not_json(constant: str) -> None:
     # Python's json accepts NaN and Infinity; RFC 8259 §6 does not, and PostgreSQL's JSON neither.
     raise ValueError(f"{constant} is not JSON")
+
+
+class _BeyondDouble(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _finite(text: str) -> float:
+    # Python's json reads 1e999 as infinity, which JSON cannot write back: SQLite's column
+    # then held null (orjson writes infinity so), PostgreSQL's refused the row.
+    number = float(text)
+    if math.isinf(number):
+        raise _BeyondDouble(text)
+    return number
 
 
 def _csv(raw: str | None) -> tuple[str, ...]:

@@ -296,6 +296,38 @@ def test_bad_json_is_400_invalid_syntax(client, create_user, method, data, detai
 
 
 @pytest.mark.parametrize(
+    ("number", "shown"),
+    [
+        ("1e999", "1e999"),
+        ("-1.5E+400", "-1.5E+400"),
+        ("9" * 400 + ".0", "9" * 37 + "..."),
+    ],
+)
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_a_number_beyond_a_double_is_400_invalid_value(client, create_user, method, number, shown):
+    """Python reads 1e999 as infinity, which no JSON column can hold: SQLite's stored null, and
+    PostgreSQL's refused the row with a vaguer 400. Refused alike, wherever in the body."""
+    user = create_user()
+    if method == "PATCH":
+        data = json.dumps(patch_payload({"op": "replace", "path": "title", "value": "x"}))
+        data = data.replace('"x"', f'{{"nested": [{number}]}}')
+    else:
+        data = json.dumps(user_payload(userName="other@example.com", title="x"))
+        data = data.replace('"title": "x"', f'"title": "x", "x-extra": {number}')
+    path = "/Users" if method == "POST" else f"/Users/{user['id']}"
+    response = client.open(
+        f"{BASE}{path}", method=method, data=data, content_type="application/scim+json"
+    )
+    assert response.status_code == 400
+    detail = (
+        f"The number {shown} is beyond the range this service stores (an IEEE 754 double, at "
+        "most about 1.8e308 either side of zero)"
+    )
+    assert response.json == error(400, detail, "invalidValue")
+    assert client.get(f"{BASE}/Users").json["Resources"] == [user]
+
+
+@pytest.mark.parametrize(
     "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"]
 )
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])

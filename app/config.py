@@ -179,7 +179,7 @@ def _engine_options(url: str, timeout: int) -> dict[str, object]:
     connection that sat idle is pinged before use (app.db._ping_if_idle), so the service
     recovers by itself after an outage.
     """
-    options: dict[str, object] = {"json_deserializer": read_json}
+    options: dict[str, object] = {"json_serializer": write_json, "json_deserializer": read_json}
     if url.startswith("sqlite"):
         # Several gunicorn threads share one file: wait for a writer instead of failing at once.
         options["connect_args"] = {"timeout": timeout}
@@ -211,6 +211,28 @@ def read_json(text: str | bytes) -> object:
         except orjson.JSONDecodeError:
             pass
     return json.loads(text)
+
+
+def write_json(value: object) -> str:
+    """A JSON column's value as text for the database: by orjson, five times faster than json
+    (a user's write stores six to eight: its document, its folded copy, each email's element
+    twice, the change's attribute names), and by json what orjson refuses (an integer beyond 64
+    bits, a lone surrogate) or would write differently: orjson writes datetimes, dataclasses and
+    subclasses of str or dict by rules of its own, where json writes or refuses them as before.
+    Both write text that reads back as the same value; orjson writes it compact, in UTF-8.
+    (Infinity and NaN, which orjson would write as null, never come: protocol.json_body refuses
+    them, and the service computes no floats.)"""
+    try:
+        return orjson.dumps(value, option=_AS_JSON_WOULD).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
+
+
+_AS_JSON_WOULD = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
 
 
 def _may_hold_a_long_integer(text: str | bytes) -> bool:

@@ -1,6 +1,6 @@
 """JSON by orjson, as json would have it: response bodies (protocol.json_text), the text
-json.dumps writes compactly; JSON columns read back (config.read_json), the values json.loads
-gives."""
+json.dumps writes compactly; JSON columns written (config.write_json) and read back
+(config.read_json), the values json.dumps and json.loads give."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.config import read_json
+from app.config import read_json, write_json
 from app.protocol import json_text
 
 # What a response can hold: the JSON the validator lets in and the database gives back. Text
@@ -60,3 +60,18 @@ def test_a_json_column_reads_as_json_loads_reads_it(value, as_bytes):
     stored = text.encode() if as_bytes else text  # psycopg hands over bytes, SQLite text
     # Compared as JSON text: NaN is not equal to itself.
     assert json.dumps(read_json(stored)) == json.dumps(json.loads(text))
+
+
+# What the service writes into a JSON column: every character, lone surrogates included (the
+# validator refuses them in requests, but json writes them as escapes), integers of any size,
+# finite floats (protocol.json_body refuses a body that holds infinity or NaN).
+WRITTEN = (
+    st.none() | st.booleans() | st.integers() | st.integers(-(2**70), 2**70) | st.text() | FLOATS
+)
+
+
+@given(documents(WRITTEN), st.booleans())
+def test_a_json_column_written_reads_back_as_json_dumps_would(value, as_bytes):
+    text = write_json(value)
+    stored = text.encode("utf-8", "surrogatepass") if as_bytes else text
+    assert json.dumps(read_json(stored)) == json.dumps(json.loads(json.dumps(value)))

@@ -87,7 +87,10 @@ class _Service(Flask):
         self._sync_hooks = {func: Flask.ensure_sync(self, func) for func in registered}
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        sync = self._sync_hooks.get(func)
+        try:
+            sync = self._sync_hooks.get(func)
+        except TypeError:  # an unhashable callable (after_this_request takes any): not a hook
+            sync = None
         return sync if sync is not None else super().ensure_sync(func)
 
 

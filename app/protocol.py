@@ -394,8 +394,9 @@ class _BeyondDouble(Exception):
 
 
 def _finite(text: str) -> float:
-    # Python's json reads 1e999 as infinity, which JSON cannot write back: SQLite's column
-    # then held null (orjson writes infinity so), PostgreSQL's refused the row.
+    # Python's json reads 1e999 as infinity, which JSON cannot write: SQLite's column then held
+    # `Infinity` (no JSON) and responses showed null (orjson writes infinity so); PostgreSQL's
+    # refused the row with a 400 that named no number.
     number = float(text)
     if math.isinf(number):
         raise _BeyondDouble(text)

@@ -305,8 +305,9 @@ def test_bad_json_is_400_invalid_syntax(client, create_user, method, data, detai
 )
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
 def test_a_number_beyond_a_double_is_400_invalid_value(client, create_user, method, number, shown):
-    """Python reads 1e999 as infinity, which no JSON column can hold: SQLite's stored null, and
-    PostgreSQL's refused the row with a vaguer 400. Refused alike, wherever in the body."""
+    """Python reads 1e999 as infinity, which no JSON column can hold: SQLite's kept `Infinity`
+    and answered null, PostgreSQL's refused the row with a vaguer 400. Refused alike, wherever
+    in the body."""
     user = create_user()
     if method == "PATCH":
         data = json.dumps(patch_payload({"op": "replace", "path": "title", "value": "x"}))

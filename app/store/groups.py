@@ -71,6 +71,7 @@ from app.store import (
     one_of_parameter,
     pages,
     read_with,
+    scope,
 )
 
 MEMBERS = GROUP_RESOURCE.schema.attribute("members")
@@ -276,7 +277,7 @@ def memberships_of(member_ids: list[str]) -> dict[str, list[Membership]]:
     out: dict[str, list[tuple[str, str, str]]] = {member_id: [] for member_id in member_ids}
     statement = _memberships(db.session.get_bind().dialect.name)
     for chunk in chunks(member_ids):
-        rows = db.session.execute(statement, {"member_ids": chunk})
+        rows = scope.read(db.session, statement, {"member_ids": chunk})
         for member_id, *group in rows:
             out[member_id].append(group)
     return {member_id: _in_order(groups) for member_id, groups in out.items()}

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from app.db import db
 from app.models import LiveCount
 from app.paging import Cursor, PageRequest
-from app.store import shapes
+from app.store import scope, shapes
 
 MAX_OFFSET = 2**63 - 1  # the largest OFFSET both databases accept (a signed 64-bit integer)
 
@@ -116,7 +116,7 @@ def count_live(resource_type: str) -> int:
     counter rows (models.LiveCount), which the database's triggers keep exact: a few rows
     read instead of every live row counted (106 ms on SQLite, 320 on PostgreSQL at 1,000,000
     users)."""
-    return db.session.scalar(_live_count(resource_type))
+    return scope.read(db.session, _live_count(resource_type), {}).scalar()
 
 
 @functools.cache
@@ -144,7 +144,7 @@ def _by_index(
     offset = min(skipped, MAX_OFFSET)
     if prepared is not None:
         statement, values = prepared  # the page's bounds among the values, or in the statement
-        fetched = db.session.execute(statement, values)
+        fetched = scope.read(db.session, statement, values)
     else:
         read = expand(query) if expand is not None and skipped == 0 else query
         ordered = read.order_by(*(_order(k, reverse=False) for k in keys))

@@ -22,8 +22,15 @@ import threading
 import weakref
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, Engine, Integer, event
-from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, with_loader_criteria
+from sqlalchemy import BindParameter, Connection, Engine, Integer, event, inspect
+from sqlalchemy.orm import (
+    Mapper,
+    ORMExecuteState,
+    Session,
+    SessionTransaction,
+    with_loader_criteria,
+)
+from sqlalchemy.orm.util import AliasedInsp
 
 from app import tenancy
 from app.db import in_autocommit
@@ -67,20 +74,56 @@ _CONNECTION_SETTING = "scim.tenant"  # a pooled connection's info: the value set
 @event.listens_for(Session, "do_orm_execute")
 def _scope_statement(state: ORMExecuteState) -> None:
     _keep_row_level_security_current(state.session)
-    if not (state.is_select or state.is_update or state.is_delete):
-        return
+    if state.is_select or state.is_update or state.is_delete:
+        state.statement = confined(state.statement)
+
+
+def confined(statement: Any) -> Any:
+    """The statement as the entered tenant may run it: with its criteria on every tenant-owned
+    table, as it is across tenants (ALL_TENANTS), refused with no tenant entered."""
     scope = tenancy.current()
     if scope is tenancy.ALL_TENANTS:
-        return
-    owned = _owned_tables(state.statement)
+        return statement
+    owned = _owned_tables(statement)
     if scope is None:
         if owned:
             raise tenancy.NoTenantScope(
                 "a statement on tenant-owned rows ran outside a tenant scope"
             )
-        return
-    if owned:
-        state.statement = _SCOPED.scoped(state.statement, scope, owned)
+        return statement
+    return _SCOPED.scoped(statement, scope, owned) if owned else statement
+
+
+def read(session: Session | Any, statement: Any, parameters: dict[str, Any]) -> Any:
+    """Run a SELECT confined as the session would confine it: its rows, as Session.execute
+    gives them.
+
+    For the reads every SCIM request makes (a page's or lookup's rows, their groups, the live
+    count): a SELECT of columns runs on the session's connection, since Session.execute's ORM
+    layers cost more than the rest of running it (a lookup's SELECT: 132 µs through the
+    session, 52 through its connection, the same rows; the sqlite3 driver alone, 11). The
+    session runs a SELECT of entities (whose rows hold objects it loads) and any SELECT while
+    changes are pending in it (which it flushes first).
+    """
+    if session.new or session.dirty or session.deleted or _selects_entities(statement):
+        return session.execute(statement, parameters)
+    _keep_row_level_security_current(session)
+    return session.connection().execute(confined(statement), parameters)
+
+
+def _selects_entities(statement: Any) -> bool:
+    """Whether a SELECT names a mapped class (or an alias of one) among its columns; known once
+    per statement object (read's statements are built once and kept)."""
+    known = _ENTITIES.get(statement)
+    if known is None:
+        known = _ENTITIES[statement] = any(
+            isinstance(inspect(d["expr"], raiseerr=False), (Mapper, AliasedInsp))
+            for d in statement.column_descriptions
+        )
+    return known
+
+
+_ENTITIES: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def _owned_tables(statement: Any) -> frozenset[Any]:

@@ -6,8 +6,8 @@ Two layers, so that one mistake cannot leak a customer's data to another:
    `tenant_id = <entered tenant>` wherever that table appears (joins and subqueries included),
    through SQLAlchemy's `with_loader_criteria`: added as the session runs the statement, or by
    `read` for the reads it runs on the session's connection (`confined`, either way). A new
-   row takes the entered tenant as its default (models.tenant_column). With no tenant entered such a statement fails: unscoped
-   code never silently sees everything.
+   row takes the entered tenant as its default (models.tenant_column). With no tenant entered
+   such a statement fails: unscoped code never silently sees everything.
 2. On PostgreSQL, row-level security (migration 0009): every transaction, and every read
    outside one, runs with the connection's `scim.tenant` set to the entered tenant (`*` across
    tenants), and the tables' policies compare every row with it, for any statement, even one

@@ -94,11 +94,6 @@ def json_body(
         raw = _body_within(max_bytes, too_large)
     try:
         body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
-    except _BeyondDouble as e:
-        raise InvalidValue(
-            f"The number {e.text} is beyond the range this service stores (an IEEE 754 double, "
-            "at most about 1.8e308 either side of zero)"
-        ) from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         # RecursionError: a body nested thousands deep ("[[[[..."), which is no SCIM resource.
         raise InvalidSyntax("The request body is not valid JSON") from None
@@ -387,19 +382,17 @@ def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not JSON")
 
 
-class _BeyondDouble(Exception):
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text if len(text) <= 40 else f"{text[:37]}..."
-
-
 def _finite(text: str) -> float:
     # Python's json reads 1e999 as infinity, which JSON cannot write: SQLite's column then held
     # `Infinity` (no JSON) and responses showed null (orjson writes infinity so); PostgreSQL's
-    # refused the row with a 400 that named no number.
+    # refused the row with a 400 that named no number. A ScimError passes json.loads unchanged.
     number = float(text)
     if math.isinf(number):
-        raise _BeyondDouble(text)
+        shown = text if len(text) <= 40 else f"{text[:37]}..."
+        raise InvalidValue(
+            f"The number {shown} is beyond the range this service stores (an IEEE 754 double, "
+            "at most about 1.8e308 either side of zero)"
+        )
     return number
 
 

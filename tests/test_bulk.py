@@ -156,6 +156,26 @@ def test_a_patch_of_a_user_created_later_runs_after_it(client):
     assert get(client, "Users", id_of(ada))["active"] is False
 
 
+def test_a_user_created_patched_twice_and_deleted_in_one_request(client):
+    """The create leaves an entity in the session; the PATCHes read the user as columns and
+    write by statement; the DELETE reads the entity again, and must see both PATCHes."""
+    rename = patch_payload({"op": "replace", "path": "displayName", "value": "Ada L."})
+    deactivate = patch_payload({"op": "replace", "path": "active", "value": False})
+    response = bulk(
+        client,
+        new_user("ada", "ada@example.com"),
+        {"method": "PATCH", "path": "/Users/bulkId:ada", "data": rename},
+        {"method": "PATCH", "path": "/Users/bulkId:ada", "data": deactivate},
+        {"method": "DELETE", "path": "/Users/bulkId:ada"},
+    )
+    ada, renamed, deactivated, deleted = results(response)
+    created(ada, "Users", "ada")
+    assert [renamed["status"], renamed["version"]] == ["200", 'W/"2"']
+    assert [deactivated["status"], deactivated["version"]] == ["200", 'W/"3"']
+    assert deleted["status"] == "204"
+    assert client.get(f"{BASE}/Users/{id_of(ada)}").status_code == 404
+
+
 def test_a_reference_in_any_value_of_the_data_is_resolved(client):
     response = bulk(
         client,

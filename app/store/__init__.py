@@ -1,10 +1,10 @@
 """Every SQL statement the service runs lives in this package, one module per resource type."""
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, String, any_, bindparam
+from sqlalchemy import ColumnElement, Select, String, any_, bindparam, inspect
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import with_expression
 
@@ -55,3 +55,27 @@ def read_with(
     use (building the subquery anew took a fifth of a lookup)."""
     option = functools.cache(lambda: with_expression(attribute, expression()))
     return lambda query: query.options(option())
+
+
+@functools.cache
+def entity_columns(model: type[Any]) -> tuple[Any, ...]:
+    """The columns an entity of `model` loads (all but the deferred): a read of these as
+    columns gives what `as_entity` needs."""
+    mapper = inspect(model)
+    return tuple(
+        column
+        for column in model.__table__.columns
+        if not mapper.get_property_by_column(column).deferred
+    )
+
+
+def as_entity(model: type[T], values: Mapping[str, Any]) -> T:
+    """An instance of `model` outside the session, holding `values` as its loaded attributes:
+    a row just written by statement, or read as columns, for code that reads it as an entity
+    and writes it by statement. Made as the ORM makes a row it loads (no __init__): the model's
+    constructor sends every column through the attribute events that track changes for a
+    flush, which such a row never has (28 µs of a user's 30), and the session's loading of
+    an entity cost a GET by id 4% of its instructions."""
+    instance = inspect(model).class_manager.new_instance()
+    instance.__dict__.update(values)
+    return instance

@@ -24,6 +24,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     text,
@@ -62,9 +63,11 @@ from app.patch import apply as apply_patch
 from app.projection import Projection
 from app.schema.core import GROUP_RESOURCE
 from app.store import (
+    as_entity,
     audit,
     chunks,
     could_be_id,
+    entity_columns,
     events,
     locked,
     one_of,
@@ -98,22 +101,59 @@ def live(*, with_members: bool = False) -> Select[tuple[Group]]:
 
 
 def get(group_id: str, *, for_update: bool = False, with_members: bool = False) -> Group:
-    """A live group; `for_update` locks its row until commit (PostgreSQL; SQLite locks the file)."""
+    """A live group; `for_update` locks its row until commit (PostgreSQL; SQLite locks the file).
+
+    A read to show the group (GET) reads it as columns, returned outside the session
+    (store.as_entity), which costs less than the session's loading of an entity; a change
+    reads the entity the session flushes, under its lock.
+    """
     if not could_be_id(group_id):
         raise NotFound(f"Group {group_id!r} not found")
-    query = _by_id(with_members=with_members, for_update=for_update)
-    group = db.session.scalars(query, {"group_id": group_id}).one_or_none()
+    parameters = {"group_id": group_id}
+    if for_update:
+        group = db.session.scalars(_entity_by_id(with_members), parameters).one_or_none()
+    else:
+        row = scope.read(db.session, _by_id(with_members), parameters).one_or_none()
+        group = None if row is None else as_entity(Group, row._asdict())
     if group is None:
         raise NotFound(f"Group {group_id} not found")
     return group
 
 
 @functools.cache
-def _by_id(*, with_members: bool, for_update: bool) -> Select[tuple[Group]]:
-    """get()'s statement, built once, the id a parameter: the same statement object every time,
-    whose tenant confinement and cache key are then made once (store/scope.py)."""
+def _entity_by_id(with_members: bool) -> Select[tuple[Group]]:
+    """A change's read of the group, built once, the id a parameter (store/scope.py)."""
     query = live(with_members=with_members).where(Group.id == bindparam("group_id"))
-    return query.with_for_update() if for_update else query
+    return query.with_for_update()
+
+
+@functools.cache
+def _by_id(with_members: bool) -> Select[Any]:
+    """get()'s statement to show a group, built once, the id a parameter: the same statement
+    object every time, whose tenant confinement and cache key are then made once
+    (store/scope.py). Its columns are those of a Group entity, and its members as
+    `members_read` if asked."""
+    query = _live_shown().where(Group.id == bindparam("group_id"))
+    return _with_members_shown(query) if with_members else query
+
+
+@functools.cache
+def _live_shown() -> Select[Any]:
+    """live(), its rows the columns of a Group instead of Group entities (a page's rows, read
+    as entities, each cost the session's loading of one), `members_read` NULL: not read."""
+    columns = (*entity_columns(Group), null().label("members_read"))
+    return select(*columns).where(Group.deleted_at.is_(None))
+
+
+def _with_members_shown(query: Select[Any]) -> Select[Any]:
+    """_live_shown() with each group's members read into the row's `members_read`, in the same
+    statement (_members_column)."""
+    return query.with_only_columns(*entity_columns(Group), _members_shown())
+
+
+@functools.cache
+def _members_shown() -> Any:
+    return _members_column().label("members_read")
 
 
 def search(
@@ -138,7 +178,7 @@ def search(
         keys.append(pages.Key(filters.groups_sort_key(sort_by), descending, nullable=True))
     keys += _CREATION_ORDER
     return pages.fetch(
-        live(),
+        _live_shown(),
         keys,
         page,
         where=where,
@@ -146,7 +186,7 @@ def search(
         count=_count_live if filter is None else None,
         # Not under a client's sortBy: PostgreSQL then computes the subquery for every match
         # it sorts, not only for the page (a third of a sorted page at 100,000 users).
-        expand=_with_members if with_members and not sort_by else None,
+        expand=_with_members_shown if with_members and not sort_by else None,
     )
 
 
@@ -253,8 +293,8 @@ _with_members = read_with(Group.members_read, _members_column)
 
 
 def members_read(group: Group) -> Members | None:
-    """The members the statement that read `group` read with it (live(with_members=True)), or
-    None."""
+    """The members the statement that read `group` read with it (live(with_members=True), or
+    _with_members_shown), or None."""
     if group.members_read is None:
         return None
     # [] for a group created without members; JSON null for a column of no rows (PostgreSQL).

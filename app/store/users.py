@@ -10,7 +10,6 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Select, Update, bindparam, insert, null, select, update
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import inspect as sqlalchemy_inspect
 from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.security import generate_password_hash
 
@@ -27,7 +26,17 @@ from app.patch import Operation
 from app.patch import apply as apply_patch
 from app.projection import Projection
 from app.schema import ResourceType
-from app.store import audit, could_be_id, events, groups, locked, pages, scope
+from app.store import (
+    as_entity,
+    audit,
+    could_be_id,
+    entity_columns,
+    events,
+    groups,
+    locked,
+    pages,
+    scope,
+)
 
 # The unique indexes a user's write can run into, and what the client is told.
 _REFUSALS: locked.Refusals[User] = {
@@ -72,7 +81,7 @@ def get(
     Only a DELETE takes the lock that waits for group writers holding the user as a new member
     (groups._existing, FOR KEY SHARE); other changes leave the key alone and need not wait.
 
-    The user is read as columns and returned outside the session (_loaded): a GET, PUT and
+    The user is read as columns and returned outside the session (store.as_entity): a GET, PUT and
     PATCH write nothing through the ORM (_rewrite writes by statement), and loading an entity
     cost the session's identity map and loading machinery. A DELETE changes the entity the
     session flushes: read as one.
@@ -84,7 +93,7 @@ def get(
         user = db.session.scalars(_entity_by_id(), parameters).one_or_none()
     else:
         row = scope.read(db.session, _by_id(with_groups, for_update), parameters).one_or_none()
-        user = None if row is None else _loaded(row._asdict())
+        user = None if row is None else as_entity(User, row._asdict())
     if user is None:
         raise NotFound(f"User {user_id} not found")
     return user
@@ -101,18 +110,10 @@ def _entity_by_id() -> Select[tuple[User]]:
 def _by_id(with_groups: bool, for_update: bool) -> Select[Any]:
     """get()'s statement, built once, the id a parameter: the same statement object every time,
     whose tenant confinement and cache key are then made once (store/scope.py). Its columns
-    are those a User entity loads (_LOADED), and its groups as `groups_read` if asked."""
-    shown = (*_LOADED, _groups_shown() if with_groups else null().label("groups_read"))
+    are those a User entity loads, and its groups as `groups_read` if asked."""
+    shown = (*entity_columns(User), _groups_shown() if with_groups else null().label("groups_read"))
     query = select(*shown).where(User.deleted_at.is_(None), User.id == bindparam("user_id"))
     return query.with_for_update(key_share=True) if for_update else query
-
-
-# Every column a User entity loads: all but the deferred (document_key).
-_LOADED = tuple(
-    column
-    for column in User.__table__.columns
-    if not sqlalchemy_inspect(User).get_property_by_column(column).deferred
-)
 
 
 def search(
@@ -194,25 +195,12 @@ def _insert(rt: ResourceType, document: dict[str, Any], password: str | None) ->
         "deleted_at": None,
         "version": 1,
     }
-    user = _loaded(values)
+    user = as_entity(User, values)
     connection = db.session.connection()
     with locked.refusing(_REFUSALS, user):
         connection.execute(_INSERT_USER, values)
         _insert_values(connection, values["tenant_id"], value_rows(rt, user.id, document))
     audit.created(user.id)
-    return user
-
-
-_USER_CLASS = sqlalchemy_inspect(User).class_manager
-
-
-def _loaded(values: dict[str, Any]) -> User:
-    """A User outside the session holding `values` as its loaded columns: a row just written
-    (for the response and the change's event) or read as columns (get). Made as the ORM makes
-    a row it loads (no __init__): User(**values) sent each of its 19 columns through the
-    attribute events that track changes for a flush this row never has (28 µs of 30)."""
-    user = _USER_CLASS.new_instance()
-    user.__dict__.update(values)
     return user
 
 

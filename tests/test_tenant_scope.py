@@ -223,7 +223,7 @@ def test_the_kept_tables_agree_with_a_fresh_walk():
     found = scope._Found(size=16)  # small: entries go while the walk goes on
     member = aliased(User)
     statements = [
-        user_store.live(with_groups=True).where(User.user_name_key == "x"),
+        user_store._with_groups_shown(user_store._live_shown()).where(User.user_name_key == "x"),
         user_store.live().where(User.id == "y"),
         select(func.count()).select_from(user_store.live().subquery()),
         select(Group.id).join(GroupMember, GroupMember.group_id == Group.id),

@@ -111,9 +111,12 @@ def read(
     """
     if _selects_entities(statement):
         return session.execute(statement, parameters)
-    session.flush()  # nothing to do, and cheap, unless changes are pending
-    _keep_row_level_security_current(session)
-    return session.connection().execute(confined(statement), parameters)
+    # The Session itself: a scoped_session (db.session) does not proxy in_transaction, which
+    # _keep_row_level_security_current asks when the scope moved within a transaction.
+    plain = session() if isinstance(session, scoped_session) else session
+    plain.flush()  # nothing to do, and cheap, unless changes are pending
+    _keep_row_level_security_current(plain)
+    return plain.connection().execute(confined(statement), parameters)
 
 
 def _selects_entities(statement: Any) -> bool:
@@ -334,7 +337,7 @@ def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> Non
     _keep_row_level_security_current(session)
 
 
-def _keep_row_level_security_current(session: Session | scoped_session[Session]) -> None:
+def _keep_row_level_security_current(session: Session) -> None:
     """PostgreSQL: a scope entered or left within a transaction (a console page that reads one
     tenant, then all) moves the transaction's setting with it, before the next statement."""
     wanted = setting(tenancy.current())

@@ -245,9 +245,9 @@ class Group(db.Model):
     # meta.version; the ORM bumps it on every UPDATE of the row. A membership change, which
     # writes only group_members, touches last_modified so that the row is updated too.
     version: Mapped[int] = mapped_column(default=1)
-    # Not a column: the group's live members as [[id, type, display], ...], read by the
-    # statement that reads the row when the response shows them (store.groups, with_members),
-    # or [] for a group created without members; None otherwise.
+    # Not a column: the group's live members as [[id, ...], [type, ...], [display, ...]], read by
+    # the statement that reads the row when the response shows them (store.groups, with
+    # members), or [] for a group created without members; None otherwise.
     members_read: Mapped[Any] = query_expression()
 
     # The same optimistic concurrency as users (store/locked.py).

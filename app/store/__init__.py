@@ -1,12 +1,11 @@
 """Every SQL statement the service runs lives in this package, one module per resource type."""
 
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, String, any_, bindparam, inspect
+from sqlalchemy import ColumnElement, String, any_, bindparam, inspect
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import with_expression
 
 from app.db import db
 
@@ -45,16 +44,6 @@ def one_of_parameter(column: Any, name: str, dialect: str) -> ColumnElement[bool
     if dialect == "postgresql":
         return column == any_(bindparam(name, type_=ARRAY(String), required=True))
     return column.in_(bindparam(name, expanding=True, required=True))
-
-
-def read_with(
-    attribute: Any, expression: Callable[[], ColumnElement[Any]]
-) -> Callable[[Select[Any]], Select[Any]]:
-    """What adds `expression` to a statement reading a model, loaded into its `attribute` (a
-    query_expression): a user's groups, a group's members. The option is built once, on first
-    use (building the subquery anew took a fifth of a lookup)."""
-    option = functools.cache(lambda: with_expression(attribute, expression()))
-    return lambda query: query.options(option())
 
 
 @functools.cache

@@ -73,7 +73,6 @@ from app.store import (
     one_of,
     one_of_parameter,
     pages,
-    read_with,
     scope,
 )
 
@@ -91,27 +90,25 @@ _REFUSALS: locked.Refusals[Group] = {
 
 
 @functools.cache
-def live(*, with_members: bool = False) -> Select[tuple[Group]]:
-    """Every read starts here, so a tombstone can never leak into an answer. `with_members`
-    reads each group's members in the same statement (members_read). Built once: a statement
-    is immutable, and building the members' subquery and its option anew cost a fifth of a
-    read."""
-    query = select(Group).where(Group.deleted_at.is_(None))
-    return _with_members(query) if with_members else query
+def live() -> Select[tuple[Group]]:
+    """Every read of Group entities starts here, so a tombstone can never leak into an answer.
+    Built once: a statement is immutable (each .where() makes a new one)."""
+    return select(Group).where(Group.deleted_at.is_(None))
 
 
 def get(group_id: str, *, for_update: bool = False, with_members: bool = False) -> Group:
     """A live group; `for_update` locks its row until commit (PostgreSQL; SQLite locks the file).
 
-    A read to show the group (GET) reads it as columns, returned outside the session
-    (store.as_entity), which costs less than the session's loading of an entity; a change
-    reads the entity the session flushes, under its lock.
+    A read to show the group (GET) reads it as columns, with its members if asked, returned
+    outside the session (store.as_entity), which costs less than the session's loading of an
+    entity; a change (`for_update`) reads the entity the session flushes, under its lock, and
+    never its members (a change's response is built after it).
     """
     if not could_be_id(group_id):
         raise NotFound(f"Group {group_id!r} not found")
     parameters = {"group_id": group_id}
     if for_update:
-        group = db.session.scalars(_entity_by_id(with_members), parameters).one_or_none()
+        group = db.session.scalars(_entity_by_id(), parameters).one_or_none()
     else:
         row = scope.read(db.session, _by_id(with_members), parameters).one_or_none()
         group = None if row is None else as_entity(Group, row._asdict())
@@ -121,10 +118,9 @@ def get(group_id: str, *, for_update: bool = False, with_members: bool = False) 
 
 
 @functools.cache
-def _entity_by_id(with_members: bool) -> Select[tuple[Group]]:
+def _entity_by_id() -> Select[tuple[Group]]:
     """A change's read of the group, built once, the id a parameter (store/scope.py)."""
-    query = live(with_members=with_members).where(Group.id == bindparam("group_id"))
-    return query.with_for_update()
+    return live().where(Group.id == bindparam("group_id")).with_for_update()
 
 
 @functools.cache
@@ -289,12 +285,9 @@ def _live_member(resource: Any, kind: str) -> ColumnElement[bool]:
     )
 
 
-_with_members = read_with(Group.members_read, _members_column)
-
-
 def members_read(group: Group) -> Members | None:
-    """The members the statement that read `group` read with it (live(with_members=True), or
-    _with_members_shown), or None."""
+    """The members the statement that read `group` read with it (_with_members_shown), or
+    None."""
     if group.members_read is None:
         return None
     # [] for a group created without members; JSON null for a column of no rows (PostgreSQL).

@@ -23,16 +23,14 @@ import threading
 import weakref
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, Engine, Integer, event, inspect
+from sqlalchemy import BindParameter, Connection, Engine, Integer, event
 from sqlalchemy.orm import (
-    Mapper,
     ORMExecuteState,
     Session,
     SessionTransaction,
     scoped_session,
     with_loader_criteria,
 )
-from sqlalchemy.orm.util import AliasedInsp
 
 from app import tenancy
 from app.db import in_autocommit
@@ -99,39 +97,21 @@ def confined(statement: Any) -> Any:
 def read(
     session: Session | scoped_session[Session], statement: Any, parameters: dict[str, Any]
 ) -> Any:
-    """Run a SELECT confined as the session would confine it: its rows, as Session.execute
-    gives them.
+    """Run a SELECT of columns (not of entities: its rows would hold no loaded objects) confined
+    as the session would confine it: its rows, as Session.execute gives them.
 
     For the reads every SCIM request makes (a page's or lookup's rows, their groups, the live
-    count): a SELECT of columns runs on the session's connection, since Session.execute's ORM
-    layers cost more than the rest of running it (a lookup's SELECT: 132 µs through the
+    count, a user or group read by id): on the session's connection, since Session.execute's
+    ORM layers cost more than the rest of running it (a lookup's SELECT: 132 µs through the
     session, 52 through its connection, the same rows; the sqlite3 driver alone, 11), after
-    the flush of pending changes the session would do first. The session itself runs a SELECT
-    of entities, whose rows hold objects it loads.
+    the flush of pending changes the session would do first.
     """
-    if _selects_entities(statement):
-        return session.execute(statement, parameters)
     # The Session itself: a scoped_session (db.session) does not proxy in_transaction, which
     # _keep_row_level_security_current asks when the scope moved within a transaction.
     plain = session() if isinstance(session, scoped_session) else session
     plain.flush()  # nothing to do, and cheap, unless changes are pending
     _keep_row_level_security_current(plain)
     return plain.connection().execute(confined(statement), parameters)
-
-
-def _selects_entities(statement: Any) -> bool:
-    """Whether a SELECT names a mapped class (or an alias of one) among its columns; known once
-    per statement object (read's statements are built once and kept)."""
-    known = _ENTITIES.get(statement)
-    if known is None:
-        known = _ENTITIES[statement] = any(
-            isinstance(inspect(d["expr"], raiseerr=False), (Mapper, AliasedInsp))
-            for d in statement.column_descriptions
-        )
-    return known
-
-
-_ENTITIES: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def _owned_tables(statement: Any) -> frozenset[Any]:
